@@ -1,0 +1,5 @@
+import sys
+
+from nnunet_diffrefine.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,51 @@
+"""Entry point of the ``nnunet-diffrefine`` console script."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from nnunet_diffrefine import __version__
+from nnunet_diffrefine.errors import DiffRefineError
+from nnunet_diffrefine.utils.io import OutputExistsError
+
+# subcommand name -> module in nnunet_diffrefine.cli providing add_parser(subparsers) and run(args)
+SUBCOMMANDS: dict[str, str] = {
+    "env": "env",
+    "synth": "synth",
+    "convert": "convert",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnunet-diffrefine",
+        description="nnU-Net v2 extension for multimodal brain tumor MRI: trainers, diffusion refiners, "
+        "BraTS metrics, reports. Run 'nnunet-diffrefine COMMAND -h' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module_name in SUBCOMMANDS.values():
+        module = importlib.import_module(f"nnunet_diffrefine.cli.{module_name}")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except (DiffRefineError, OutputExistsError, FileNotFoundError) as e:
+        print(f"nnunet-diffrefine {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"nnunet-diffrefine {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""BraTS data: label conventions, the BraTS -> nnU-Net converter and synthetic phantoms."""
