@@ -1,0 +1,104 @@
+"""``nnunet-diffrefine convert``: a BraTS 2023 / 2021 folder -> an nnU-Net v2 raw dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from nnunet_diffrefine.data.convert import REPORT_FILE, convert_brats
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    folder = convert_brats(
+        source=args.input,
+        raw_root=args.output,
+        dataset_id=args.dataset_id,
+        name=args.name,
+        layout=args.layout,
+        strict=args.strict,
+        hardlink=args.hardlink,
+        tolerance=args.tolerance,
+        num_processes=args.num_processes,
+        overwrite=args.overwrite,
+    )
+    with open(folder / REPORT_FILE) as f:
+        report = json.load(f)
+    print(
+        f"{folder}: {report['num_train']} training cases, {report['num_test']} test cases, "
+        f"{report['num_skipped']} skipped ({report['layout']})"
+    )
+    for skipped in report["skipped"]:
+        print(f"  skipped {skipped['reason']}")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "convert",
+        help="convert a BraTS 2023 or 2021 folder into an nnU-Net raw dataset",
+        description="Convert a BraTS 2023 (CASE-t1n/-t1c/-t2w/-t2f[-seg].nii.gz) or BraTS 2021 "
+        "(CASE_t1/_t1ce/_t2/_flair[_seg].nii.gz) folder into RAW_ROOT/DatasetXXX_NAME with imagesTr, "
+        "labelsTr, imagesTs (cases without segmentation), a region-based dataset.json and "
+        "conversion_report.json. Channels are T1n, T1c, T2w, T2-FLAIR; BraTS 2021 label 4 becomes 3. "
+        "Every case is validated (files present and readable, 3D, same geometry, known labels); "
+        "invalid cases are skipped with a reason, or make the command fail with --strict. "
+        "The source folder is only read.",
+    )
+    p.add_argument(
+        "-i", "--input", required=True, metavar="SOURCE_FOLDER", help="BraTS folder, one sub-folder per case"
+    )
+    p.add_argument(
+        "-d", "--dataset-id", required=True, type=int, metavar="DATASET_ID", help="nnU-Net dataset id (1-999)"
+    )
+    p.add_argument(
+        "-n", "--name", required=True, help="dataset name, e.g. BraTS2023GLI (letters, digits, '_', '-')"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        metavar="RAW_ROOT",
+        help="nnU-Net raw folder to create DatasetXXX_NAME in (default: $nnUNet_raw)",
+    )
+    p.add_argument(
+        "--layout",
+        choices=("auto", "brats2023", "brats2021"),
+        default="auto",
+        help="source naming; auto detects it from the file names (default: auto)",
+    )
+    p.add_argument("--strict", action="store_true", help="fail, writing nothing, if any case is invalid")
+    p.add_argument(
+        "--hardlink",
+        action="store_true",
+        help="hard-link .nii.gz files instead of copying them (copies, with a warning, across file systems)",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=_non_negative_float,
+        default=1e-3,
+        help="geometry tolerance: relative on spacing, absolute on direction cosines, in voxels on the "
+        "origin (default: 1e-3)",
+    )
+    p.add_argument(
+        "-np",
+        "--num-processes",
+        type=_positive_int,
+        default=1,
+        help="worker processes for validating the cases (default: 1)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
+    p.set_defaults(func=run)

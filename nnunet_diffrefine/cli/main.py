@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, str] = {
     "env": "env",
     "synth": "synth",
     "convert": "convert",
+    "demo": "demo",
 }
 
 

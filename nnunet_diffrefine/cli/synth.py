@@ -1,0 +1,123 @@
+"""``nnunet-diffrefine synth``: write a synthetic BraTS-like nnU-Net raw dataset."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from nnunet_diffrefine.errors import InputError
+
+
+def _shape(values: list[int]) -> tuple[int, int, int]:
+    if len(values) == 1:
+        return (values[0],) * 3
+    if len(values) == 3:
+        return tuple(values)
+    raise InputError(f"--shape takes one number or three (Z Y X), got {values}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
+
+    raw_root = args.output or os.environ.get("nnUNet_raw")
+    if not raw_root:
+        raise InputError("no output folder: pass -o RAW_ROOT or set nnUNet_raw")
+    spacing = None
+    if args.spacing is not None:
+        if len(args.spacing) not in (1, 3) or min(args.spacing) <= 0:
+            raise InputError(f"--spacing takes one or three positive numbers (mm), got {args.spacing}")
+        spacing = tuple(args.spacing * 3 if len(args.spacing) == 1 else args.spacing)
+    config = SynthConfig(
+        shape=_shape(args.shape),
+        spacing=spacing,
+        seed=args.seed,
+        phenotype=args.phenotype,
+        second_lesion_prob=args.second_lesion_prob,
+        mass_effect=not args.no_mass_effect,
+    )
+    folder = synthesize_dataset(
+        raw_root,
+        args.dataset_id,
+        args.name,
+        args.num_train,
+        args.num_test,
+        config,
+        num_processes=args.np,
+        brats_layout=args.brats_layout,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"wrote {folder} ({args.num_train} training, {args.num_test} test cases, grid {list(config.shape)}, "
+        f"spacing {[round(s, 3) for s in config.grid_spacing()]} mm)"
+    )
+    if args.brats_layout:
+        print(f"wrote the BraTS 2023 layout to {args.brats_layout}")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "synth",
+        help="write a synthetic BraTS-like nnU-Net raw dataset (MNI anatomy, irregular tumors, 4 contrasts)",
+        description="Write DatasetXXX_NAME into the nnU-Net raw folder: synthetic multimodal brain tumor MRI "
+        "(T1n, T1c, T2w, T2-FLAIR) built on the MNI ICBM152 2009 template with BraTS labels "
+        "(1 necrotic/non-enhancing core, 2 edema, 3 enhancing) and the region-based dataset.json (WT/TC/ET). "
+        "The same arguments give byte-identical files.",
+    )
+    p.add_argument("-d", dest="dataset_id", type=int, required=True, help="dataset id (1-999)")
+    p.add_argument("-n", dest="name", default="SynthBraTS", help="dataset name (default: SynthBraTS)")
+    p.add_argument(
+        "--num-train", type=int, default=20, help="number of labelled training cases (default: 20)"
+    )
+    p.add_argument(
+        "--num-test", type=int, default=5, help="number of test cases in imagesTs/labelsTs (default: 5)"
+    )
+    p.add_argument(
+        "--shape",
+        type=int,
+        nargs="+",
+        default=[96],
+        metavar="N",
+        help="grid size: one number for a cube or three for Z Y X (default: 96). 155 240 240 is the BraTS grid at 1 mm; "
+        "smaller grids get a coarser isotropic spacing so that the brain keeps its physical size",
+    )
+    p.add_argument(
+        "--spacing",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="MM",
+        help="override the voxel spacing in mm (one or three numbers, Z Y X)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument(
+        "--phenotype",
+        choices=["adult", "pediatric", "mixed"],
+        default="adult",
+        help="adult glioblastoma-like, pediatric diffuse midline glioma-like, or a 50/50 mix (default: adult)",
+    )
+    p.add_argument(
+        "--second-lesion-prob",
+        type=float,
+        default=0.2,
+        help="probability of a satellite lesion (default: 0.2)",
+    )
+    p.add_argument(
+        "--no-mass-effect", action="store_true", help="do not displace the anatomy around the tumor"
+    )
+    p.add_argument(
+        "-o", dest="output", default=None, help="nnU-Net raw folder to write into (default: $nnUNet_raw)"
+    )
+    p.add_argument(
+        "--brats-layout",
+        default=None,
+        metavar="DIR",
+        help="also write the cases in the BraTS 2023 folder layout into DIR (test cases without -seg)",
+    )
+    p.add_argument(
+        "-np", type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default: min(2, CPUs))"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing dataset folder of the same name"
+    )
+    p.set_defaults(func=run)

@@ -21,6 +21,12 @@ class OutputExistsError(FileExistsError):
     """Raised when a result would overwrite something the user already has."""
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_output_dir(final: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling folder that is renamed to ``final`` on success.
@@ -31,9 +37,12 @@ def atomic_output_dir(final: str | os.PathLike, overwrite: bool = False) -> Iter
     """
     final = Path(final)
     if final.exists() and not overwrite:
-        raise OutputExistsError(f"{final} already exists; refusing to overwrite it (remove it or pass --overwrite)")
+        raise OutputExistsError(
+            f"{final} already exists; refusing to overwrite it (remove it or pass --overwrite)"
+        )
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~_current_umask())  # mkdtemp makes 0700; results should be shared like any folder
     try:
         yield tmp
     except BaseException:
@@ -59,8 +68,11 @@ def atomic_output_file(final: str | os.PathLike, overwrite: bool = True) -> Iter
     if final.exists() and not overwrite:
         raise OutputExistsError(f"{final} already exists; refusing to overwrite it")
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.partial-", suffix="".join(final.suffixes), dir=final.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{final.name}.partial-", suffix="".join(final.suffixes), dir=final.parent
+    )
     os.close(fd)
+    os.chmod(tmp_name, 0o666 & ~_current_umask())
     tmp = Path(tmp_name)
     try:
         yield tmp

@@ -1,0 +1,74 @@
+"""MR intensities of the phantoms: tissue means per contrast, bias field and Rician noise.
+
+Mean intensities are relative to white matter on T1n (= 1) and follow the usual appearance of
+gliomas on the four BraTS sequences: CSF dark on T1 and FLAIR, bright on T2; edema bright on T2
+and FLAIR; the enhancing rim bright on T1c; necrosis dark on T1c and bright on T2; pediatric
+non-enhancing tumor T1-hypo and T2/FLAIR-hyperintense. Images are stored as int16 after scaling
+each contrast by a scanner gain, as many BraTS files are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from nnunet_diffrefine.data.brats import MODALITIES
+from nnunet_diffrefine.data.noise import smooth_noise
+from nnunet_diffrefine.data.template import BrainMaps
+
+# tissue -> mean intensity on (T1n, T1c, T2w, T2-FLAIR)
+TISSUE_MEANS: dict[str, tuple[float, float, float, float]] = {
+    "wm": (1.00, 1.00, 0.55, 0.75),
+    "gm": (0.72, 0.75, 0.82, 0.95),
+    "csf": (0.28, 0.30, 1.75, 0.18),
+    "edema": (0.78, 0.80, 1.30, 1.50),
+    "necrosis": (0.45, 0.38, 1.50, 0.85),
+    "non_enhancing": (0.62, 0.63, 1.38, 1.30),
+    "enhancing": (0.80, 1.90, 1.02, 1.18),
+}
+SCANNER_GAIN: dict[str, float] = {"t1n": 900.0, "t1c": 1000.0, "t2w": 1200.0, "t2f": 800.0}
+NOISE_LEVEL = 0.025
+"""Standard deviation of each Gaussian component of the Rician noise, relative to white matter."""
+BIAS_STRENGTH = 0.12
+"""Standard deviation of the log of the multiplicative bias field."""
+
+
+def compose_contrasts(
+    rng: np.random.Generator,
+    maps: BrainMaps,
+    labels: np.ndarray,
+    phenotype: str,
+) -> np.ndarray:
+    """The four images ``(4, Z, Y, X)`` int16 (T1n, T1c, T2w, T2-FLAIR), exactly 0 outside the brain.
+
+    ``labels``: BraTS label map ``(Z, Y, X)``; ``phenotype`` decides whether label 1 looks like
+    necrosis (``adult``) or non-enhancing tumor (``pediatric``).
+    """
+    shape = labels.shape
+    tissue = np.stack([maps.wm, maps.gm, maps.csf])
+    tissue_sum = np.maximum(tissue.sum(0), 1e-3)
+    blur = 0.5 if phenotype == "adult" else 1.0  # pediatric boundaries are blurrier
+    soft = {k: ndimage.gaussian_filter((labels == k).astype(np.float32), blur) for k in (1, 2, 3)}
+    tumor_weight = np.clip(soft[1] + soft[2] + soft[3], 0.0, 1.0)
+    core_name = "necrosis" if phenotype == "adult" else "non_enhancing"
+    texture = 1.0 + 0.03 * smooth_noise(rng, shape, 1.0)
+    tumor_texture = 1.0 + 0.07 * smooth_noise(rng, shape, 1.5)
+    # the template T1 carries real anatomical detail (deep grey nuclei, cortex); normalise it to WM = 1
+    wm_level = float(np.median(maps.t1[maps.wm > 0.9])) if (maps.wm > 0.9).any() else 1.0
+    t1_detail = maps.t1 / max(wm_level, 1e-3)
+    images = np.zeros((len(MODALITIES), *shape), dtype=np.int16)
+    for c, modality in enumerate(MODALITIES):
+        mu = {name: means[c] for name, means in TISSUE_MEANS.items()}
+        healthy = (maps.wm * mu["wm"] + maps.gm * mu["gm"] + maps.csf * mu["csf"]) / tissue_sum
+        if modality in ("t1n", "t1c"):
+            healthy = 0.5 * healthy + 0.5 * t1_detail
+        lesion = (soft[1] * mu[core_name] + soft[2] * mu["edema"] + soft[3] * mu["enhancing"]) * tumor_texture
+        image = ((1.0 - tumor_weight) * healthy + lesion) * texture
+        image *= np.exp(BIAS_STRENGTH * smooth_noise(rng, shape, 0.4 * float(np.mean(shape))))
+        gain = SCANNER_GAIN[modality] * rng.uniform(0.9, 1.1)
+        n1 = rng.standard_normal(shape, dtype=np.float32) * NOISE_LEVEL
+        n2 = rng.standard_normal(shape, dtype=np.float32) * NOISE_LEVEL
+        image = np.sqrt((image + n1) ** 2 + n2**2) * gain
+        image = np.where(maps.brain, np.clip(np.rint(image), 1, np.iinfo(np.int16).max), 0)
+        images[c] = image.astype(np.int16)
+    return images

@@ -1,0 +1,494 @@
+"""BraTS -> nnU-Net v2 raw dataset converter.
+
+Reads a BraTS release folder with one sub-folder per case and writes ``DatasetXXX_NAME`` in the
+nnU-Net raw folder::
+
+    imagesTr/CASE_0000.nii.gz .. CASE_0003.nii.gz   T1n, T1c, T2w, T2-FLAIR of labelled cases
+    labelsTr/CASE.nii.gz                            labels 0..3 (BraTS 2023 numbering)
+    imagesTs/CASE_0000.nii.gz ..                    cases without a segmentation
+    dataset.json                                    region-based (WT/TC/ET) nnU-Net dataset.json
+    conversion_report.json                          converted and skipped cases, with reasons
+
+Two source layouts are understood:
+
+* BraTS 2023 (GLI, PED, MEN, SSA, MET): ``CASE/CASE-t1n.nii.gz``, ``-t1c``, ``-t2w``, ``-t2f`` and an
+  optional ``-seg``, labels {0, 1, 2, 3}.
+* BraTS 2021: ``CASE/CASE_t1.nii.gz``, ``_t1ce``, ``_t2``, ``_flair`` and an optional ``_seg``, labels
+  {0, 1, 2, 4}; label 4 (enhancing tumor) is written as 3.
+
+Sources may be ``.nii.gz`` or ``.nii``. Every case is validated before anything is written; the source
+folder is only read.
+"""
+
+from __future__ import annotations
+
+import gzip
+import multiprocessing
+import os
+import shutil
+import struct
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from tqdm import tqdm
+
+from nnunet_diffrefine.data.brats import (
+    FILE_ENDING,
+    MODALITIES,
+    dataset_folder_name,
+    existing_dataset_with_id,
+    region_dataset_json,
+)
+from nnunet_diffrefine.errors import InputError
+from nnunet_diffrefine.utils.io import OutputExistsError, atomic_output_dir, write_json
+
+
+@dataclass(frozen=True)
+class Layout:
+    """File naming and label set of one BraTS release."""
+
+    key: str
+    title: str
+    separator: str
+    modalities: tuple[str, ...]
+    """File suffixes of the four images, in nnU-Net channel order (T1n, T1c, T2w, T2-FLAIR)."""
+    seg: str
+    labels: tuple[int, ...]
+    label_map: dict[int, int] = field(default_factory=dict)
+    """Source label -> written label, for the labels that change."""
+
+    def tag(self, suffix: str) -> str:
+        """``-t1c`` / ``_t1ce``: how a file is named in messages."""
+        return f"{self.separator}{suffix}"
+
+
+BRATS2023 = Layout("brats2023", "BraTS 2023", "-", MODALITIES, "seg", (0, 1, 2, 3))
+BRATS2021 = Layout("brats2021", "BraTS 2021", "_", ("t1", "t1ce", "t2", "flair"), "seg", (0, 1, 2, 4), {4: 3})
+LAYOUTS: dict[str, Layout] = {layout.key: layout for layout in (BRATS2023, BRATS2021)}
+SOURCE_ENDINGS: tuple[str, ...] = (".nii.gz", ".nii")
+
+REPORT_FILE = "conversion_report.json"
+
+
+@dataclass(frozen=True)
+class CaseCheck:
+    """Outcome of validating one case folder (small and picklable: no voxel data).
+
+    ``images`` are the four source files in nnU-Net channel order; ``seg`` is ``None`` for an unlabelled
+    case; ``reason`` is ``None`` for a valid case and otherwise one message naming the file and the problem.
+    """
+
+    case: str
+    images: tuple[str, ...] = ()
+    seg: str | None = None
+    reason: str | None = None
+
+
+# --------------------------------------------------------------------------------------------- layout
+
+
+def _case_folders(source: Path) -> list[Path]:
+    """Case sub-folders of ``source``, sorted; hidden folders and loose files are ignored."""
+    return sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _layouts_in_folder(folder: Path) -> set[str]:
+    """Keys of the layouts whose file naming occurs in ``folder`` (judged by file suffixes only)."""
+    found = set()
+    names = [p.name for p in folder.iterdir() if p.is_file()]
+    for layout in LAYOUTS.values():
+        suffixes = [layout.tag(s) + e for s in (*layout.modalities, layout.seg) for e in SOURCE_ENDINGS]
+        if any(name.endswith(suffix) for name in names for suffix in suffixes):
+            found.add(layout.key)
+    return found
+
+
+def detect_layout(source: str | os.PathLike) -> str:
+    """``"brats2023"`` or ``"brats2021"`` from the file names in the case folders of ``source``.
+
+    Raises :class:`InputError` if a case folder follows neither naming, or if the source mixes both.
+    """
+    source = Path(source)
+    per_layout: dict[str, list[str]] = {key: [] for key in LAYOUTS}
+    for folder in _case_folders(source):
+        found = _layouts_in_folder(folder)
+        if not found:
+            raise InputError(
+                f"cannot detect the layout of {folder}: it holds no BraTS 2023 (CASE-t1n.nii.gz, ...) "
+                "nor BraTS 2021 (CASE_t1.nii.gz, ...) files; remove it or pass --layout"
+            )
+        if len(found) > 1:
+            raise InputError(f"{folder} mixes BraTS 2023 and BraTS 2021 file names")
+        per_layout[found.pop()].append(folder.name)
+    used = {key: cases for key, cases in per_layout.items() if cases}
+    if not used:
+        raise InputError(f"{source} contains no case folders")
+    if len(used) > 1:
+        examples = ", ".join(f"{LAYOUTS[k].title}: {cases[0]}" for k, cases in used.items())
+        raise InputError(
+            f"{source} mixes BraTS 2023 and BraTS 2021 cases ({examples}); convert them separately"
+        )
+    return next(iter(used))
+
+
+# ------------------------------------------------------------------------------------------ validation
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return "(" + ", ".join(repr(round(float(v), 6)) for v in values) + ")"
+
+
+def _sitk_message(error: Exception) -> str:
+    """The useful line of a SimpleITK exception (it starts with the C++ source location)."""
+    text = str(error).strip()
+    for line in text.splitlines():
+        if "ERROR:" in line:
+            return line.split("ERROR:", 1)[1].strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(error).__name__
+
+
+def _nifti_payload_problem(path: Path) -> str | None:
+    """Check that a NIfTI file is complete, which SimpleITK does not do.
+
+    ITK reads a truncated ``.nii`` or ``.nii.gz`` without complaint (the missing voxels are garbage), so
+    the whole file is decompressed here (gzip checks its CRC) and its length is compared with what the
+    header announces (``vox_offset + prod(dim) * bitpix / 8`` bytes). Returns a problem or ``None``.
+    """
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            header = f.read(540)
+            total = len(header)
+            while chunk := f.read(1 << 22):
+                total += len(chunk)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        return str(e) or type(e).__name__
+    needed = None
+    for endian in "<>":
+        size = struct.unpack(endian + "i", header[:4])[0] if len(header) >= 4 else 0
+        if size == 348 and len(header) >= 348:
+            dim = struct.unpack(endian + "8h", header[40:56])
+            bitpix = struct.unpack(endian + "h", header[72:74])[0]
+            offset = int(struct.unpack(endian + "f", header[108:112])[0])
+        elif size == 540 and len(header) >= 540:
+            bitpix = struct.unpack(endian + "h", header[14:16])[0]
+            dim = struct.unpack(endian + "8q", header[16:80])
+            offset = struct.unpack(endian + "q", header[168:176])[0]
+        else:
+            continue
+        if 1 <= dim[0] <= 7:
+            voxels = int(np.prod([max(int(d), 1) for d in dim[1 : dim[0] + 1]]))
+            needed = max(offset, size) + voxels * bitpix // 8
+        break
+    if needed is not None and total < needed:
+        return f"file is truncated ({total} bytes, the header announces {needed})"
+    return None
+
+
+def _find_file(folder: Path, stem: str) -> tuple[Path | None, str | None]:
+    """``folder/stem.nii.gz`` or ``folder/stem.nii``; returns (path, problem)."""
+    found = [folder / (stem + e) for e in SOURCE_ENDINGS if (folder / (stem + e)).is_file()]
+    if len(found) > 1:
+        return None, f"both {found[0].name} and {found[1].name} exist; keep one"
+    return (found[0], None) if found else (None, None)
+
+
+def _same_geometry(img: sitk.Image, ref: sitk.Image, tolerance: float) -> str | None:
+    """Name of the first geometry property of ``img`` that differs from ``ref``, or ``None``."""
+    if img.GetSize() != ref.GetSize():
+        return "size"
+    spacing, ref_spacing = np.array(img.GetSpacing()), np.array(ref.GetSpacing())
+    if np.any(np.abs(spacing - ref_spacing) > tolerance * np.abs(ref_spacing)):
+        return "spacing"
+    origin_tol = tolerance * float(np.max(np.abs(ref_spacing)))
+    if np.linalg.norm(np.array(img.GetOrigin()) - np.array(ref.GetOrigin())) > origin_tol:
+        return "origin"
+    if np.any(np.abs(np.array(img.GetDirection()) - np.array(ref.GetDirection())) > tolerance):
+        return "direction"
+    return None
+
+
+def _geometry_value(img: sitk.Image, what: str) -> str:
+    getter = {
+        "size": img.GetSize,
+        "spacing": img.GetSpacing,
+        "origin": img.GetOrigin,
+        "direction": img.GetDirection,
+    }
+    value = getter[what]()
+    return str(tuple(value)) if what == "size" else _fmt(value)
+
+
+def check_case(folder: str | os.PathLike, layout: str, tolerance: float = 1e-3) -> CaseCheck:
+    """Validate one case folder of the given layout; never raises for a bad case.
+
+    Checks, in this order, stopping at the first problem: the four images exist (``.nii.gz`` or ``.nii``);
+    every image and the optional segmentation is a complete file that SimpleITK reads fully, is 3D and
+    scalar; all of them share the first image's geometry: size (voxels, x/y/z) exactly, spacing within
+    ``tolerance`` relative to the T1n spacing, origin within ``tolerance`` times the largest T1n voxel size
+    (Euclidean distance in mm, i.e. a fraction of a voxel), direction cosines within ``tolerance``
+    absolute; the segmentation holds integers from the layout's label set only. (NaN voxels need no check:
+    ITK's NIfTI reader, and so nnU-Net's SimpleITKIO, reads them as 0.)
+    """
+    folder = Path(folder)
+    spec = LAYOUTS[layout]
+    case = folder.name
+
+    images: list[Path] = []
+    missing: list[str] = []
+    for suffix in spec.modalities:
+        path, problem = _find_file(folder, case + spec.tag(suffix))
+        if problem:
+            return CaseCheck(case, reason=f"{case}: {problem}")
+        if path is None:
+            missing.append(suffix)
+        else:
+            images.append(path)
+    if missing:
+        expected = ", ".join(str(folder / f"{case}{spec.tag(s)}{FILE_ENDING}") for s in missing)
+        return CaseCheck(case, reason=f"{case}: missing {', '.join(missing)} (expected {expected})")
+    seg, problem = _find_file(folder, case + spec.tag(spec.seg))
+    if problem:
+        return CaseCheck(case, reason=f"{case}: {problem}")
+
+    tags = [spec.tag(s) for s in spec.modalities] + ([spec.tag(spec.seg)] if seg else [])
+    ref: sitk.Image | None = None
+    for path, tag in zip([*images, *([seg] if seg else [])], tags, strict=True):
+        try:
+            img = sitk.ReadImage(str(path))
+        except RuntimeError as e:
+            return CaseCheck(case, reason=f"{case}: {path.name} is unreadable: {_sitk_message(e)}")
+        problem = _nifti_payload_problem(path)
+        if problem:
+            return CaseCheck(case, reason=f"{case}: {path.name} is unreadable: {problem}")
+        if img.GetDimension() != 3:
+            return CaseCheck(
+                case, reason=f"{case}: {path.name} is {img.GetDimension()}D, expected a 3D image"
+            )
+        if img.GetNumberOfComponentsPerPixel() != 1:
+            return CaseCheck(
+                case,
+                reason=f"{case}: {path.name} has {img.GetNumberOfComponentsPerPixel()} components per voxel, "
+                "expected a scalar image",
+            )
+        if ref is None:
+            ref = img
+        else:
+            what = _same_geometry(img, ref, tolerance)
+            if what:
+                return CaseCheck(
+                    case,
+                    reason=f"{case}: {what} of {tag} {_geometry_value(img, what)} differs from "
+                    f"{tags[0]} {_geometry_value(ref, what)}",
+                )
+        if path != seg:
+            continue
+        values = np.unique(sitk.GetArrayViewFromImage(img))
+        if np.issubdtype(values.dtype, np.floating):
+            odd = values[~np.isfinite(values) | (values != np.round(values))]
+            if odd.size:
+                return CaseCheck(
+                    case, reason=f"{case}: {path.name} contains non-integer label {float(odd[0])}"
+                )
+        unknown = sorted(int(v) for v in values if int(v) not in spec.labels)
+        if unknown:
+            allowed = ",".join(str(v) for v in spec.labels)
+            if len(unknown) == 1:
+                what = f"label {unknown[0]}, not a {spec.title} label"
+            else:
+                what = f"labels {', '.join(map(str, unknown))}, not {spec.title} labels"
+            return CaseCheck(case, reason=f"{case}: {path.name} contains {what} (allowed {allowed})")
+    return CaseCheck(case, images=tuple(str(p) for p in images), seg=str(seg) if seg else None)
+
+
+def check_cases(
+    folders: Sequence[Path], layout: str, tolerance: float = 1e-3, num_processes: int = 1
+) -> list[CaseCheck]:
+    """:func:`check_case` for every folder, in ``num_processes`` worker processes, results in input order."""
+    num_processes = max(1, min(int(num_processes), len(folders)))
+    bar = {"total": len(folders), "desc": "checking cases", "unit": "case", "disable": None}
+    if num_processes == 1:
+        return [check_case(f, layout, tolerance) for f in tqdm(folders, **bar)]
+    results: dict[int, CaseCheck] = {}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=num_processes, mp_context=context) as pool:
+        futures = {pool.submit(check_case, f, layout, tolerance): i for i, f in enumerate(folders)}
+        for future in tqdm(as_completed(futures), **bar):
+            results[futures[future]] = future.result()
+    return [results[i] for i in range(len(folders))]
+
+
+# --------------------------------------------------------------------------------------------- writing
+
+
+class _Linker:
+    """Hard-links files, falling back to copying (with one warning) when linking fails."""
+
+    def __init__(self, hardlink: bool) -> None:
+        self.hardlink = hardlink
+
+    def __call__(self, src: Path, dst: Path) -> None:
+        if self.hardlink:
+            try:
+                os.link(src, dst)
+                return
+            except OSError as e:
+                warnings.warn(
+                    f"cannot hard-link {src} into {dst.parent} ({e}); copying the files instead",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                self.hardlink = False
+        shutil.copyfile(src, dst)
+
+
+def _write_image(src: Path, dst: Path, linker: _Linker) -> None:
+    """``.nii.gz`` sources are linked or copied byte for byte, ``.nii`` sources recompressed."""
+    if src.name.endswith(FILE_ENDING):
+        linker(src, dst)
+    else:
+        sitk.WriteImage(sitk.ReadImage(str(src)), str(dst), useCompression=True)
+
+
+def _write_seg(src: Path, dst: Path, spec: Layout, linker: _Linker) -> None:
+    """Copy a segmentation, or rewrite it as uint8 with the layout's label map (same geometry)."""
+    if not spec.label_map:
+        _write_image(src, dst, linker)
+        return
+    seg = sitk.ReadImage(str(src))
+    array = sitk.GetArrayViewFromImage(seg)
+    out = array.astype(np.uint8)
+    for old, new in spec.label_map.items():
+        out[array == old] = new
+    img = sitk.GetImageFromArray(out)
+    img.CopyInformation(seg)
+    sitk.WriteImage(img, str(dst), useCompression=True)
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+def _resolve_raw_root(raw_root: str | os.PathLike | None) -> Path:
+    if raw_root is None or str(raw_root) == "":
+        raw_root = os.environ.get("nnUNet_raw")
+        if not raw_root:
+            raise InputError("no output folder: pass -o RAW_ROOT or set the nnUNet_raw environment variable")
+    return Path(raw_root)
+
+
+def convert_brats(
+    source: str | os.PathLike,
+    raw_root: str | os.PathLike | None,
+    dataset_id: int,
+    name: str,
+    layout: str = "auto",
+    strict: bool = False,
+    hardlink: bool = False,
+    tolerance: float = 1e-3,
+    num_processes: int = 1,
+    overwrite: bool = False,
+) -> Path:
+    """Convert a BraTS 2023 or 2021 folder into the nnU-Net raw dataset ``raw_root/DatasetXXX_NAME``.
+
+    ``source``: folder with one sub-folder per case (the sub-folder name becomes the nnU-Net case id).
+    ``raw_root``: nnU-Net raw folder; ``None`` means ``$nnUNet_raw``. ``layout``: ``"auto"``,
+    ``"brats2023"`` or ``"brats2021"``. Invalid cases (see :func:`check_case` for the checks and the
+    meaning of ``tolerance``) are skipped and listed in ``conversion_report.json``; with ``strict`` any
+    invalid case raises :class:`InputError` and nothing is written. ``hardlink``: hard-link ``.nii.gz``
+    images (and BraTS 2023 segmentations) instead of copying them. The dataset folder appears complete or
+    not at all; an existing one is replaced only with ``overwrite``. Returns the dataset folder.
+    """
+    source = Path(source)
+    if not source.is_dir():
+        raise InputError(f"source folder {source} does not exist or is not a folder")
+    if layout != "auto" and layout not in LAYOUTS:
+        raise InputError(f"unknown layout {layout!r}; use auto, {', '.join(LAYOUTS)}")
+    if not tolerance >= 0:
+        raise InputError(f"tolerance must be >= 0, got {tolerance}")
+    raw_root = _resolve_raw_root(raw_root)
+    try:
+        folder_name = dataset_folder_name(dataset_id, name)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    final = raw_root / folder_name
+
+    src_resolved, final_resolved = source.resolve(), final.resolve()
+    if (
+        final_resolved == src_resolved
+        or src_resolved in final_resolved.parents
+        or (final_resolved in src_resolved.parents)
+    ):
+        raise InputError(f"the dataset folder {final} and the source {source} must not contain each other")
+    if final.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{final} already exists; refusing to overwrite it (remove it or pass --overwrite)"
+        )
+    other = existing_dataset_with_id(raw_root, dataset_id)
+    if other is not None and other.name != folder_name:
+        raise InputError(
+            f"dataset id {int(dataset_id)} is already used by {other}; nnU-Net needs unique ids "
+            "(choose another id or remove that folder)"
+        )
+
+    key = detect_layout(source) if layout == "auto" else layout
+    spec = LAYOUTS[key]
+    folders = _case_folders(source)
+    if not folders:
+        raise InputError(f"{source} contains no case folders")
+
+    checks = check_cases(folders, key, tolerance=tolerance, num_processes=num_processes)
+    bad = [c for c in checks if c.reason]
+    good = [c for c in checks if not c.reason]
+    if strict and bad:
+        raise InputError(
+            f"{len(bad)} of {len(checks)} cases are invalid (--strict, nothing written): "
+            + "; ".join(c.reason or "" for c in bad)
+        )
+    if not good:
+        raise InputError(
+            f"no valid case in {source}; "
+            + "; ".join(c.reason or "" for c in bad[:5])
+            + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+        )
+    train = [c for c in good if c.seg]
+    test = [c for c in good if not c.seg]
+
+    linker = _Linker(hardlink)
+    with atomic_output_dir(final, overwrite=overwrite) as tmp:
+        for sub in ("imagesTr", "labelsTr") + (("imagesTs",) if test else ()):
+            (tmp / sub).mkdir()
+        for c in tqdm(good, desc="writing cases", unit="case", disable=None):
+            images_dir = tmp / ("imagesTr" if c.seg else "imagesTs")
+            for channel, src in enumerate(c.images):
+                _write_image(Path(src), images_dir / f"{c.case}_{channel:04d}{FILE_ENDING}", linker)
+            if c.seg:
+                _write_seg(Path(c.seg), tmp / "labelsTr" / f"{c.case}{FILE_ENDING}", spec, linker)
+        dataset_json = region_dataset_json(
+            num_training=len(train),
+            name=name,
+            description=f"{spec.title} cases converted by nnunet-diffrefine convert",
+            file_ending=FILE_ENDING,
+        )
+        write_json(dataset_json, tmp / "dataset.json")
+        report = {
+            "source": str(src_resolved),
+            "layout": key,
+            "dataset": folder_name,
+            "label_map": {str(k): v for k, v in spec.label_map.items()},
+            "hardlinked": bool(hardlink and linker.hardlink),
+            "tolerance": tolerance,
+            "num_train": len(train),
+            "num_test": len(test),
+            "num_skipped": len(bad),
+            "train": [c.case for c in train],
+            "test": [c.case for c in test],
+            "skipped": [{"case": c.case, "reason": c.reason} for c in bad],
+        }
+        write_json(report, tmp / REPORT_FILE)
+    return final

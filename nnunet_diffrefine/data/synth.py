@@ -1,0 +1,295 @@
+"""Synthetic BraTS-like datasets: MNI anatomy, irregular tumors, four contrasts, nnU-Net layout.
+
+``synthesize_dataset`` writes an nnU-Net raw dataset ``DatasetXXX_NAME`` (imagesTr, labelsTr,
+imagesTs, labelsTs, dataset.json with the region-based BraTS labels) and, optionally, the same cases
+in the BraTS 2023 folder layout. Output is deterministic: one seed gives byte-identical files,
+whatever the number of worker processes, because every case draws from its own generator seeded
+with ``(seed, case index)``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+from tqdm import tqdm
+
+from nnunet_diffrefine import __version__
+from nnunet_diffrefine.data.brats import (
+    FILE_ENDING,
+    MODALITIES,
+    dataset_folder_name,
+    existing_dataset_with_id,
+    region_dataset_json,
+)
+from nnunet_diffrefine.data.contrasts import compose_contrasts
+from nnunet_diffrefine.data.template import (
+    BrainMaps,
+    brain_maps,
+    grid_spacing,
+    load_mni_template,
+    random_brain_transform,
+)
+from nnunet_diffrefine.data.tumor import (
+    PHENOTYPES,
+    lesion_labels,
+    mass_effect_displacement,
+    merge_labels,
+    sample_lesion,
+)
+from nnunet_diffrefine.errors import InputError
+from nnunet_diffrefine.utils.io import atomic_output_dir, write_json
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What to synthesize. ``shape`` is ``(Z, Y, X)``; ``spacing`` ``(z, y, x)`` in mm (None: fit the
+    240 x 240 x 155 mm BraTS field of view isotropically, 1 mm on the BraTS grid)."""
+
+    shape: tuple[int, int, int] = (96, 96, 96)
+    spacing: tuple[float, float, float] | None = None
+    seed: int = 0
+    phenotype: str = "adult"
+    second_lesion_prob: float = 0.2
+    mass_effect: bool = True
+
+    def grid_spacing(self) -> tuple[float, float, float]:
+        return tuple(self.spacing) if self.spacing is not None else grid_spacing(self.shape)
+
+
+@dataclass
+class SyntheticCase:
+    """One phantom: ``images`` ``(4, Z, Y, X)`` int16 (T1n, T1c, T2w, T2-FLAIR), ``labels`` ``(Z, Y, X)`` uint8."""
+
+    case_id: str
+    images: np.ndarray
+    labels: np.ndarray
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    meta: dict = field(default_factory=dict)
+    tissue: BrainMaps | None = None  # the (deformed) tissue maps the images were made from; not written
+
+
+def case_id_for(index: int, phenotype: str) -> str:
+    """BraTS 2023 style case id: ``BraTS-GLI-00007-000`` (adult) or ``BraTS-PED-00007-000`` (pediatric)."""
+    return f"BraTS-{'GLI' if phenotype == 'adult' else 'PED'}-{index:05d}-000"
+
+
+def case_phenotype(seed: int, index: int, phenotype: str) -> str:
+    if phenotype not in PHENOTYPES:
+        raise InputError(f"unknown phenotype {phenotype!r}; choose one of {', '.join(PHENOTYPES)}")
+    if phenotype != "mixed":
+        return phenotype
+    rng = np.random.default_rng(np.random.SeedSequence([seed, index, 1]))
+    return "adult" if rng.random() < 0.5 else "pediatric"
+
+
+def _warp(maps: BrainMaps, displacement: np.ndarray) -> BrainMaps:
+    """Apply a pull-back displacement ``(3, Z, Y, X)`` in voxels to every tissue map (linear)."""
+    coords = np.indices(maps.brain.shape, dtype=np.float32) - displacement
+
+    def warp(a: np.ndarray) -> np.ndarray:
+        return ndimage.map_coordinates(a, coords, order=1, mode="nearest").astype(np.float32)
+
+    brain = warp(maps.brain.astype(np.float32)) > 0.5
+    return BrainMaps(
+        t1=warp(maps.t1) * brain,
+        gm=warp(maps.gm) * brain,
+        wm=warp(maps.wm) * brain,
+        csf=warp(maps.csf) * brain,
+        brain=brain,
+        spacing=maps.spacing,
+        origin=maps.origin,
+        transform=maps.transform,
+    )
+
+
+def generate_case(config: SynthConfig, index: int) -> SyntheticCase:
+    """Generate case number ``index`` of a dataset (deterministic for ``(config, index)``)."""
+    phenotype = case_phenotype(config.seed, index, config.phenotype)
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, index]))
+    spacing = config.grid_spacing()
+    # children's brains are somewhat smaller than the adult MNI template
+    brain_scale = 1.0 if phenotype == "adult" else rng.uniform(0.86, 0.95)
+    maps = brain_maps(config.shape, spacing, random_brain_transform(rng, scale=brain_scale))
+    if maps.brain.sum() == 0:
+        raise InputError(f"the grid {config.shape} with spacing {spacing} mm does not contain the brain")
+    depth_mm = ndimage.distance_transform_edt(maps.brain, sampling=spacing)
+    lesions = [sample_lesion(rng, phenotype, maps, depth_mm)]
+    if rng.random() < config.second_lesion_prob:
+        lesions.append(
+            sample_lesion(rng, phenotype, maps, depth_mm, size_scale=0.6, avoid=[np.array(lesions[0].center)])
+        )
+    if not config.mass_effect:
+        for lesion in lesions:
+            lesion.mass_effect_mm = 0.0
+    displacement = sum(mass_effect_displacement(maps.brain.shape, np.array(spacing), les) for les in lesions)
+    maps = _warp(maps, displacement)
+    labels = merge_labels([lesion_labels(rng, maps, les) for les in lesions])
+    images = compose_contrasts(rng, maps, labels, phenotype)
+    voxel_cm3 = float(np.prod(spacing)) / 1000.0
+    meta = {
+        "phenotype": phenotype,
+        "lesions": [les.to_json() for les in lesions],
+        "volumes_cm3": {
+            name: round(float((labels == k).sum()) * voxel_cm3, 4)
+            for k, name in ((1, "NC"), (2, "ED"), (3, "ET"))
+        },
+    }
+    return SyntheticCase(
+        case_id_for(index, phenotype), images, labels, spacing, maps.origin, meta, tissue=maps
+    )
+
+
+def write_nifti(
+    array: np.ndarray, spacing: tuple[float, float, float], origin: tuple[float, float, float], path: Path
+) -> None:
+    """Write a ``(Z, Y, X)`` array as compressed NIfTI with ``spacing`` ``(z, y, x)`` mm, identity direction."""
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing([float(s) for s in spacing[::-1]])
+    image.SetOrigin([float(o) for o in origin])
+    sitk.WriteImage(image, str(path), useCompression=True)
+
+
+def _write_case(config: SynthConfig, index: int, split: str, dataset_dir: str) -> tuple[int, str, str, dict]:
+    """Worker: generate one case and write it into ``dataset_dir``; returns ``(index, case_id, split, meta)``."""
+    case = generate_case(config, index)
+    folder = Path(dataset_dir)
+    images_dir, labels_dir = ("imagesTr", "labelsTr") if split == "train" else ("imagesTs", "labelsTs")
+    for c in range(len(MODALITIES)):
+        write_nifti(
+            case.images[c],
+            case.spacing,
+            case.origin,
+            folder / images_dir / f"{case.case_id}_{c:04d}{FILE_ENDING}",
+        )
+    write_nifti(case.labels, case.spacing, case.origin, folder / labels_dir / f"{case.case_id}{FILE_ENDING}")
+    return index, case.case_id, split, case.meta
+
+
+def _write_brats_layout(dataset_dir: Path, cases: list[tuple[int, str, str, dict]], target: Path) -> None:
+    """Copy the cases into the BraTS 2023 layout ``<case>/<case>-t1n.nii.gz ... -seg.nii.gz``.
+
+    Training cases get their ``-seg``; test cases are left without one, like BraTS validation data.
+    """
+    for _, case_id, split, _ in cases:
+        images_dir = dataset_dir / ("imagesTr" if split == "train" else "imagesTs")
+        case_dir = target / case_id
+        case_dir.mkdir(parents=True)
+        for c, modality in enumerate(MODALITIES):
+            shutil.copyfile(
+                images_dir / f"{case_id}_{c:04d}{FILE_ENDING}",
+                case_dir / f"{case_id}-{modality}{FILE_ENDING}",
+            )
+        if split == "train":
+            shutil.copyfile(
+                dataset_dir / "labelsTr" / f"{case_id}{FILE_ENDING}", case_dir / f"{case_id}-seg{FILE_ENDING}"
+            )
+
+
+def synthesize_dataset(
+    raw_root: str | os.PathLike,
+    dataset_id: int,
+    name: str,
+    num_train: int,
+    num_test: int,
+    config: SynthConfig = SynthConfig(),
+    num_processes: int = 1,
+    brats_layout: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Write ``raw_root/DatasetXXX_NAME`` with ``num_train`` labelled and ``num_test`` test phantoms.
+
+    Returns the dataset folder. The folder appears only once complete; an existing one is refused
+    unless ``overwrite``; another dataset with the same id is always refused (nnU-Net needs unique ids).
+    """
+    if num_train < 1 or num_test < 0:
+        raise InputError(
+            f"need at least one training case and no negative test count (got {num_train}, {num_test})"
+        )
+    if any(int(s) < 16 for s in config.shape):
+        raise InputError(f"shape {config.shape} is too small: every side needs at least 16 voxels")
+    raw_root = Path(raw_root)
+    final = raw_root / dataset_folder_name(dataset_id, name)
+    clash = existing_dataset_with_id(raw_root, dataset_id)
+    if clash is not None and clash.name != final.name:
+        raise InputError(f"dataset id {dataset_id} is already used by {clash}; choose another -d")
+    brats_target = Path(brats_layout) if brats_layout is not None else None
+    if brats_target is not None and brats_target.exists() and not overwrite:
+        raise InputError(
+            f"{brats_target} already exists; refusing to overwrite it (remove it or pass --overwrite)"
+        )
+    case_phenotype(config.seed, 0, config.phenotype)  # validates the phenotype before any work
+    jobs = [(i, "train") for i in range(num_train)] + [(num_train + i, "test") for i in range(num_test)]
+    with atomic_output_dir(final, overwrite=overwrite) as tmp:
+        for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+            (tmp / sub).mkdir()
+        results = _run_jobs(config, jobs, tmp, num_processes, progress)
+        results.sort(key=lambda r: r[0])
+        write_json(
+            region_dataset_json(num_train, name, description=_description(config), reference="synthetic"),
+            tmp / "dataset.json",
+        )
+        write_json(_synthesis_record(config, results), tmp / "synthesis.json")
+        if brats_target is not None:
+            with atomic_output_dir(brats_target, overwrite=overwrite) as brats_tmp:
+                _write_brats_layout(tmp, results, brats_tmp)
+    return final
+
+
+def _run_jobs(
+    config: SynthConfig, jobs: list[tuple[int, str]], folder: Path, num_processes: int, progress: bool
+) -> list:
+    bar = tqdm(total=len(jobs), desc="synthesizing cases", unit="case", disable=not progress)
+    results = []
+    try:
+        if num_processes <= 1:
+            for index, split in jobs:
+                results.append(_write_case(config, index, split, str(folder)))
+                bar.update()
+        else:
+            load_mni_template()  # loaded once here; forked workers inherit it
+            context = (
+                multiprocessing.get_context("fork")
+                if "fork" in multiprocessing.get_all_start_methods()
+                else None
+            )
+            with ProcessPoolExecutor(max_workers=num_processes, mp_context=context) as pool:
+                futures = [
+                    pool.submit(_write_case, config, index, split, str(folder)) for index, split in jobs
+                ]
+                for future in futures:
+                    results.append(future.result())
+                    bar.update()
+    finally:
+        bar.close()
+    return results
+
+
+def _description(config: SynthConfig) -> str:
+    return (
+        f"Synthetic BraTS-like phantoms (nnunet-diffrefine {__version__}): MNI ICBM152 2009 anatomy, "
+        f"{config.phenotype} tumors, grid {list(config.shape)} at {[round(s, 4) for s in config.grid_spacing()]} mm, seed {config.seed}"
+    )
+
+
+def _synthesis_record(config: SynthConfig, results: list) -> dict:
+    return {
+        "generator": "nnunet-diffrefine synth",
+        "version": __version__,
+        "seed": config.seed,
+        "shape_zyx": list(config.shape),
+        "spacing_zyx_mm": [round(s, 6) for s in config.grid_spacing()],
+        "phenotype": config.phenotype,
+        "second_lesion_prob": config.second_lesion_prob,
+        "mass_effect": config.mass_effect,
+        "cases": {case_id: {"split": split, **meta} for _, case_id, split, meta in results},
+    }
