@@ -31,8 +31,16 @@ def main() -> None:
     template_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        folder = synthesize_dataset(tmp, 999, "Bench", args.cases, 0, SynthConfig(shape=(args.shape,) * 3, seed=0),
-                                    num_processes=args.np, progress=False)
+        folder = synthesize_dataset(
+            tmp,
+            999,
+            "Bench",
+            args.cases,
+            0,
+            SynthConfig(shape=(args.shape,) * 3, seed=0),
+            num_processes=args.np,
+            progress=False,
+        )
         total_s = time.perf_counter() - start
         size_mb = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
     result = {
@@ -46,7 +54,11 @@ def main() -> None:
         "dataset_mb": round(size_mb, 1),
         "target": "20 cases at 96^3 in under 60 s on 2 cores",
         "meets_target": bool(total_s < 60.0) if (args.cases, args.shape) == (20, 96) else None,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
     }
     out = Path(args.o)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,8 @@ SUBCOMMANDS: dict[str, str] = {
     "synth": "synth",
     "convert": "convert",
     "demo": "demo",
+    "plans": "plans",
+    "evaluate": "evaluate",
 }
 
 

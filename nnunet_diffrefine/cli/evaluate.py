@@ -1,0 +1,132 @@
+"""``nnunet-diffrefine evaluate``: BraTS metrics of a prediction folder, in nnU-Net's summary.json layout."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+
+_EMPTY_HELP = (
+    "how empty masks are scored. brats (default, as the BraTS scorer): both empty -> Dice 1 and HD95 0, "
+    "one empty -> Dice 0 and HD95 = --hd95-penalty; the same for the lesion-wise scores. nan (nnU-Net): "
+    "Dice NaN when both are empty, HD95 NaN when either is empty; means ignore NaNs"
+)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _fmt(value: float) -> str:
+    return "nan" if math.isnan(value) else f"{value:.4f}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from nnunet_diffrefine.evaluation.folder import dataset_regions, evaluate_folder, load_dataset_json
+    from nnunet_diffrefine.evaluation.lesionwise import LesionWiseParams
+
+    params = LesionWiseParams(
+        dilation=args.lesion_dilation,
+        connectivity=args.lesion_connectivity,
+        min_volume_mm3=args.lesion_min_volume,
+    )
+    dataset = load_dataset_json(args.djfile)
+    summary = evaluate_folder(
+        args.gt_folder,
+        args.pred_folder,
+        dataset,
+        output_file=args.o,
+        num_processes=args.np,
+        empty_convention=args.empty_convention,
+        lesion_params=params,
+        hd95_penalty=args.hd95_penalty,
+    )
+    _, names, _ = dataset_regions(dataset)
+    output = args.o or os.path.join(args.pred_folder, "summary.json")
+    print(f"{len(summary['metric_per_case'])} cases; wrote {output} and {os.path.splitext(output)[0]}.csv")
+    print(f"{'region':<12} {'Dice':>8} {'HD95':>8} {'LW Dice':>8} {'LW HD95':>8}")
+    for region, means in summary["mean"].items():
+        print(
+            f"{names[region]:<12} {_fmt(means['Dice']):>8} {_fmt(means['HD95']):>8} "
+            f"{_fmt(means['LesionWise_Dice']):>8} {_fmt(means['LesionWise_HD95']):>8}"
+        )
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="BraTS metrics of a prediction folder (Dice, HD95, sensitivity, precision, volumes, lesion-wise)",
+        description="Score every reference file of GT_FOLDER against the file of the same name in PRED_FOLDER "
+        "(arguments as nnUNetv2_evaluate_folder): per region (WT/TC/ET) for region-based dataset.json files, "
+        "else per label. Metrics per case and region: nnU-Net's Dice, IoU, TP, FP, FN, TN, n_pred, n_ref, plus "
+        "HD95 in mm exactly as the BraTS scorer (DeepMind's area-weighted surfel definition, image spacing), "
+        "sensitivity, precision, predicted and reference volumes in cm3, and the BraTS 2023 lesion-wise Dice "
+        "and HD95 with the number of lesions and of false-positive components. Writes summary.json in "
+        "nnU-Net's layout (its readers accept it) and summary.csv next to it. A missing prediction is scored "
+        "as empty and listed; differing geometry or unknown labels are errors.",
+    )
+    p.add_argument("gt_folder", metavar="GT_FOLDER", help="folder with the reference label files")
+    p.add_argument("pred_folder", metavar="PRED_FOLDER", help="folder with the predicted label files")
+    p.add_argument(
+        "-djfile", required=True, metavar="DATASET_JSON", help="dataset.json (labels, regions, file_ending)"
+    )
+    p.add_argument(
+        "-o", default=None, metavar="SUMMARY_JSON", help="output file (default: PRED_FOLDER/summary.json)"
+    )
+    p.add_argument(
+        "-np",
+        type=_positive_int,
+        default=min(2, os.cpu_count() or 1),
+        help="worker processes (default: min(2, CPUs))",
+    )
+    p.add_argument("--empty-convention", choices=("brats", "nan"), default="brats", help=_EMPTY_HELP)
+    p.add_argument(
+        "--lesion-dilation",
+        type=_non_negative_int,
+        default=3,
+        metavar="VOXELS",
+        help="dilation (voxels) that merges nearby reference pieces into one lesion and defines the region "
+        "in which predicted components match it (default: 3, BraTS-GLI)",
+    )
+    p.add_argument(
+        "--lesion-connectivity",
+        type=int,
+        choices=(6, 18, 26),
+        default=18,
+        help="neighbourhood of the dilation's structuring element (default: 18, as the BraTS scorer)",
+    )
+    p.add_argument(
+        "--lesion-min-volume",
+        type=_non_negative_float,
+        default=50.0,
+        metavar="MM3",
+        help="reference lesions of at most this volume in mm3 are left out of the lesion-wise scores "
+        "(default: 50)",
+    )
+    p.add_argument(
+        "--hd95-penalty",
+        type=_non_negative_float,
+        default=374.0,
+        metavar="MM",
+        help="HD95 in mm for an empty mask against a non-empty one, a missed lesion or a false-positive "
+        "component under the brats convention (default: 374)",
+    )
+    p.set_defaults(func=run)

@@ -1,0 +1,186 @@
+"""The trainer base shared by every trainer of this project.
+
+What it changes relative to ``nnUNetTrainer`` (everything else, including nnU-Net's sampling, data
+augmentation, validation, checkpoints, ``--c`` and ``--npz``, is inherited unchanged):
+
+- the network: the plans' architecture entry is replaced by this trainer's network (kept when the
+  plans already name it, e.g. from ``nnunet-diffrefine plans``) and the patch size is rounded up
+  to what the network needs; both are written into the plans the trainer holds, so the
+  ``plans.json`` saved in the results folder agrees with what was trained and inference builds
+  the same network;
+- the loss (``make_loss``), wrapped in nnU-Net's deep-supervision weighting when the network has
+  deep supervision;
+- AdamW (lr 1e-4, weight decay 1e-5), linear warm-up then cosine decay, gradient clipping at 1.0;
+- the schedule can be shortened with environment variables (``nnunet_diffrefine.training.schedule``).
+
+AMP is used only on CUDA, as in nnU-Net.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.helpers import dummy_context
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
+from torch import autocast, nn
+
+from nnunet_diffrefine.errors import InputError
+from nnunet_diffrefine.training.architectures import ARCHITECTURES, ArchitectureSpec, round_up_patch
+from nnunet_diffrefine.training.schedule import (
+    SCHEDULE_VARIABLES,
+    WarmupCosineLRScheduler,
+    schedule_overrides,
+)
+
+DEFAULT_DEVICE = torch.device("cuda")  # nnU-Net's default; run_training passes -device
+
+
+def deep_supervision_weights(num_outputs: int, is_ddp: bool = False) -> np.ndarray:
+    """nnU-Net's weights: halved per resolution level, the lowest level dropped, normalised to sum 1."""
+    weights = np.array([1 / (2**i) for i in range(num_outputs)])
+    weights[-1] = 1e-6 if is_ddp else 0.0
+    return weights / weights.sum()
+
+
+class ScheduleFromEnvironmentMixin:
+    """Apply the ``DIFFREFINE_*`` schedule variables after ``nnUNetTrainer.__init__`` set its defaults."""
+
+    warmup_epochs: int = 5
+
+    def apply_schedule_overrides(self) -> None:
+        for attribute, value in schedule_overrides().items():
+            setattr(self, attribute, value)
+
+    def log_schedule(self) -> None:
+        set_vars = {v: getattr(self, a) for a, v in SCHEDULE_VARIABLES.items() if hasattr(self, a)}
+        self.print_to_log_file(  # type: ignore[attr-defined]
+            f"schedule: {self.num_epochs} epochs x {self.num_iterations_per_epoch} iterations "  # type: ignore[attr-defined]
+            f"({self.num_val_iterations_per_epoch} validation iterations); set by {set_vars}",  # type: ignore[attr-defined]
+            also_print_to_console=True,
+        )
+
+
+class nnUNetTrainerCustomSchedule(ScheduleFromEnvironmentMixin, nnUNetTrainer):  # noqa: N801 - nnU-Net naming
+    """Stock ``nnUNetTrainer`` (network, loss, SGD, poly schedule) whose length follows the
+    ``DIFFREFINE_*`` variables: the stock baseline for short CPU runs."""
+
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = DEFAULT_DEVICE,
+    ):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.apply_schedule_overrides()
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        self.log_schedule()
+
+
+class DiffRefineTrainerBase(ScheduleFromEnvironmentMixin, nnUNetTrainer):
+    """Base of the MedNeXt, Swin-UNETR, residual U-Net and SegResNet trainers."""
+
+    architecture_key: str = ""
+    grad_clip: float = 1.0
+
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = DEFAULT_DEVICE,
+    ):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr = 1e-4
+        self.weight_decay = 1e-5
+        self.enable_deep_supervision = self.spec.deep_supervision
+        self.apply_schedule_overrides()
+        if self.label_manager.ignore_label is not None:
+            raise InputError(f"{type(self).__name__} does not support datasets with an ignore label")
+        self.adapt_plans()
+
+    # --- what subclasses choose -----------------------------------------------------------------
+    @property
+    def spec(self) -> ArchitectureSpec:
+        return ARCHITECTURES[self.architecture_key]
+
+    def make_loss(self, regions: bool, batch_dice: bool) -> nn.Module:
+        """The loss on one output; ``regions``: sigmoid region channels, else softmax classes."""
+        raise NotImplementedError
+
+    # --- plans ------------------------------------------------------------------------------------
+    def adapt_plans(self) -> None:
+        """Put this trainer's network and a compatible patch size into the plans it holds."""
+        raw = self.plans_manager.plans["configurations"][self.configuration_name]
+        resolved = self.configuration_manager.configuration
+        architecture = resolved["architecture"]
+        if architecture.get("network_class_name") != self.spec.class_name:
+            architecture = self.spec.architecture()
+        raw["architecture"] = architecture
+        raw["patch_size"] = round_up_patch(resolved["patch_size"], self.spec.patch_multiple)
+        self.configuration_manager = ConfigurationManager(
+            self.plans_manager._internal_resolve_configuration_inheritance(self.configuration_name)
+        )
+
+    # --- nnU-Net hooks ----------------------------------------------------------------------------
+    def _build_loss(self) -> nn.Module:
+        loss = self.make_loss(self.label_manager.has_regions, bool(self.configuration_manager.batch_dice))
+        if self.enable_deep_supervision:
+            loss = DeepSupervisionWrapper(
+                loss, deep_supervision_weights(len(self._get_deep_supervision_scales()), self.is_ddp)
+            )
+        return loss
+
+    def set_deep_supervision_enabled(self, enabled: bool) -> None:
+        """nnU-Net switches deep supervision back on after validation; only networks that have it get it."""
+        super().set_deep_supervision_enabled(enabled and self.spec.deep_supervision)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(
+            self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay
+        )
+        scheduler = WarmupCosineLRScheduler(optimizer, self.initial_lr, self.num_epochs, self.warmup_epochs)
+        return optimizer, scheduler
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        self.log_schedule()
+        arch = self.configuration_manager.configuration["architecture"]
+        n_params = sum(p.numel() for p in self.network.parameters())
+        self.print_to_log_file(
+            f"network: {arch['network_class_name']} {arch['arch_kwargs']} ({n_params:,} parameters), "
+            f"patch size {self.configuration_manager.patch_size}, AdamW lr {self.initial_lr} wd {self.weight_decay}, "
+            f"warm-up {self.warmup_epochs} epochs + cosine, gradient clip {self.grad_clip}",
+            also_print_to_console=True,
+        )
+
+    def train_step(self, batch: dict) -> dict:
+        """nnU-Net's training step with gradient clipping at ``self.grad_clip`` (nnU-Net: 12)."""
+        data = batch["data"].to(self.device, non_blocking=True)
+        target = batch["target"]
+        target = (
+            [t.to(self.device, non_blocking=True) for t in target]
+            if isinstance(target, list)
+            else target.to(self.device, non_blocking=True)
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
+            output = self.network(data)
+            loss = self.loss(output, target)
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.grad_clip)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.grad_clip)
+            self.optimizer.step()
+        return {"loss": loss.detach().cpu().numpy()}

@@ -1,0 +1,144 @@
+"""Each trainer through the real nnU-Net commands on tiny synthetic data (slow).
+
+nnUNetv2_train for a couple of iterations -> checkpoint_final.pth, plans.json, validation summary;
+``--c`` resumes it for a second epoch; nnUNetv2_predict with the checkpoint writes segmentations and
+probabilities of the right shape.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from nnunet_diffrefine.training.architectures import ARCHITECTURES
+
+BIN = Path(sys.executable).parent
+DATASET = 980
+TRAINERS = {
+    "MedNeXtTrainer": "mednext",
+    "SwinUNETRTrainer": "swinunetr",
+    "ResUNetTrainer": "resunet",
+    "SegResNetTrainer": "segresnet",
+}
+
+
+def _run(args: list[str], env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, (
+        f"{' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    )
+    return result
+
+
+@pytest.fixture(scope="module")
+def tiny_nnunet(tmp_path_factory) -> dict[str, str]:
+    """nnU-Net folders with a planned and preprocessed 40^3 dataset and the small-CPU presets."""
+    from nnunet_diffrefine.cli.env import trainer_folder
+    from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
+    from nnunet_diffrefine.training.plans_presets import write_plans_preset
+
+    root = tmp_path_factory.mktemp("nnunet")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("nnUNet_", "DIFFREFINE_"))}
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (root / name).mkdir()
+        env[name] = str(root / name)
+    env.update(
+        nnUNet_extTrainer=str(trainer_folder()),
+        nnUNet_n_proc_DA="1",
+        nnUNet_def_n_proc="1",
+        OMP_NUM_THREADS="2",
+    )
+    synthesize_dataset(
+        env["nnUNet_raw"], DATASET, "TinyTrain", 5, 1, SynthConfig(shape=(40, 40, 40), seed=7), progress=False
+    )
+    _run([str(BIN / "nnUNetv2_plan_and_preprocess"), "-d", str(DATASET), "-c", "3d_fullres", "-np", "1"], env)
+    for arch in ARCHITECTURES:
+        write_plans_preset(DATASET, arch, cpu=True, preprocessed_root=env["nnUNet_preprocessed"])
+    return env
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer", list(TRAINERS))
+def test_train_resume_predict(trainer, tiny_nnunet, tmp_path):
+    spec = ARCHITECTURES[TRAINERS[trainer]]
+    plans_name = f"nnUNetPlans{spec.plans_suffix}CPU"
+    env = dict(
+        tiny_nnunet,
+        DIFFREFINE_NUM_EPOCHS="1",
+        DIFFREFINE_ITERS_PER_EPOCH="2",
+        DIFFREFINE_VAL_ITERS_PER_EPOCH="1",
+    )
+    train = [
+        str(BIN / "nnUNetv2_train"),
+        str(DATASET),
+        "3d_fullres",
+        "0",
+        "-tr",
+        trainer,
+        "-p",
+        plans_name,
+        "-device",
+        "cpu",
+        "--npz",
+    ]
+    first = _run(train, env)
+    assert f"Using trainer '{trainer}'" in first.stdout
+
+    results = Path(env["nnUNet_results"]) / "Dataset980_TinyTrain" / f"{trainer}__{plans_name}__3d_fullres"
+    fold = results / "fold_0"
+    for name in ("checkpoint_final.pth", "progress.png", "debug.json", "validation/summary.json"):
+        assert (fold / name).is_file(), name
+    assert list((fold / "validation").glob("*.npz")), "--npz keeps the validation probabilities"
+    saved_plans = json.loads((results / "plans.json").read_text())["configurations"]["3d_fullres"]
+    assert saved_plans["architecture"]["network_class_name"] == spec.class_name
+    assert all(p % spec.patch_multiple == 0 for p in saved_plans["patch_size"])
+    checkpoint = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert checkpoint["current_epoch"] == 1 and checkpoint["trainer_name"] == trainer
+
+    # resume: the finished epoch is loaded and one more is trained
+    second = _run(train + ["--c"], dict(env, DIFFREFINE_NUM_EPOCHS="2"))
+    assert "Epoch 1" in second.stdout and "Epoch 0" not in second.stdout
+    checkpoint = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert checkpoint["current_epoch"] == 2
+
+    out = tmp_path / "pred"
+    images = Path(env["nnUNet_raw"]) / "Dataset980_TinyTrain" / "imagesTs"
+    _run(
+        [
+            str(BIN / "nnUNetv2_predict"),
+            "-i",
+            str(images),
+            "-o",
+            str(out),
+            "-d",
+            str(DATASET),
+            "-c",
+            "3d_fullres",
+            "-f",
+            "0",
+            "-tr",
+            trainer,
+            "-p",
+            plans_name,
+            "-device",
+            "cpu",
+            "--save_probabilities",
+            "--disable_tta",
+        ],
+        env,
+    )
+    segs = sorted(out.glob("*.nii.gz"))
+    assert len(segs) == 1
+    seg = sitk.GetArrayFromImage(sitk.ReadImage(str(segs[0])))
+    assert seg.shape == (40, 40, 40) and set(np.unique(seg)) <= {0, 1, 2, 3}
+    probabilities = np.load(str(segs[0]).replace(".nii.gz", ".npz"))["probabilities"]
+    assert probabilities.shape == (3, 40, 40, 40) and probabilities.dtype == np.float32
+    assert np.all((probabilities >= 0) & (probabilities <= 1))

@@ -1,0 +1,52 @@
+"""Trainers for ``nnUNetv2_train DATASET 3d_fullres FOLD -tr <Trainer>`` (found through nnUNet_extTrainer).
+
+Thin classes: the network, the loss and the plans adjustments live in ``nnunet_diffrefine.training``.
+
+- ``MedNeXtTrainer``: MedNeXt-B with 3D GRN (CoMNeT), DSC++ + BCE, deep supervision.
+- ``SwinUNETRTrainer``: MONAI Swin-UNETR, soft Dice; patch sides rounded up to multiples of 32;
+  pretrained encoder weights from ``-pretrained_weights`` (nnU-Net checkpoint) or
+  ``DIFFREFINE_SWIN_PRETRAINED`` (MONAI self-supervised format).
+- ``ResUNetTrainer``: MONAI residual U-Net (seed 000's baseline), soft Dice.
+- ``SegResNetTrainer``: MONAI SegResNet (CoMNeT's baseline), DSC++ + BCE as CoMNeT trains its baselines.
+- ``nnUNetTrainerCustomSchedule``: stock nnU-Net whose length follows the ``DIFFREFINE_*`` variables.
+"""
+
+from nnunet_diffrefine.training.base import DiffRefineTrainerBase, nnUNetTrainerCustomSchedule
+from nnunet_diffrefine.training.losses import dsc_pp_bce, soft_dice
+from nnunet_diffrefine.training.swin import SwinPretrainedMixin
+
+__all__ = [
+    "MedNeXtTrainer",
+    "SwinUNETRTrainer",
+    "ResUNetTrainer",
+    "SegResNetTrainer",
+    "nnUNetTrainerCustomSchedule",
+]
+
+
+class MedNeXtTrainer(DiffRefineTrainerBase):
+    architecture_key = "mednext"
+
+    def make_loss(self, regions, batch_dice):
+        return dsc_pp_bce(regions, batch_dice)
+
+
+class SwinUNETRTrainer(SwinPretrainedMixin, DiffRefineTrainerBase):
+    architecture_key = "swinunetr"
+
+    def make_loss(self, regions, batch_dice):
+        return soft_dice(regions, batch_dice)
+
+
+class ResUNetTrainer(DiffRefineTrainerBase):
+    architecture_key = "resunet"
+
+    def make_loss(self, regions, batch_dice):
+        return soft_dice(regions, batch_dice)
+
+
+class SegResNetTrainer(DiffRefineTrainerBase):
+    architecture_key = "segresnet"
+
+    def make_loss(self, regions, batch_dice):
+        return dsc_pp_bce(regions, batch_dice)
