@@ -60,9 +60,34 @@ def tiny_nnunet(tmp_path_factory) -> dict[str, str]:
         env["nnUNet_raw"], DATASET, "TinyTrain", 5, 1, SynthConfig(shape=(40, 40, 40), seed=7), progress=False
     )
     _run([str(BIN / "nnUNetv2_plan_and_preprocess"), "-d", str(DATASET), "-c", "3d_fullres", "-np", "1"], env)
-    for arch in ARCHITECTURES:
+    for arch in (*ARCHITECTURES, "nnunet"):
         write_plans_preset(DATASET, arch, cpu=True, preprocessed_root=env["nnUNet_preprocessed"])
     return env
+
+
+def _train(
+    env: dict, trainer: str, plans: str, epochs: int = 1, extra: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    env = dict(
+        env,
+        DIFFREFINE_NUM_EPOCHS=str(epochs),
+        DIFFREFINE_ITERS_PER_EPOCH="2",
+        DIFFREFINE_VAL_ITERS_PER_EPOCH="1",
+    )
+    args = [
+        str(BIN / "nnUNetv2_train"),
+        str(DATASET),
+        "3d_fullres",
+        "0",
+        "-tr",
+        trainer,
+        "-p",
+        plans,
+        "-device",
+        "cpu",
+        *extra,
+    ]
+    return _run(args, env)
 
 
 @pytest.mark.slow
@@ -104,7 +129,7 @@ def test_train_resume_predict(trainer, tiny_nnunet, tmp_path):
     assert checkpoint["current_epoch"] == 1 and checkpoint["trainer_name"] == trainer
 
     # resume: the finished epoch is loaded and one more is trained
-    second = _run(train + ["--c"], dict(env, DIFFREFINE_NUM_EPOCHS="2"))
+    second = _train(env, trainer, plans_name, epochs=2, extra=("--npz", "--c"))
     assert "Epoch 1" in second.stdout and "Epoch 0" not in second.stdout
     checkpoint = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert checkpoint["current_epoch"] == 2
@@ -142,3 +167,45 @@ def test_train_resume_predict(trainer, tiny_nnunet, tmp_path):
     probabilities = np.load(str(segs[0]).replace(".nii.gz", ".npz"))["probabilities"]
     assert probabilities.shape == (3, 40, 40, 40) and probabilities.dtype == np.float32
     assert np.all((probabilities >= 0) & (probabilities <= 1))
+
+
+@pytest.mark.slow
+def test_benchmark_against_stock_nnunet_writes_table_csv_and_chart(tiny_nnunet, tmp_path, monkeypatch):
+    from nnunet_diffrefine.benchmark.models import parse_model
+    from nnunet_diffrefine.benchmark.run import run_benchmark
+
+    env = tiny_nnunet
+    results = Path(env["nnUNet_results"]) / "Dataset980_TinyTrain"
+    for trainer, plans in (
+        ("nnUNetTrainerCustomSchedule", "nnUNetPlansCPU"),
+        ("SegResNetTrainer", "nnUNetPlansSegResNetCPU"),
+    ):
+        if not (results / f"{trainer}__{plans}__3d_fullres" / "fold_0" / "checkpoint_final.pth").is_file():
+            _train(env, trainer, plans)
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
+        monkeypatch.setenv(key, env[key])
+    models = [
+        parse_model("Stock=nnUNetTrainerCustomSchedule:nnUNetPlansCPU"),
+        parse_model("SegResNetTrainer:nnUNetPlansSegResNetCPU"),
+    ]
+    for split in ("cv", "test"):
+        out = run_benchmark(
+            DATASET, models, [0], split=split, output=tmp_path / split, use_mirroring=False, progress=False
+        )
+        table = (out / "benchmark.md").read_text()
+        assert "| Stock |" in table and "| SegResNetTrainer (nnUNetPlansSegResNetCPU) |" in table
+        assert "Dice TC | Dice WT | Dice ET | Dice Avg | HD95 (mm)" in table
+        rows = (out / "benchmark.csv").read_text().splitlines()
+        assert len(rows) == 1 + 2 * 3  # header + 2 models x 3 regions (one fold)
+        assert (out / "benchmark_dice.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        record = json.loads((out / "benchmark.json").read_text())
+        fold = record["models"][1]["folds"][0]
+        assert set(fold["per_region"]) == {"TC", "WT", "ET"}
+        assert 0.0 <= fold["per_region"]["WT"]["Dice"] <= 1.0
+        if split == "test":
+            assert fold["seconds_per_case"] > 0 and fold["peak_rss_mb"] > 100
+            assert (out / "predictions" / "Stock" / "fold_0" / "timings.json").is_file()
+        else:
+            assert fold["seconds_per_case"] is None
+    with pytest.raises(FileExistsError):
+        run_benchmark(DATASET, models, [0], split="cv", output=tmp_path / "cv", progress=False)

@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "convert": "convert",
     "demo": "demo",
     "plans": "plans",
+    "benchmark": "benchmark",
     "evaluate": "evaluate",
 }
 

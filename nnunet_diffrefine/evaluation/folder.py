@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -90,13 +91,15 @@ def evaluate_folder(
     lesion_params: LesionWiseParams = BRATS_LESION_PARAMS,
     hd95_penalty: float = BRATS_HD95_PENALTY_MM,
     progress: bool = True,
+    cases: Sequence[str] | None = None,
 ) -> dict:
     """Score every case of ``gt_folder`` and write summary.json and summary.csv.
 
     ``output_file`` defaults to ``pred_folder/summary.json`` (nnU-Net's default); the CSV goes next to
     it with the ending ``.csv``. Empty masks follow ``empty_convention`` ("brats": both empty -> Dice 1,
     HD95 0; one empty -> Dice 0, HD95 ``hd95_penalty``; "nan": nnU-Net's NaNs). Returns the summary
-    with region objects as keys, like nnU-Net's ``compute_metrics_on_folder``.
+    with region objects as keys, like nnU-Net's ``compute_metrics_on_folder``. ``cases``: score only
+    these case ids (e.g. one cross-validation fold's validation cases); default every reference file.
     """
     check_empty_convention(empty_convention)
     hd95_penalty = check_penalty(hd95_penalty)
@@ -116,6 +119,12 @@ def evaluate_folder(
         raise InputError(f"{output_file}: the output file must end with .json")
 
     names = _label_files(gt_folder, file_ending)
+    if cases is not None:
+        wanted = {f"{c}{file_ending}" for c in cases}
+        unknown = sorted(wanted - set(names))
+        if unknown:
+            raise InputError(f"{gt_folder}: no reference file for {', '.join(unknown[:5])}")
+        names = [n for n in names if n in wanted]
     if not names:
         raise InputError(f"{gt_folder}: no reference files ending in {file_ending}")
     predicted = set(_label_files(pred_folder, file_ending))

@@ -1,0 +1,144 @@
+"""Benchmark tables and figures: seed 000 Table 3 layout with mean +- std over folds (seed 002 Table 2),
+a CSV of every number, and a bar chart of per-region Dice with error bars (seed 002 Figure 4)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nnunet_diffrefine.utils.io import atomic_output_file
+
+
+@dataclass
+class FoldResult:
+    """Mean metrics over the cases of one fold, per region name (e.g. ``{"TC": {"Dice": ...}}``)."""
+
+    fold: int
+    per_region: dict[str, dict[str, float]]
+    seconds_per_case: float | None = None
+    peak_rss_mb: float | None = None
+    peak_gpu_mb: float | None = None
+
+
+@dataclass
+class ModelResult:
+    name: str
+    folds: list[FoldResult] = field(default_factory=list)
+
+    def region_values(self, region: str, metric: str) -> np.ndarray:
+        return np.array([f.per_region[region][metric] for f in self.folds], dtype=float)
+
+    def averaged(self, regions: list[str], metric: str) -> np.ndarray:
+        """Per fold: the metric averaged over ``regions``."""
+        return np.array(
+            [np.mean([f.per_region[r][metric] for r in regions]) for f in self.folds], dtype=float
+        )
+
+
+def _pm(values: np.ndarray, digits: int) -> str:
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return "n/a"
+    return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
+
+
+def _resource(values: list[float | None], digits: int, reduce=np.mean) -> str:
+    vals = [v for v in values if v is not None]
+    return f"{reduce(vals):.{digits}f}" if vals else "–"
+
+
+def markdown_table(results: list[ModelResult], regions: list[str]) -> str:
+    """Seed 000 Table 3 columns (Dice per region and average, HD95, sensitivity, precision), mean ± std
+    over folds (population std), plus seconds per case and peak memory when prediction was run here."""
+    header = [
+        "Model",
+        *[f"Dice {r}" for r in regions],
+        "Dice Avg",
+        "HD95 (mm) ↓",
+        "Sensitivity",
+        "Precision",
+        "Folds",
+        "s / case",
+        "Peak RSS (MB)",
+        "Peak GPU (MB)",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for m in results:
+        row = [m.name]
+        row += [_pm(m.region_values(r, "Dice"), 3) for r in regions]
+        row += [
+            _pm(m.averaged(regions, "Dice"), 3),
+            _pm(m.averaged(regions, "HD95"), 2),
+            _pm(m.averaged(regions, "Sensitivity"), 3),
+            _pm(m.averaged(regions, "Precision"), 3),
+        ]
+        row += [
+            str(len(m.folds)),
+            _resource([f.seconds_per_case for f in m.folds], 2),
+            _resource([f.peak_rss_mb for f in m.folds], 0, max),
+            _resource([f.peak_gpu_mb for f in m.folds], 0, max),
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    note = (
+        "Mean ± standard deviation over folds (each fold: mean over its cases). HD95, sensitivity and precision "
+        "are averaged over the regions. Empty masks follow the BraTS convention (both empty: Dice 1, HD95 0; "
+        "one empty: Dice 0, HD95 374 mm)."
+    )
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def csv_rows(results: list[ModelResult], regions: list[str]) -> str:
+    metrics = sorted({k for m in results for f in m.folds for r in regions for k in f.per_region[r]})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["model", "fold", "region", *metrics, "seconds_per_case", "peak_rss_mb", "peak_gpu_mb"])
+    for m in results:
+        for f in m.folds:
+            for r in regions:
+                writer.writerow(
+                    [
+                        m.name,
+                        f.fold,
+                        r,
+                        *[f.per_region[r].get(k, "") for k in metrics],
+                        f.seconds_per_case if f.seconds_per_case is not None else "",
+                        f.peak_rss_mb if f.peak_rss_mb is not None else "",
+                        f.peak_gpu_mb if f.peak_gpu_mb is not None else "",
+                    ]
+                )
+    return buffer.getvalue()
+
+
+def dice_bar_chart(
+    results: list[ModelResult], regions: list[str], path: str | os.PathLike, title: str
+) -> None:
+    """Grouped bars of mean Dice per region and model, error bars = std over folds (seed 002 Figure 4)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [*regions, "Avg"]
+    width = 0.8 / max(1, len(results))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(groups), 4.0), dpi=120)
+    x = np.arange(len(groups))
+    for i, m in enumerate(results):
+        values = [m.region_values(r, "Dice") for r in regions] + [m.averaged(regions, "Dice")]
+        means = [np.nanmean(v) for v in values]
+        stds = [np.nanstd(v) for v in values]
+        ax.bar(x + (i - (len(results) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=m.name)
+    ax.set_xticks(x, groups)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("Dice (mean ± std over folds)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    with atomic_output_file(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+    plt.close(fig)

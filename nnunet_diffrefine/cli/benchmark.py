@@ -1,0 +1,63 @@
+"""``nnunet-diffrefine benchmark``: compare trained models with stock nnU-Net on the same folds."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def run(args: argparse.Namespace) -> int:
+    from nnunet_diffrefine.benchmark.models import parse_model
+    from nnunet_diffrefine.benchmark.run import run_benchmark
+
+    models = [parse_model(m, args.c) for m in args.models]
+    out = run_benchmark(
+        args.dataset,
+        models,
+        [int(f) for f in args.f],
+        split=args.split,
+        images=args.images,
+        labels=args.labels,
+        output=args.o,
+        device=args.device,
+        use_mirroring=not args.disable_tta,
+        num_processes=args.np,
+        overwrite=args.overwrite,
+    )
+    print((out / "benchmark.md").read_text())
+    print(f"wrote {out / 'benchmark.md'}, benchmark.csv, benchmark_dice.png and benchmark.json")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "benchmark",
+        help="evaluate trained models against stock nnU-Net on the same folds (table, CSV, bar chart)",
+        description="Collect each model's cross-validation predictions (--split cv, nnU-Net's fold_N/validation) or "
+        "predict the test split with each fold (--split test, timed per case), evaluate them all with the BraTS "
+        "evaluator and write a Markdown table (Dice per region and average, HD95, sensitivity, precision; mean ± std "
+        "over folds), a CSV, a PNG bar chart and JSON. Stock nnUNetTrainer is always a row.",
+    )
+    p.add_argument("-d", dest="dataset", required=True, help="dataset id or DatasetXXX_NAME")
+    p.add_argument(
+        "-m",
+        "--models",
+        nargs="+",
+        required=True,
+        metavar="[LABEL=]TRAINER[:PLANS]",
+        help="models to compare, e.g. MedNeXtTrainer Stock=nnUNetTrainer:nnUNetPlansCPU (plans default: nnUNetPlans)",
+    )
+    p.add_argument("-c", default="3d_fullres", help="configuration (default: 3d_fullres)")
+    p.add_argument("-f", nargs="+", default=["0", "1", "2", "3", "4"], help="folds (default: 0 1 2 3 4)")
+    p.add_argument(
+        "--split", choices=["cv", "test"], default="cv", help="cross-validation predictions or the test split"
+    )
+    p.add_argument("--images", default=None, help="test images (default: nnUNet_raw/DatasetXXX/imagesTs)")
+    p.add_argument("--labels", default=None, help="test labels (default: nnUNet_raw/DatasetXXX/labelsTs)")
+    p.add_argument(
+        "-o", default=None, help="output folder (default: nnUNet_results/DatasetXXX/benchmark_SPLIT)"
+    )
+    p.add_argument("-device", default="cpu", choices=["cpu", "cuda"], help="device for test-split prediction")
+    p.add_argument("--disable_tta", action="store_true", help="no test-time mirroring (test split)")
+    p.add_argument("-np", type=int, default=1, help="processes for the evaluation (default: 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing benchmark.md")
+    p.set_defaults(func=run)
