@@ -19,6 +19,8 @@ SUBCOMMANDS: dict[str, str] = {
     "plans": "plans",
     "benchmark": "benchmark",
     "evaluate": "evaluate",
+    "refine": "refine",
+    "report": "report",
 }
 
 

@@ -1,0 +1,193 @@
+"""``nnunet-diffrefine report``: a radiology-style draft report of a segmented case (or a folder)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+from nnunet_diffrefine.errors import InputError
+
+_DESCRIPTION = (
+    "Measure a BraTS segmentation (NC/ED/ET/TC/WT volumes in cm3 from the voxel spacing, proportions, "
+    "lesion count, bidimensional diameters on the axial slice of largest extent, side and midline "
+    "crossing), draw the slices of largest extent with colour-coded overlays, and write a draft report "
+    "(technique, findings, measurements table, impression, limitations) into OUT_DIR: report.md, "
+    "report.json, measurements.json, axial/coronal/sagittal.png. The text comes from an OpenAI-compatible "
+    "chat-completions endpoint (key from $OPENAI_API_KEY or --api-key-env, base URL from --base-url or "
+    "$OPENAI_BASE_URL, model from --model or $DIFFREFINE_REPORT_MODEL; temperature 0) or, with --offline, "
+    "without an endpoint, or when the request fails, from a deterministic template. Every number in the "
+    "model's text is checked against the measurements and mismatches are flagged. Only the measurements, "
+    "the figures and the case id are sent (default case id: the segmentation's file name without "
+    "suffix). Batch mode: --pred-folder PRED --images-folder IMAGES writes OUT_DIR/CASE/ per case."
+)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    from nnunet_diffrefine.report.llm import settings_from
+
+    single, batch = args.segmentation is not None, args.pred_folder is not None
+    if single == batch:
+        raise InputError(
+            "give either -s SEG (one case) or --pred-folder PRED with --images-folder IMAGES (batch)"
+        )
+    settings = settings_from(
+        model=args.model,
+        base_url=args.base_url,
+        api_key_env=args.api_key_env,
+        timeout_s=args.timeout,
+        max_retries=args.max_retries,
+    )
+    options = {"offline": args.offline, "overwrite": args.overwrite, "send_images": not args.no_images}
+    if batch:
+        return _run_batch(args, settings, options)
+    for flag, value in (
+        ("--images-folder", args.images_folder),
+        ("--reference-folder", args.reference_folder),
+    ):
+        if value is not None:
+            raise InputError(f"{flag} belongs to batch mode (--pred-folder); use -i / --reference with -s")
+
+    from nnunet_diffrefine.report.inputs import load_case
+    from nnunet_diffrefine.report.pipeline import write_report
+
+    case = load_case(args.segmentation, args.images or (), args.reference, case_id=args.case_id)
+    outcome = write_report(case, args.o, settings, **options)
+    _say(outcome.folder, outcome.source, outcome.llm_error, outcome.flagged, settings.model)
+    return 0
+
+
+def _say(folder, source: str, llm_error: str | None, flagged: int, model: str) -> None:
+    if llm_error:
+        print(
+            f"nnunet-diffrefine report: warning: {llm_error}; wrote the offline report instead",
+            file=sys.stderr,
+        )
+    how = f"language model {model}" if source == "llm" else "offline template"
+    print(f"wrote {folder}/report.md, report.json, measurements.json and figures ({how})")
+    if flagged:
+        print(f"{flagged} statement(s) flagged: numbers that do not match the measurements (see report.md)")
+
+
+def _run_batch(args: argparse.Namespace, settings, options: dict) -> int:
+    from nnunet_diffrefine.report.batch import report_folder
+
+    if args.images_folder is None:
+        raise InputError("batch mode needs --images-folder IMAGES (CASE_0000.nii.gz .. CASE_0003.nii.gz)")
+    for flag, value in (("-i", args.images), ("--reference", args.reference), ("--case-id", args.case_id)):
+        if value:
+            raise InputError(f"{flag} belongs to single-case mode (-s); batch mode finds the files itself")
+    results = report_folder(
+        args.pred_folder,
+        args.images_folder,
+        args.o,
+        reference_folder=args.reference_folder,
+        settings=settings,
+        num_processes=args.np,
+        **options,
+    )
+    failed_llm = [r for r in results if r.get("llm_error")]
+    flagged = sum(r.get("flagged_statements", 0) for r in results)
+    print(f"wrote {len(results)} reports under {args.o} (index: {os.path.join(args.o, 'reports.json')})")
+    if failed_llm:
+        print(
+            f"nnunet-diffrefine report: warning: the LLM request failed for {len(failed_llm)} case(s) "
+            f"(first: {failed_llm[0]['llm_error']}); their reports are the offline template",
+            file=sys.stderr,
+        )
+    if flagged:
+        print(f"{flagged} statement(s) flagged in total (see each report.md)")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="draft radiology report of a segmented case (LLM or offline template)",
+        description=_DESCRIPTION,
+    )
+    one = p.add_argument_group("one case")
+    one.add_argument(
+        "-s", "--segmentation", metavar="SEG", help="predicted label map (0 BG, 1 NC, 2 ED, 3 ET)"
+    )
+    one.add_argument(
+        "-i",
+        "--images",
+        nargs="+",
+        metavar="IMAGE",
+        help="CASE_0000 .. CASE_0003 (T1n, T1c, T2w, T2-FLAIR), in order",
+    )
+    one.add_argument("--reference", metavar="REF", help="reference label map, drawn next to the prediction")
+    one.add_argument(
+        "--case-id",
+        metavar="ID",
+        help="id written in the report and sent in the prompt (default: SEG's file name)",
+    )
+    many = p.add_argument_group("batch")
+    many.add_argument("--pred-folder", metavar="PRED", help="folder of CASE.nii.gz predictions")
+    many.add_argument(
+        "--images-folder", metavar="IMAGES", help="folder of CASE_0000.nii.gz .. CASE_0003.nii.gz"
+    )
+    many.add_argument("--reference-folder", metavar="LABELS", help="folder of CASE.nii.gz references")
+    many.add_argument(
+        "-np",
+        type=_positive_int,
+        default=1,
+        help="worker processes (default: 1; each case runs its own request)",
+    )
+    p.add_argument(
+        "-o", required=True, metavar="OUT_DIR", help="report folder (batch: one sub-folder per case)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    llm = p.add_argument_group("language model")
+    llm.add_argument("--offline", action="store_true", help="no request: the deterministic template report")
+    llm.add_argument("--model", help="model name (default: $DIFFREFINE_REPORT_MODEL, else gpt-4o)")
+    llm.add_argument(
+        "--base-url",
+        help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL)",
+    )
+    llm.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        metavar="VAR",
+        help="environment variable holding the API key (default: OPENAI_API_KEY); keys are never flags",
+    )
+    llm.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=60.0,
+        metavar="S",
+        help="request time-out in s (default: 60)",
+    )
+    llm.add_argument(
+        "--max-retries",
+        type=_non_negative_int,
+        default=2,
+        help="retries on connection errors, 429 and 5xx (default: 2)",
+    )
+    llm.add_argument(
+        "--no-images", action="store_true", help="send only the measurements (for text-only models)"
+    )
+    p.set_defaults(func=run)

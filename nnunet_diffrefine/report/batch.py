@@ -1,0 +1,129 @@
+"""Reports for a folder of predictions: one sub-folder per case, optional worker processes.
+
+Cases are the ``CASE.nii.gz`` files of the prediction folder (nnU-Net's output layout); their images
+are ``CASE_0000.nii.gz`` .. ``CASE_0003.nii.gz`` in the images folder (nnU-Net's ``imagesTs``) and
+their reference, if a reference folder is given, ``CASE.nii.gz`` there. Everything is located before
+any work, and existing case folders are refused unless ``overwrite``. A case that fails (bad labels,
+geometry) does not stop the others; ``reports.json`` in the output folder lists every case with its
+source, LLM error, number of flagged statements or error.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from nnunet_diffrefine.data.brats import FILE_ENDING
+from nnunet_diffrefine.errors import DiffRefineError, InputError
+from nnunet_diffrefine.report.inputs import IMAGE_NAMES, load_case
+from nnunet_diffrefine.report.llm import LLMSettings
+from nnunet_diffrefine.report.pipeline import check_output_folder, write_report
+from nnunet_diffrefine.utils.io import OutputExistsError, write_json
+
+
+@dataclass(frozen=True)
+class CaseFiles:
+    case_id: str
+    segmentation: Path
+    images: tuple[Path, ...]
+    reference: Path | None
+
+
+def find_cases(
+    pred_folder: str | os.PathLike,
+    images_folder: str | os.PathLike,
+    reference_folder: str | os.PathLike | None = None,
+) -> list[CaseFiles]:
+    """Every case of ``pred_folder`` with its files; :class:`InputError` naming the first missing one."""
+    pred, images = Path(pred_folder), Path(images_folder)
+    for folder, what in ((pred, "prediction"), (images, "images")) + (
+        ((Path(reference_folder), "reference"),) if reference_folder is not None else ()
+    ):
+        if not folder.is_dir():
+            raise InputError(f"{folder}: {what} folder not found")
+    files = sorted(p for p in pred.iterdir() if p.name.endswith(FILE_ENDING) and not p.name.startswith("."))
+    if not files:
+        raise InputError(f"{pred}: no {FILE_ENDING} predictions found")
+    cases = []
+    for seg in files:
+        case_id = seg.name[: -len(FILE_ENDING)]
+        channels = tuple(images / f"{case_id}_{c:04d}{FILE_ENDING}" for c in range(len(IMAGE_NAMES)))
+        for path in channels:
+            if not path.is_file():
+                raise InputError(f"{path}: image of case {case_id} not found")
+        ref = None
+        if reference_folder is not None:
+            ref = Path(reference_folder) / seg.name
+            if not ref.is_file():
+                raise InputError(f"{ref}: reference of case {case_id} not found")
+        cases.append(CaseFiles(case_id, seg, channels, ref))
+    return cases
+
+
+def _one(job: tuple[CaseFiles, Path, LLMSettings | None, bool, bool, bool]) -> dict[str, Any]:
+    files, folder, settings, offline, overwrite, send_images = job
+    try:
+        case = load_case(files.segmentation, files.images, files.reference, case_id=files.case_id)
+        outcome = write_report(
+            case, folder, settings, offline=offline, overwrite=overwrite, send_images=send_images
+        )
+    except (DiffRefineError, OutputExistsError) as e:
+        return {"case_id": files.case_id, "folder": folder.name, "error": str(e)}
+    return {
+        "case_id": files.case_id,
+        "folder": folder.name,
+        "source": outcome.source,
+        "llm_error": outcome.llm_error,
+        "flagged_statements": outcome.flagged,
+    }
+
+
+def report_folder(
+    pred_folder: str | os.PathLike,
+    images_folder: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    reference_folder: str | os.PathLike | None = None,
+    settings: LLMSettings | None = None,
+    offline: bool = False,
+    overwrite: bool = False,
+    send_images: bool = True,
+    num_processes: int = 1,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Write ``out_dir/CASE/`` for every case and ``out_dir/reports.json``; returns the per-case entries.
+    Raises :class:`DiffRefineError` after the others are written when a case failed."""
+    out = Path(out_dir)
+    cases = find_cases(pred_folder, images_folder, reference_folder)
+    for files in cases:
+        check_output_folder(out / files.case_id, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(files, out / files.case_id, settings, offline, overwrite, send_images) for files in cases]
+    results: list[dict[str, Any]] = []
+    with tqdm(total=len(jobs), desc="writing reports", unit="case", disable=not progress) as bar:
+        if num_processes <= 1:
+            for job in jobs:
+                results.append(_one(job))
+                bar.update()
+        else:
+            context = (
+                multiprocessing.get_context("fork")
+                if "fork" in multiprocessing.get_all_start_methods()
+                else None
+            )
+            with ProcessPoolExecutor(max_workers=num_processes, mp_context=context) as pool:
+                for result in pool.map(_one, jobs):
+                    results.append(result)
+                    bar.update()
+    write_json({"cases": results}, out / "reports.json")
+    failed = [r for r in results if "error" in r]
+    if failed:
+        raise DiffRefineError(
+            f"{len(failed)} of {len(results)} reports failed (listed in {out / 'reports.json'}); first: {failed[0]['error']}"
+        )
+    return results

@@ -1,0 +1,188 @@
+"""report.json and report.md: the sections, our measurements table, flags, figures and provenance.
+
+Both files open with :data:`BANNER` and say which path wrote the text (``source``: ``llm`` with the
+model name, or ``offline`` with the reason) and, if the LLM failed, why (``llm_error``). The
+measurements table is always built from the measurements, never from the model's text. Flagged
+sentences get a :data:`FLAG_MARK` in report.md and are listed in a *Flagged statements* section.
+Nothing time- or machine-dependent is written, so the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from nnunet_diffrefine.report.facts import SUBREGION_NAMES, cm3, measurement_rows
+from nnunet_diffrefine.report.guard import Flag
+from nnunet_diffrefine.report.measurements import SUBREGIONS
+from nnunet_diffrefine.report.prompt import SECTIONS
+from nnunet_diffrefine.utils.io import atomic_output_file, write_json
+
+BANNER = (
+    "AI-generated draft for review by a radiologist. Not a diagnosis: every statement must be checked "
+    "against the images before use."
+)
+FLAG_MARK = "⚠"
+REPORT_FORMAT = "nnunet-diffrefine report 1"
+
+
+def reference_rows(measurements: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """``(sub-region, predicted cm³, reference cm³, Dice)`` rows when a reference was given."""
+    ref = measurements.get("reference")
+    if ref is None:
+        return []
+    return [
+        (
+            name,
+            cm3(measurements["volumes_cm3"][name]),
+            cm3(ref["volumes_cm3"][name]),
+            f"{ref['dice'][name]:.3f}",
+        )
+        for name in SUBREGIONS
+    ]
+
+
+def report_dict(
+    measurements: dict[str, Any],
+    sections: dict[str, str],
+    source: dict[str, Any],
+    llm_error: str | None,
+    flags: list[Flag],
+    figures: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The content of report.json."""
+    out: dict[str, Any] = {
+        "format": REPORT_FORMAT,
+        "banner": BANNER,
+        "case_id": measurements["case_id"],
+        "source": source,
+        "llm_error": llm_error,
+        "sections": {name: sections[name] for name in SECTIONS},
+        "measurements_table": [
+            {"quantity": q, "value": v, "unit": u} for q, v, u in measurement_rows(measurements)
+        ],
+        "flagged_statements": [flag.to_json() for flag in flags],
+        "figures": figures,
+        "measurements_file": "measurements.json",
+    }
+    rows = reference_rows(measurements)
+    if rows:
+        out["reference_comparison"] = [
+            {"subregion": n, "predicted_cm3": p, "reference_cm3": r, "dice": d} for n, p, r, d in rows
+        ]
+    return out
+
+
+def _neutralise(text: str) -> str:
+    """Model text without HTML and remote images (a rendered report must not fetch anything)."""
+    return text.replace("<", "&lt;").replace("![", "!\\[")
+
+
+def _mark(text: str, flags: list[Flag]) -> str:
+    for end in sorted({f.end for f in flags}, reverse=True):
+        text = text[:end] + f" {FLAG_MARK}" + text[end:]
+    return text
+
+
+def _paragraphs(text: str) -> str:
+    """Lines as markdown paragraphs; consecutive list items stay one list."""
+    out, previous_item = "", False
+    for line in (line.rstrip() for line in text.strip().splitlines()):
+        if not line:
+            continue
+        is_item = bool(re.match(r"\s*(?:[-*+]|\d+[.)])\s", line))
+        if out:
+            out += "\n" if is_item and previous_item else "\n\n"
+        out, previous_item = out + line, is_item
+    return out
+
+
+def _source_line(source: dict[str, Any], llm_error: str | None) -> str:
+    if source["path"] == "llm":
+        line = f"Written by the language model `{source['model']}` from the measurements"
+        line += " and figures." if source.get("images_sent") else "."
+        if source.get("sections_from_template"):
+            line += (
+                " Sections missing from its reply, taken from the template: "
+                + ", ".join(source["sections_from_template"])
+                + "."
+            )
+        return line
+    line = f"Written from the offline template ({source['reason']})."
+    if llm_error:
+        line += f" LLM error: {llm_error}"
+    return line
+
+
+def report_markdown(report: dict[str, Any], flags: list[Flag], model_text: bool) -> str:
+    """report.md from :func:`report_dict`'s output (``model_text``: whether the sections came from a model)."""
+    sections = dict(report["sections"])
+    for name in SECTIONS:
+        text = _mark(sections[name], [f for f in flags if f.section == name])
+        sections[name] = _paragraphs(_neutralise(text) if model_text else text)
+    lines = [
+        f"# Brain tumor MRI report (draft): {report['case_id']}",
+        "",
+        f"> **{FLAG_MARK} {report['banner']}**",
+        ">",
+        f"> {_source_line(report['source'], report['llm_error'])}",
+        "",
+        "## Technique",
+        "",
+        sections["technique"],
+        "",
+        "## Findings",
+        "",
+        sections["findings"],
+        "",
+        "## Measurements",
+        "",
+        "From the segmentation (not from the text above).",
+        "",
+        "| Quantity | Value | Unit |",
+        "|---|---:|---|",
+    ]
+    lines += [
+        f"| {row['quantity']} | {row['value']} | {row['unit']} |" for row in report["measurements_table"]
+    ]
+    if "reference_comparison" in report:
+        lines += [
+            "",
+            "Against the reference segmentation:",
+            "",
+            "| Sub-region | Predicted cm³ | Reference cm³ | Dice |",
+            "|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {SUBREGION_NAMES[r['subregion']]} | {r['predicted_cm3']} | {r['reference_cm3']} | {r['dice']} |"
+            for r in report["reference_comparison"]
+        ]
+    lines += [
+        "",
+        "## Impression",
+        "",
+        sections["impression"],
+        "",
+        "## Limitations",
+        "",
+        sections["limitations"],
+        "",
+    ]
+    if flags:
+        lines += ["## Flagged statements", "", "Numbers in the text that do not match the measurements:", ""]
+        for i, flag in enumerate(flags, 1):
+            sentence = _neutralise(flag.sentence).replace("|", "\\|")
+            lines.append(f'{i}. {FLAG_MARK} {flag.section}: "{sentence}": `{flag.number}` {flag.reason}')
+        lines.append("")
+    lines += ["## Figures", ""]
+    for figure in report["figures"]:
+        lines += [f"![{figure['plane']} slice {figure['file_index']}]({figure['file']})", ""]
+    return "\n".join(lines)
+
+
+def write_report_files(folder: Path, report: dict[str, Any], flags: list[Flag], model_text: bool) -> None:
+    """Write ``report.json`` and ``report.md`` into ``folder`` (each atomically)."""
+    write_json(report, folder / "report.json")
+    with atomic_output_file(folder / "report.md") as tmp:
+        tmp.write_text(report_markdown(report, flags, model_text), encoding="utf-8")
