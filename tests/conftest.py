@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+BIN = Path(sys.executable).parent
+DATASET = 980
 
 TINY_SHAPE = (48, 48, 48)
 
@@ -31,3 +36,76 @@ def nnunet_env(tmp_path, monkeypatch) -> dict[str, str]:
         folder.mkdir()
         env[name] = str(folder)
     return env
+
+
+def run_checked(args: list[str], env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, (
+        f"{' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    )
+    return result
+
+
+@pytest.fixture(scope="session")
+def tiny_nnunet(tmp_path_factory) -> dict[str, str]:
+    """nnU-Net folders with a planned and preprocessed 40^3 dataset and the small-CPU presets."""
+    from nnunet_diffrefine.cli.env import trainer_folder
+    from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
+    from nnunet_diffrefine.training.architectures import ARCHITECTURES
+    from nnunet_diffrefine.training.plans_presets import write_plans_preset
+
+    root = tmp_path_factory.mktemp("nnunet")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("nnUNet_", "DIFFREFINE_"))}
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (root / name).mkdir()
+        env[name] = str(root / name)
+    env.update(
+        nnUNet_extTrainer=str(trainer_folder()),
+        nnUNet_n_proc_DA="1",
+        nnUNet_def_n_proc="1",
+        OMP_NUM_THREADS="2",
+    )
+    synthesize_dataset(
+        env["nnUNet_raw"], DATASET, "TinyTrain", 5, 1, SynthConfig(shape=(40, 40, 40), seed=7), progress=False
+    )
+    run_checked(
+        [str(BIN / "nnUNetv2_plan_and_preprocess"), "-d", str(DATASET), "-c", "3d_fullres", "-np", "1"], env
+    )
+    for arch in (*ARCHITECTURES, "nnunet"):
+        write_plans_preset(DATASET, arch, cpu=True, preprocessed_root=env["nnUNet_preprocessed"])
+    return env
+
+
+def nnunet_train(
+    env: dict, trainer: str, plans: str, epochs: int = 1, extra: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    env = dict(
+        env,
+        DIFFREFINE_NUM_EPOCHS=str(epochs),
+        DIFFREFINE_ITERS_PER_EPOCH="2",
+        DIFFREFINE_VAL_ITERS_PER_EPOCH="1",
+    )
+    args = [
+        str(BIN / "nnUNetv2_train"),
+        str(DATASET),
+        "3d_fullres",
+        "0",
+        "-tr",
+        trainer,
+        "-p",
+        plans,
+        "-device",
+        "cpu",
+        *extra,
+    ]
+    return run_checked(args, env)
+
+
+def trained_model(
+    env: dict, trainer: str, plans: str, extra_env: dict | None = None, npz: bool = True
+) -> Path:
+    """The results folder of ``trainer`` on the tiny dataset, trained (1 epoch) if it is not yet."""
+    folder = Path(env["nnUNet_results"]) / "Dataset980_TinyTrain" / f"{trainer}__{plans}__3d_fullres"
+    if not (folder / "fold_0" / "checkpoint_final.pth").is_file():
+        nnunet_train(dict(env, **(extra_env or {})), trainer, plans, extra=("--npz",) if npz else ())
+    return folder

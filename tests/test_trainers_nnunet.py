@@ -8,86 +8,24 @@ probabilities of the right shape.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from conftest import BIN, DATASET
+from conftest import nnunet_train as _train
+from conftest import run_checked as _run
 
 from nnunet_diffrefine.training.architectures import ARCHITECTURES
 
-BIN = Path(sys.executable).parent
-DATASET = 980
 TRAINERS = {
     "MedNeXtTrainer": "mednext",
     "SwinUNETRTrainer": "swinunetr",
     "ResUNetTrainer": "resunet",
     "SegResNetTrainer": "segresnet",
 }
-
-
-def _run(args: list[str], env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, (
-        f"{' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    )
-    return result
-
-
-@pytest.fixture(scope="module")
-def tiny_nnunet(tmp_path_factory) -> dict[str, str]:
-    """nnU-Net folders with a planned and preprocessed 40^3 dataset and the small-CPU presets."""
-    from nnunet_diffrefine.cli.env import trainer_folder
-    from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
-    from nnunet_diffrefine.training.plans_presets import write_plans_preset
-
-    root = tmp_path_factory.mktemp("nnunet")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("nnUNet_", "DIFFREFINE_"))}
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        (root / name).mkdir()
-        env[name] = str(root / name)
-    env.update(
-        nnUNet_extTrainer=str(trainer_folder()),
-        nnUNet_n_proc_DA="1",
-        nnUNet_def_n_proc="1",
-        OMP_NUM_THREADS="2",
-    )
-    synthesize_dataset(
-        env["nnUNet_raw"], DATASET, "TinyTrain", 5, 1, SynthConfig(shape=(40, 40, 40), seed=7), progress=False
-    )
-    _run([str(BIN / "nnUNetv2_plan_and_preprocess"), "-d", str(DATASET), "-c", "3d_fullres", "-np", "1"], env)
-    for arch in (*ARCHITECTURES, "nnunet"):
-        write_plans_preset(DATASET, arch, cpu=True, preprocessed_root=env["nnUNet_preprocessed"])
-    return env
-
-
-def _train(
-    env: dict, trainer: str, plans: str, epochs: int = 1, extra: tuple[str, ...] = ()
-) -> subprocess.CompletedProcess:
-    env = dict(
-        env,
-        DIFFREFINE_NUM_EPOCHS=str(epochs),
-        DIFFREFINE_ITERS_PER_EPOCH="2",
-        DIFFREFINE_VAL_ITERS_PER_EPOCH="1",
-    )
-    args = [
-        str(BIN / "nnUNetv2_train"),
-        str(DATASET),
-        "3d_fullres",
-        "0",
-        "-tr",
-        trainer,
-        "-p",
-        plans,
-        "-device",
-        "cpu",
-        *extra,
-    ]
-    return _run(args, env)
 
 
 @pytest.mark.slow

@@ -9,10 +9,12 @@ Thin classes: the network, the loss and the plans adjustments live in ``nnunet_d
 - ``ResUNetTrainer``: MONAI residual U-Net (seed 000's baseline), soft Dice.
 - ``SegResNetTrainer``: MONAI SegResNet (CoMNeT's baseline), DSC++ + BCE as CoMNeT trains its baselines.
 - ``nnUNetTrainerCustomSchedule``: stock nnU-Net whose length follows the ``DIFFREFINE_*`` variables.
+- ``MedNeXtCorrDiffTrainer``: MedNeXt, then CorrDiff on its out-of-fold probabilities (CoMNeT).
 """
 
 from nnunet_diffrefine.training.base import DiffRefineTrainerBase, nnUNetTrainerCustomSchedule
 from nnunet_diffrefine.training.losses import dsc_pp_bce, soft_dice
+from nnunet_diffrefine.training.refiner_stage import RefinerStageMixin
 from nnunet_diffrefine.training.swin import SwinPretrainedMixin
 
 __all__ = [
@@ -50,3 +52,9 @@ class SegResNetTrainer(DiffRefineTrainerBase):
 
     def make_loss(self, regions, batch_dice):
         return dsc_pp_bce(regions, batch_dice)
+
+
+class MedNeXtCorrDiffTrainer(RefinerStageMixin, MedNeXtTrainer):
+    """CoMNeT: MedNeXt, then CorrDiff trained on MedNeXt's out-of-fold probabilities (one nnUNetv2_train call)."""
+
+    refiner_name = "corrdiff"

@@ -15,11 +15,25 @@ def run(args: argparse.Namespace) -> int:
         overrides["inference_steps"] = args.steps
     if args.num_samples is not None:
         overrides["num_samples"] = args.num_samples
-    pp = PostprocessConfig(enabled=not args.no_postprocess, min_component_voxels=args.pp_min_size,
-                           fill_holes=tuple(args.pp_fill_holes))
-    out = refine_folder(args.i, args.o, model, [int(f) for f in args.f], args.images, refiner=args.refiner,
-                        device=args.device, num_parts=args.num_parts, part_id=args.part_id, postprocess=pp,
-                        overrides=overrides, overwrite=args.overwrite)
+    pp = PostprocessConfig(
+        enabled=not args.no_postprocess,
+        min_component_voxels=args.pp_min_size,
+        fill_holes=tuple(args.pp_fill_holes),
+    )
+    out = refine_folder(
+        args.i,
+        args.o,
+        model,
+        [int(f) for f in args.f],
+        args.images,
+        refiner=args.refiner,
+        device=args.device,
+        num_parts=args.num_parts,
+        part_id=args.part_id,
+        postprocess=pp,
+        overrides=overrides,
+        overwrite=args.overwrite,
+    )
     print(f"refined predictions in {out}")
     return 0
 
@@ -37,18 +51,44 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", required=True, help="output folder")
     p.add_argument("-d", required=True, help="dataset id or name")
     p.add_argument("-c", default="3d_fullres", help="configuration (default: 3d_fullres)")
-    p.add_argument("-tr", default="MedNeXtCorrDiffTrainer", help="trainer of the base model (default: MedNeXtCorrDiffTrainer)")
+    p.add_argument(
+        "-tr",
+        default="MedNeXtCorrDiffTrainer",
+        help="trainer of the base model (default: MedNeXtCorrDiffTrainer)",
+    )
     p.add_argument("-p", default="nnUNetPlans", help="plans of the base model (default: nnUNetPlans)")
-    p.add_argument("-f", nargs="+", default=["0", "1", "2", "3", "4"], help="folds whose refiners to use (default: 0 1 2 3 4)")
-    p.add_argument("--images", required=True, help="the raw images the predictions were made from (e.g. imagesTs)")
+    p.add_argument(
+        "-f",
+        nargs="+",
+        default=["0", "1", "2", "3", "4"],
+        help="folds whose refiners to use (default: 0 1 2 3 4)",
+    )
+    p.add_argument(
+        "--images", required=True, help="the raw images the predictions were made from (e.g. imagesTs)"
+    )
     p.add_argument("--refiner", default=None, help="refiner name (default: the only one in the fold folders)")
     p.add_argument("--steps", type=int, default=None, help="reverse diffusion steps (default: the refiner's)")
-    p.add_argument("--num-samples", type=int, default=None, help="samples per case, averaged (default: the refiner's)")
+    p.add_argument(
+        "--num-samples", type=int, default=None, help="samples per case, averaged (default: the refiner's)"
+    )
     p.add_argument("-device", default="cpu", choices=["cpu", "cuda"], help="device (default: cpu)")
-    p.add_argument("--num_parts", type=int, default=1, help="split the cases into this many parts (default: 1)")
+    p.add_argument(
+        "--num_parts", type=int, default=1, help="split the cases into this many parts (default: 1)"
+    )
     p.add_argument("--part_id", type=int, default=0, help="which part this process refines (default: 0)")
-    p.add_argument("--no-postprocess", action="store_true", help="no morphological postprocessing of the masks")
-    p.add_argument("--pp-min-size", type=int, default=10, help="remove components smaller than this (voxels; default 10)")
-    p.add_argument("--pp-fill-holes", nargs="*", default=["WT", "TC"], help="regions whose holes are filled (default: WT TC)")
-    p.add_argument("--overwrite", action="store_true", help="redo finished cases / replace another refinement's output")
+    p.add_argument(
+        "--no-postprocess", action="store_true", help="no morphological postprocessing of the masks"
+    )
+    p.add_argument(
+        "--pp-min-size", type=int, default=10, help="remove components smaller than this (voxels; default 10)"
+    )
+    p.add_argument(
+        "--pp-fill-holes",
+        nargs="*",
+        default=["WT", "TC"],
+        help="regions whose holes are filled (default: WT TC)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="redo finished cases / replace another refinement's output"
+    )
     p.set_defaults(func=run)

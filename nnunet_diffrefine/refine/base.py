@@ -43,13 +43,21 @@ class DatasetSignature:
         from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
         manager = LabelManager(dataset_json["labels"], dataset_json.get("regions_class_order"))
-        return cls(dataset_name, len(dataset_json["channel_names"]), manager.num_segmentation_heads, manager.has_regions,
-                   dict(dataset_json["labels"]))
+        return cls(
+            dataset_name,
+            len(dataset_json["channel_names"]),
+            manager.num_segmentation_heads,
+            manager.has_regions,
+            dict(dataset_json["labels"]),
+        )
 
     def check_matches(self, other: DatasetSignature, where: str) -> None:
         if self != other:
-            diffs = [k for k in ("dataset_name", "num_input_channels", "num_outputs", "regions", "labels")
-                     if getattr(self, k) != getattr(other, k)]
+            diffs = [
+                k
+                for k in ("dataset_name", "num_input_channels", "num_outputs", "regions", "labels")
+                if getattr(self, k) != getattr(other, k)
+            ]
             raise InputError(
                 f"{where}: the refiner was trained for {self.dataset_name} and does not fit these predictions "
                 f"({', '.join(f'{k}: {getattr(self, k)} vs {getattr(other, k)}' for k in diffs)})"
@@ -97,8 +105,14 @@ class Refiner(ABC):
     def refine(self, prior: np.ndarray, image: np.ndarray, seed: int = 0) -> np.ndarray:
         """Refined probabilities ``(C, Z, Y, X)`` float32 from ``prior`` ``(C, Z, Y, X)`` and ``image``."""
 
-    def fit(self, train: list[TrainingCase], val: list[TrainingCase], folder: Path, settings: RefinerSettings,
-            log=print) -> dict:
+    def fit(
+        self,
+        train: list[TrainingCase],
+        val: list[TrainingCase],
+        folder: Path,
+        settings: RefinerSettings,
+        log=print,
+    ) -> dict:
         """Train on out-of-fold cases; returns a history. Refiners without weights need no training."""
         return {}
 
@@ -116,8 +130,15 @@ class Refiner(ABC):
         if state:
             with atomic_output_file(folder / WEIGHTS_FILE) as tmp:
                 torch.save(state, tmp)
-        write_json({"refiner": self.name, "settings": self.settings, "dataset": vars(self.signature), **(extra or {})},
-                   folder / CONFIG_FILE)
+        write_json(
+            {
+                "refiner": self.name,
+                "settings": self.settings,
+                "dataset": vars(self.signature),
+                **(extra or {}),
+            },
+            folder / CONFIG_FILE,
+        )
 
 
 REGISTRY: dict[str, type[Refiner]] = {}

@@ -82,17 +82,33 @@ class CorrDiffNet(nn.Module):
     multiples of ``2 ** (levels + 1)`` (the VQ-VAE levels and one denoiser level).
     """
 
-    def __init__(self, in_channels: int, num_outputs: int, width: int = 1, latent_channels: int = 8,
-                 num_embeddings: int = 512, levels: int = 1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_outputs: int,
+        width: int = 1,
+        latent_channels: int = 8,
+        num_embeddings: int = 512,
+        levels: int = 1,
+    ) -> None:
         super().__init__()
         from monai.networks.nets import VQVAE, DiffusionModelUNet
 
         c = num_outputs
         vq_ch = tuple(16 * width * 2**i for i in range(levels))
         self.vqvae = VQVAE(
-            spatial_dims=3, in_channels=c, out_channels=c, channels=vq_ch, num_res_channels=vq_ch, num_res_layers=1,
-            downsample_parameters=((2, 4, 1, 1),) * levels, upsample_parameters=((2, 4, 1, 1, 0),) * levels,
-            num_embeddings=num_embeddings, embedding_dim=latent_channels, commitment_cost=0.25, ddp_sync=False,
+            spatial_dims=3,
+            in_channels=c,
+            out_channels=c,
+            channels=vq_ch,
+            num_res_channels=vq_ch,
+            num_res_layers=1,
+            downsample_parameters=((2, 4, 1, 1),) * levels,
+            upsample_parameters=((2, 4, 1, 1, 0),) * levels,
+            num_embeddings=num_embeddings,
+            embedding_dim=latent_channels,
+            commitment_cost=0.25,
+            ddp_sync=False,
         )
         cond_ch = 16 * width
         layers: list[nn.Module] = [nn.Conv3d(in_channels + 2 * c + 1, cond_ch, 3, padding=1), nn.GELU()]
@@ -100,18 +116,31 @@ class CorrDiffNet(nn.Module):
             layers += [nn.Conv3d(cond_ch, cond_ch, 4, stride=2, padding=1), nn.GELU()]
         self.cond_encoder = nn.Sequential(*layers, nn.Conv3d(cond_ch, cond_ch, 3, padding=1))
         self.denoiser = DiffusionModelUNet(
-            spatial_dims=3, in_channels=latent_channels + cond_ch, out_channels=latent_channels, num_res_blocks=1,
-            channels=(32 * width, 64 * width), attention_levels=(False, False), norm_num_groups=8,
+            spatial_dims=3,
+            in_channels=latent_channels + cond_ch,
+            out_channels=latent_channels,
+            num_res_blocks=1,
+            channels=(32 * width, 64 * width),
+            attention_levels=(False, False),
+            norm_num_groups=8,
         )
         self.gate = nn.Conv3d(2 * c + 1, c, 1)
         nn.init.zeros_(self.gate.weight)
         nn.init.zeros_(self.gate.bias)
 
-    def condition(self, image: torch.Tensor, prior: torch.Tensor, logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    def condition(
+        self, image: torch.Tensor, prior: torch.Tensor, logits: torch.Tensor, u: torch.Tensor
+    ) -> torch.Tensor:
         return self.cond_encoder(torch.cat([image, prior, logits, u], 1))
 
-    def correct(self, prior: torch.Tensor, logits: torch.Tensor, u: torch.Tensor, residual: torch.Tensor,
-                regions: bool) -> torch.Tensor:
+    def correct(
+        self,
+        prior: torch.Tensor,
+        logits: torch.Tensor,
+        u: torch.Tensor,
+        residual: torch.Tensor,
+        regions: bool,
+    ) -> torch.Tensor:
         """Final logits ``l + g * dl`` from a decoded residual ``r^`` (all ``(B, C, ...)``)."""
         target = (prior + residual).clamp(EPS_CORRECTION, 1 - EPS_CORRECTION)
         target_logits = torch.log(target) - torch.log1p(-target) if regions else torch.log(target)
@@ -149,28 +178,48 @@ class CorrDiffRefiner(Refiner):
     name = "corrdiff"
 
     def __init__(self, signature, device="cpu", **settings) -> None:
-        defaults = {"width": 1, "latent_channels": 8, "levels": 1, "num_train_timesteps": 200, "inference_steps": 25,
-                    "num_samples": 1, "patch_size": [64, 64, 64], "schedule": "cosine",
-                    "prediction_type": "sample"}
+        defaults = {
+            "width": 1,
+            "latent_channels": 8,
+            "levels": 1,
+            "num_train_timesteps": 200,
+            "inference_steps": 25,
+            "num_samples": 1,
+            "patch_size": [64, 64, 64],
+            "schedule": "cosine",
+            "prediction_type": "sample",
+        }
         super().__init__(signature, device, **{**defaults, **settings})
         s = self.settings
-        self.net = CorrDiffNet(signature.num_input_channels, signature.num_outputs, int(s["width"]),
-                               int(s["latent_channels"]), levels=int(s["levels"])).to(self.device)
+        self.net = CorrDiffNet(
+            signature.num_input_channels,
+            signature.num_outputs,
+            int(s["width"]),
+            int(s["latent_channels"]),
+            levels=int(s["levels"]),
+        ).to(self.device)
         self.regions = signature.regions
 
     # --- schedulers (kept apart from the model, as diffusers does) ----------------------------------
     def train_scheduler(self):
         from monai.networks.schedulers import DDPMScheduler
 
-        return DDPMScheduler(num_train_timesteps=int(self.settings["num_train_timesteps"]), schedule=self.settings["schedule"],
-                             clip_sample=False, prediction_type=self.settings["prediction_type"])
+        return DDPMScheduler(
+            num_train_timesteps=int(self.settings["num_train_timesteps"]),
+            schedule=self.settings["schedule"],
+            clip_sample=False,
+            prediction_type=self.settings["prediction_type"],
+        )
 
     def sample_scheduler(self):
         from monai.networks.schedulers import DDIMScheduler
 
-        scheduler = DDIMScheduler(num_train_timesteps=int(self.settings["num_train_timesteps"]),
-                                  schedule=self.settings["schedule"], clip_sample=False,
-                                  prediction_type=self.settings["prediction_type"])
+        scheduler = DDIMScheduler(
+            num_train_timesteps=int(self.settings["num_train_timesteps"]),
+            schedule=self.settings["schedule"],
+            clip_sample=False,
+            prediction_type=self.settings["prediction_type"],
+        )
         scheduler.set_timesteps(int(self.settings["inference_steps"]), device=self.device)
         return scheduler
 
@@ -204,7 +253,9 @@ class CorrDiffRefiner(Refiner):
         final_logits = net.correct(prior, logits, u, net.vqvae.decode(z0_hat), self.regions)
         weight = alpha.flatten()
         if self.regions:
-            per_sample = F.binary_cross_entropy_with_logits(final_logits, target, reduction="none").flatten(1).mean(1)
+            per_sample = (
+                F.binary_cross_entropy_with_logits(final_logits, target, reduction="none").flatten(1).mean(1)
+            )
             probs = torch.sigmoid(final_logits)
         else:
             per_sample = F.cross_entropy(final_logits, target.argmax(1), reduction="none").flatten(1).mean(1)
@@ -222,7 +273,11 @@ class CorrDiffRefiner(Refiner):
         cond = self.net.condition(image, prior, logits, u)
         scheduler = self.sample_scheduler()
         factor = 2 ** int(self.settings["levels"])
-        latent_shape = (window.shape[0], int(self.settings["latent_channels"]), *[s // factor for s in window.shape[2:]])
+        latent_shape = (
+            window.shape[0],
+            int(self.settings["latent_channels"]),
+            *[s // factor for s in window.shape[2:]],
+        )
         outputs = []
         for _ in range(int(self.settings["num_samples"])):
             z = torch.randn(latent_shape, generator=generator, device="cpu").to(self.device)
@@ -241,12 +296,21 @@ class CorrDiffRefiner(Refiner):
         generator = torch.Generator().manual_seed(int(seed))
         inputs = torch.from_numpy(np.concatenate([image, prior], 0)[None].astype(np.float32)).to(self.device)
         roi = [int(p) for p in self.settings["patch_size"]]
-        out = sliding_window_inference(inputs, roi, 1, lambda w: self._refine_window(w, generator), overlap=0.25,
-                                       mode="gaussian", padding_mode="constant")
+        out = sliding_window_inference(
+            inputs,
+            roi,
+            1,
+            lambda w: self._refine_window(w, generator),
+            overlap=0.25,
+            mode="gaussian",
+            padding_mode="constant",
+        )
         return out[0].float().cpu().numpy()
 
     # --- training ----------------------------------------------------------------------------------
-    def _sample_batch(self, cases: list[TrainingCase], rng: np.random.Generator, batch_size: int, patch) -> tuple:
+    def _sample_batch(
+        self, cases: list[TrainingCase], rng: np.random.Generator, batch_size: int, patch
+    ) -> tuple:
         images, priors, targets = [], [], []
         for _ in range(batch_size):
             case = cases[rng.integers(len(cases))]
@@ -295,7 +359,9 @@ class CorrDiffRefiner(Refiner):
         self.settings["patch_size"] = [int(p) for p in settings.patch_size]
         torch.manual_seed(settings.seed)
         rng = np.random.default_rng(settings.seed)
-        optimizer = torch.optim.AdamW(self.net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+        optimizer = torch.optim.AdamW(
+            self.net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+        )
         scheduler = self.train_scheduler()
         history: dict = {"epochs": [], "best_epoch": -1, "best_dice": -1.0, "prior_dice": None}
         start_epoch, best_state, stale = 0, None, 0
@@ -307,7 +373,9 @@ class CorrDiffRefiner(Refiner):
             history, start_epoch, stale = checkpoint["history"], checkpoint["epoch"] + 1, checkpoint["stale"]
             best_state = checkpoint["best_state"]
             rng = np.random.default_rng([settings.seed, start_epoch])
-            log(f"CorrDiff: resuming at epoch {start_epoch} (best validation Dice {history['best_dice']:.4f})")
+            log(
+                f"CorrDiff: resuming at epoch {start_epoch} (best validation Dice {history['best_dice']:.4f})"
+            )
         for epoch in range(start_epoch, settings.max_epochs):
             if stale >= settings.patience:
                 break
@@ -315,7 +383,9 @@ class CorrDiffRefiner(Refiner):
             started = time.perf_counter()
             totals: dict[str, float] = {}
             for _ in range(settings.iterations_per_epoch):
-                image, prior, target = self._sample_batch(train, rng, settings.batch_size, settings.patch_size)
+                image, prior, target = self._sample_batch(
+                    train, rng, settings.batch_size, settings.patch_size
+                )
                 losses = self.losses(image, prior, target, scheduler)
                 optimizer.zero_grad(set_to_none=True)
                 losses["loss"].backward()
@@ -331,15 +401,31 @@ class CorrDiffRefiner(Refiner):
                 best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
             else:
                 stale += 1
-            entry = {"epoch": epoch, **{k: round(v, 5) for k, v in totals.items()}, "val_dice": round(dice, 5),
-                     "prior_dice": round(prior_dice, 5), "seconds": round(time.perf_counter() - started, 2)}
+            entry = {
+                "epoch": epoch,
+                **{k: round(v, 5) for k, v in totals.items()},
+                "val_dice": round(dice, 5),
+                "prior_dice": round(prior_dice, 5),
+                "seconds": round(time.perf_counter() - started, 2),
+            }
             history["epochs"].append(entry)
-            log(f"CorrDiff epoch {epoch}: loss {totals['loss']:.4f} (diff {totals['diff']:.4f}, recon {totals['recon']:.4f}, "
+            log(
+                f"CorrDiff epoch {epoch}: loss {totals['loss']:.4f} (diff {totals['diff']:.4f}, recon {totals['recon']:.4f}, "
                 f"vq {totals['vq']:.4f}, seg {totals['seg']:.4f}), validation Dice {dice:.4f} (prior {prior_dice:.4f})"
-                f"{' *' if improved else ''}")
+                f"{' *' if improved else ''}"
+            )
             with atomic_output_file(latest) as tmp:
-                torch.save({"net": self.net.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
-                            "epoch": epoch, "stale": stale, "best_state": best_state}, tmp)
+                torch.save(
+                    {
+                        "net": self.net.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "history": history,
+                        "epoch": epoch,
+                        "stale": stale,
+                        "best_state": best_state,
+                    },
+                    tmp,
+                )
         if best_state is not None:
             self.net.load_state_dict(best_state)
         write_json(json.loads(json.dumps(history)), folder / "training_history.json")

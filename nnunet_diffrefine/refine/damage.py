@@ -14,7 +14,9 @@ from nnunet_diffrefine.data.brats import REGIONS
 DAMAGE_MODES = ("dilate", "erode", "shift", "mixed")
 
 
-def region_targets(labels: np.ndarray, regions: tuple[tuple[int, ...], ...] = (REGIONS["WT"], REGIONS["TC"], REGIONS["ET"])) -> np.ndarray:
+def region_targets(
+    labels: np.ndarray, regions: tuple[tuple[int, ...], ...] = (REGIONS["WT"], REGIONS["TC"], REGIONS["ET"])
+) -> np.ndarray:
     """BraTS label map ``(Z, Y, X)`` -> float32 region masks ``(C, Z, Y, X)`` (WT, TC, ET by default)."""
     return np.stack([np.isin(labels, r) for r in regions]).astype(np.float32)
 
@@ -46,10 +48,17 @@ def damaged_prior(
         elif mode == "erode":
             mask = ndimage.binary_erosion(mask, iterations=amount)
         else:
-            mask = ndimage.shift(mask.astype(np.uint8), [direction * amount if a == axis else 0 for a in range(3)], order=0) > 0
+            mask = (
+                ndimage.shift(
+                    mask.astype(np.uint8), [direction * amount if a == axis else 0 for a in range(3)], order=0
+                )
+                > 0
+            )
         soft = ndimage.gaussian_filter(mask.astype(np.float32), blur) if blur > 0 else mask.astype(np.float32)
         wobble = ndimage.gaussian_filter(rng.standard_normal(mask.shape).astype(np.float32), 1.0)
         wobble /= max(float(wobble.std()), 1e-6)
-        near = ndimage.binary_dilation(mask, iterations=3)  # uncertainty lives near the boundary, as in real priors
+        near = ndimage.binary_dilation(
+            mask, iterations=3
+        )  # uncertainty lives near the boundary, as in real priors
         out[c] = np.clip(soft + noise * wobble * near, 0.0, 1.0)
     return out

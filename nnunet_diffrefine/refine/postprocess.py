@@ -31,7 +31,9 @@ class PostprocessConfig:
 
 def _region_name(region) -> str:
     lookup = {tuple(sorted(v)): k for k, v in REGIONS.items()}
-    return lookup.get(tuple(sorted(region)), str(region)) if isinstance(region, (tuple, list)) else str(region)
+    return (
+        lookup.get(tuple(sorted(region)), str(region)) if isinstance(region, (tuple, list)) else str(region)
+    )
 
 
 def _clean(mask: np.ndarray, min_voxels: int, fill: bool) -> np.ndarray:
@@ -47,7 +49,9 @@ def _clean(mask: np.ndarray, min_voxels: int, fill: bool) -> np.ndarray:
     return mask
 
 
-def postprocess_segmentation(segmentation: np.ndarray, label_manager, config: PostprocessConfig) -> np.ndarray:
+def postprocess_segmentation(
+    segmentation: np.ndarray, label_manager, config: PostprocessConfig
+) -> np.ndarray:
     """Apply ``config`` to a label map ``(Z, Y, X)`` produced by nnU-Net's ``label_manager``."""
     if not config.enabled:
         return segmentation

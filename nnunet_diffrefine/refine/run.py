@@ -61,7 +61,7 @@ def find_refiner_folder(fold_folder: Path, name: str | None) -> Path:
         return folder
     found = sorted(p for p in fold_folder.glob("refiner_*") if p.is_dir())
     if len(found) != 1:
-        what = ", ".join(p.name[len("refiner_"):] for p in found) or "none"
+        what = ", ".join(p.name[len("refiner_") :] for p in found) or "none"
         raise InputError(f"{fold_folder}: choose a refiner with --refiner (found: {what})")
     return found[0]
 
@@ -70,8 +70,14 @@ def _case_seed(case: str) -> int:
     return zlib.crc32(case.encode())
 
 
-def _check_inputs(cases: list[str], input_folder: Path, images_folder: Path, file_ending: str, num_inputs: int,
-                  num_outputs: int) -> list[str]:
+def _check_inputs(
+    cases: list[str],
+    input_folder: Path,
+    images_folder: Path,
+    file_ending: str,
+    num_inputs: int,
+    num_outputs: int,
+) -> list[str]:
     """One message per problem found in the inputs of ``cases`` (nothing is written before they pass)."""
     problems = []
     for case in cases:
@@ -94,7 +100,9 @@ def _check_inputs(cases: list[str], input_folder: Path, images_folder: Path, fil
         elif not np.isfinite(probs).all():
             problems.append(f"{npz}: probabilities contain NaN or infinite values")
         elif probs.min() < -1e-4 or probs.max() > 1 + 1e-4:
-            problems.append(f"{npz}: values outside [0, 1] ({probs.min():.3g} .. {probs.max():.3g}): not probabilities")
+            problems.append(
+                f"{npz}: values outside [0, 1] ({probs.min():.3g} .. {probs.max():.3g}): not probabilities"
+            )
         for c in range(num_inputs):
             image = images_folder / f"{case}_{c:04d}{file_ending}"
             if not image.is_file():
@@ -133,7 +141,9 @@ def refine_folder(
         raise InputError(f"--part_id must be in [0, {num_parts - 1}], got {part_id}")
     for name in ("plans.json", "dataset.json"):
         if not (model_folder / name).is_file():
-            raise InputError(f"{model_folder / name} does not exist: is {model_folder} a trained nnU-Net model?")
+            raise InputError(
+                f"{model_folder / name} does not exist: is {model_folder} a trained nnU-Net model?"
+            )
     plans = json.loads((model_folder / "plans.json").read_text())
     dataset_json = json.loads((model_folder / "dataset.json").read_text())
     configuration = model_folder.name.split("__")[-1]
@@ -152,21 +162,32 @@ def refine_folder(
 
     all_cases = sorted(p.name[: -len(".npz")] for p in input_folder.glob("*.npz"))
     if not all_cases:
-        raise InputError(f"{input_folder}: no CASE.npz files (run nnUNetv2_predict with --save_probabilities)")
+        raise InputError(
+            f"{input_folder}: no CASE.npz files (run nnUNetv2_predict with --save_probabilities)"
+        )
     cases = all_cases[part_id::num_parts]
-    problems = _check_inputs(cases, input_folder, images_folder, file_ending, signature.num_input_channels,
-                             signature.num_outputs)
+    problems = _check_inputs(
+        cases, input_folder, images_folder, file_ending, signature.num_input_channels, signature.num_outputs
+    )
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise InputError("; ".join(problems[:5]) + more)
 
-    args = {"input_folder": str(input_folder.resolve()), "model_folder": str(model_folder.resolve()), "folds": folds,
-            "refiner": refiners[0].name, "settings": refiners[0].settings, "postprocessing": postprocess.to_json()}
+    args = {
+        "input_folder": str(input_folder.resolve()),
+        "model_folder": str(model_folder.resolve()),
+        "folds": folds,
+        "refiner": refiners[0].name,
+        "settings": refiners[0].settings,
+        "postprocessing": postprocess.to_json(),
+    }
     args_file = output_folder / ARGS_FILE
     if args_file.is_file() and not overwrite:
         previous = json.loads(args_file.read_text())
         if {k: previous.get(k) for k in args} != json.loads(json.dumps(args)):
-            raise OutputExistsError(f"{output_folder} holds a refinement with other settings; pass --overwrite or another -o")
+            raise OutputExistsError(
+                f"{output_folder} holds a refinement with other settings; pass --overwrite or another -o"
+            )
     output_folder.mkdir(parents=True, exist_ok=True)
     write_json(args, args_file)
     write_json(postprocess.to_json(), output_folder / "postprocessing.json")
@@ -176,18 +197,31 @@ def refine_folder(
 
     preprocessor = configuration_manager.preprocessor_class(verbose=False)
     writer = plans_manager.image_reader_writer_class()
-    todo = [c for c in cases if overwrite or not all(
-        (output_folder / f"{c}{e}").is_file() for e in (".npz", ".pkl", file_ending))]
-    for case in tqdm(todo, desc=f"refining ({refiners[0].name}, {len(folds)} fold(s))", unit="case", disable=not progress):
-        files = [str(images_folder / f"{case}_{c:04d}{file_ending}") for c in range(signature.num_input_channels)]
-        data, _, properties = preprocessor.run_case(files, None, plans_manager, configuration_manager, dataset_json)
+    todo = [
+        c
+        for c in cases
+        if overwrite or not all((output_folder / f"{c}{e}").is_file() for e in (".npz", ".pkl", file_ending))
+    ]
+    for case in tqdm(
+        todo, desc=f"refining ({refiners[0].name}, {len(folds)} fold(s))", unit="case", disable=not progress
+    ):
+        files = [
+            str(images_folder / f"{case}_{c:04d}{file_ending}") for c in range(signature.num_input_channels)
+        ]
+        data, _, properties = preprocessor.run_case(
+            files, None, plans_manager, configuration_manager, dataset_json
+        )
         prior = np.load(input_folder / f"{case}.npz")["probabilities"].astype(np.float32)
         try:
-            prior_pre = original_to_preprocessed(prior, properties, plans_manager, configuration_manager, data.shape[1:])
+            prior_pre = original_to_preprocessed(
+                prior, properties, plans_manager, configuration_manager, data.shape[1:]
+            )
         except ValueError as e:
             raise InputError(f"{input_folder / (case + '.npz')}: {e}") from None
         refined = np.mean([r.refine(prior_pre, data, seed=_case_seed(case)) for r in refiners], axis=0)
-        change = preprocessed_to_original(refined - prior_pre, properties, plans_manager, configuration_manager)
+        change = preprocessed_to_original(
+            refined - prior_pre, properties, plans_manager, configuration_manager
+        )
         probabilities = np.clip(prior + change, 0.0, 1.0).astype(np.float32)
         if not label_manager.has_regions:
             probabilities /= np.maximum(probabilities.sum(0, keepdims=True), 1e-8)

@@ -26,7 +26,11 @@ def _bbox_slices(properties: dict) -> tuple[slice, ...]:
 
 
 def original_to_preprocessed(
-    probabilities: np.ndarray, properties: dict, plans_manager, configuration_manager, target_shape: tuple[int, ...]
+    probabilities: np.ndarray,
+    properties: dict,
+    plans_manager,
+    configuration_manager,
+    target_shape: tuple[int, ...],
 ) -> np.ndarray:
     """``(C, Z, Y, X)`` probabilities in the original image grid -> ``(C, *target_shape)`` preprocessed grid."""
     transposed = probabilities.transpose([0, *[i + 1 for i in plans_manager.transpose_forward]])
@@ -39,11 +43,15 @@ def original_to_preprocessed(
     if tuple(cropped.shape[1:]) == tuple(target_shape):
         return cropped
     original, target = _spacings(properties, plans_manager, configuration_manager)
-    resampled = configuration_manager.resampling_fn_probabilities(cropped, list(target_shape), original, target)
+    resampled = configuration_manager.resampling_fn_probabilities(
+        cropped, list(target_shape), original, target
+    )
     return np.asarray(resampled, dtype=np.float32)
 
 
-def preprocessed_to_original(values: np.ndarray, properties: dict, plans_manager, configuration_manager) -> np.ndarray:
+def preprocessed_to_original(
+    values: np.ndarray, properties: dict, plans_manager, configuration_manager
+) -> np.ndarray:
     """``(C, z, y, x)`` values in the preprocessed grid -> original image grid, 0 outside the crop box."""
     shape_cropped = tuple(properties["shape_after_cropping_and_before_resampling"])
     if tuple(values.shape[1:]) != shape_cropped:

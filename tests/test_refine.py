@@ -1,0 +1,329 @@
+"""The refinement framework and CorrDiff: exactness, learning, nnU-Net compatibility, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import BIN, DATASET, run_checked, trained_model
+
+from nnunet_diffrefine.data.synth import SynthConfig, generate_case
+from nnunet_diffrefine.refine.base import (
+    DatasetSignature,
+    RefinerSettings,
+    TrainingCase,
+    create_refiner,
+    load_refiner,
+)
+from nnunet_diffrefine.refine.damage import damaged_prior, region_targets
+from nnunet_diffrefine.refine.postprocess import PostprocessConfig, postprocess_segmentation
+
+
+class _RegionLabels:
+    """The label manager nnU-Net builds for the BraTS region dataset.json."""
+
+    def __new__(cls):
+        from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
+        return LabelManager(
+            {"background": 0, "whole_tumor": [1, 2, 3], "tumor_core": [1, 3], "enhancing_tumor": [3]},
+            [2, 1, 3],
+        )
+
+
+def test_postprocessing_removes_specks_and_fills_solid_regions_but_not_the_enhancing_ring():
+    seg = np.zeros((20, 20, 20), np.uint8)
+    seg[4:14, 4:14, 4:14] = 2
+    seg[6:12, 6:12, 6:12] = 3  # enhancing shell ...
+    seg[8:10, 8:10, 8:10] = 1  # ... around a necrotic core
+    seg[9, 9, 9] = 0  # a hole in the whole tumor
+    seg[17, 17, 17] = 2  # a one-voxel speck
+    out = postprocess_segmentation(seg, _RegionLabels(), PostprocessConfig(min_component_voxels=2))
+    assert out[17, 17, 17] == 0, "speck removed"
+    assert out[9, 9, 9] == 1, "hole filled inside WT and TC, repainted as core"
+    assert (out[8:10, 8:10, 8:10] == 1).sum() == 8 and (out == 3).sum() == (seg == 3).sum()
+    assert np.array_equal(
+        postprocess_segmentation(seg, _RegionLabels(), PostprocessConfig(enabled=False)), seg
+    )
+
+
+def _phantom_case(index: int, seed: int = 100) -> TrainingCase:
+    case = generate_case(SynthConfig(shape=(48, 48, 48), seed=seed), index)
+    image = case.images.astype(np.float32)
+    brain = image[0] > 0
+    for c in range(4):
+        values = image[c][brain]
+        image[c] = np.where(brain, (image[c] - values.mean()) / values.std(), 0)
+    target = region_targets(case.labels)
+    return TrainingCase(
+        case.case_id, image, damaged_prior(target, np.random.default_rng(index), "dilate"), target
+    )
+
+
+def _mean_dice(prob: np.ndarray, target: np.ndarray) -> float:
+    p, t = prob > 0.5, target > 0.5
+    return float(
+        np.mean([2 * (p[c] & t[c]).sum() / max(1, p[c].sum() + t[c].sum()) for c in range(p.shape[0])])
+    )
+
+
+@pytest.mark.slow
+def test_corrdiff_learns_to_repair_a_damaged_prior_on_held_out_cases(tmp_path):
+    cases = [_phantom_case(i) for i in range(10)]
+    train, val, held_out = cases[:6], cases[6:8], cases[8:]
+    signature = DatasetSignature("Dataset999_Phantoms", 4, 3, True, {})
+    refiner = create_refiner("corrdiff", signature, inference_steps=10)
+    settings = RefinerSettings(
+        max_epochs=4, iterations_per_epoch=25, patience=4, learning_rate=1e-3, patch_size=(32, 32, 32)
+    )
+    history = refiner.fit(train, val, tmp_path / "refiner", settings, log=lambda _: None)
+    assert len(history["epochs"]) >= 1 and history["epochs"][-1]["loss"] < history["epochs"][0]["loss"]
+    refiner.save(tmp_path / "refiner")
+    reloaded = load_refiner(tmp_path / "refiner")
+    before = np.mean([_mean_dice(c.prior, c.target) for c in held_out])
+    after = np.mean([_mean_dice(reloaded.refine(c.prior, c.image, seed=1), c.target) for c in held_out])
+    assert after > before + 0.05, f"held-out mean Dice {before:.3f} -> {after:.3f}"
+    again = reloaded.refine(held_out[0].prior, held_out[0].image, seed=1)
+    assert np.array_equal(again, reloaded.refine(held_out[0].prior, held_out[0].image, seed=1)), (
+        "seeded sampling is deterministic"
+    )
+
+
+def _predict(env: dict, trainer: str, plans: str, out: Path) -> Path:
+    images = Path(env["nnUNet_raw"]) / "Dataset980_TinyTrain" / "imagesTs"
+    run_checked(
+        [
+            str(BIN / "nnUNetv2_predict"),
+            "-i",
+            str(images),
+            "-o",
+            str(out),
+            "-d",
+            str(DATASET),
+            "-c",
+            "3d_fullres",
+            "-f",
+            "0",
+            "-tr",
+            trainer,
+            "-p",
+            plans,
+            "-device",
+            "cpu",
+            "--save_probabilities",
+            "--disable_tta",
+        ],
+        env,
+    )
+    return images
+
+
+def _refine_cli(env: dict, args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "nnunet-diffrefine"), "refine", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_identity_refiner_reproduces_nnunet_files_and_nnunet_accepts_the_folder(tiny_nnunet, tmp_path):
+    env = tiny_nnunet
+    trainer, plans = "nnUNetTrainerCustomSchedule", "nnUNetPlansCPU"
+    model = trained_model(env, trainer, plans)
+    pred = tmp_path / "pred"
+    images = _predict(env, trainer, plans, pred)
+    create_refiner(
+        "identity",
+        DatasetSignature.from_dataset_json(
+            "Dataset980_TinyTrain", json.loads((model / "dataset.json").read_text())
+        ),
+    ).save(model / "fold_0" / "refiner_identity")
+    common = [
+        "-d",
+        str(DATASET),
+        "-tr",
+        trainer,
+        "-p",
+        plans,
+        "-f",
+        "0",
+        "--images",
+        str(images),
+        "--refiner",
+        "identity",
+    ]
+    result = _refine_cli(env, ["-i", str(pred), "-o", str(tmp_path / "refined"), *common, "--no-postprocess"])
+    assert result.returncode == 0, result.stderr
+    case = next(pred.glob("*.nii.gz")).name
+    ours = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "refined" / case)))
+    theirs = sitk.GetArrayFromImage(sitk.ReadImage(str(pred / case)))
+    assert np.array_equal(ours, theirs)
+    npz = case.replace(".nii.gz", ".npz")
+    assert np.array_equal(
+        np.load(tmp_path / "refined" / npz)["probabilities"], np.load(pred / npz)["probabilities"]
+    )
+    for name in (
+        "dataset.json",
+        "plans.json",
+        "postprocessing.json",
+        "refine_args.json",
+        case.replace(".nii.gz", ".pkl"),
+    ):
+        assert (tmp_path / "refined" / name).is_file(), name
+
+    # a re-run resumes (nothing to do) and nnU-Net's own tools accept the refined folder
+    assert (
+        _refine_cli(
+            env, ["-i", str(pred), "-o", str(tmp_path / "refined"), *common, "--no-postprocess"]
+        ).returncode
+        == 0
+    )
+    run_checked(
+        [
+            str(BIN / "nnUNetv2_ensemble"),
+            "-i",
+            str(pred),
+            str(tmp_path / "refined"),
+            "-o",
+            str(tmp_path / "ens"),
+            "-np",
+            "1",
+        ],
+        env,
+    )
+    assert (tmp_path / "ens" / case).is_file()
+    labels = Path(env["nnUNet_raw"]) / "Dataset980_TinyTrain" / "labelsTs"
+    run_checked(
+        [
+            str(BIN / "nnUNetv2_evaluate_folder"),
+            str(labels),
+            str(tmp_path / "refined"),
+            "-djfile",
+            str(tmp_path / "refined" / "dataset.json"),
+            "-pfile",
+            str(tmp_path / "refined" / "plans.json"),
+            "-np",
+            "1",
+        ],
+        env,
+    )
+    assert "foreground_mean" in json.loads((tmp_path / "refined" / "summary.json").read_text())
+
+    # bad input: one clear error each, and nothing written
+    broken = tmp_path / "broken"
+
+    def expect_error(prepare, message: str, extra: list[str] | None = None) -> None:
+        shutil.rmtree(broken, ignore_errors=True)
+        shutil.copytree(pred, broken)
+        prepare(broken)
+        out = tmp_path / "never"
+        result = _refine_cli(env, ["-i", str(broken), "-o", str(out), *common, *(extra or [])])
+        assert result.returncode == 1, result.stdout + result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], lines
+        assert not out.exists()
+
+    def nan_probs(folder: Path) -> None:
+        p = np.load(folder / npz)["probabilities"]
+        p[0, 0, 0, 0] = np.nan
+        np.savez_compressed(folder / npz, probabilities=p)
+
+    def wrong_shape(folder: Path) -> None:
+        np.savez_compressed(folder / npz, probabilities=np.load(folder / npz)["probabilities"][:2])
+
+    expect_error(nan_probs, "NaN")
+    expect_error(wrong_shape, "2 probability channels, the model has 3")
+    images_missing = tmp_path / "images_missing"
+    shutil.copytree(images, images_missing, dirs_exist_ok=True)
+    next(images_missing.glob("*_0002.nii.gz")).unlink()
+    expect_error(lambda f: None, "missing image channel 2", ["--images", str(images_missing)])
+    other = create_refiner("identity", DatasetSignature("Dataset123_Other", 4, 3, True, {"background": 0}))
+    other.save(model / "fold_0" / "refiner_other")
+    expect_error(lambda f: None, "trained for Dataset123_Other", ["--refiner", "other"])
+    shutil.rmtree(model / "fold_0" / "refiner_other")
+
+
+@pytest.mark.slow
+def test_mednext_corrdiff_trainer_trains_both_stages_resumes_and_refines(tiny_nnunet, tmp_path):
+    env = dict(
+        tiny_nnunet, DIFFREFINE_REFINER_EPOCHS="2", DIFFREFINE_REFINER_ITERS="3", DIFFREFINE_REFINER_STEPS="2"
+    )
+    trainer, plans = "MedNeXtCorrDiffTrainer", "nnUNetPlansMedNeXtCPU"
+    model = trained_model(env, trainer, plans)
+    fold = model / "fold_0"
+    refiner_dir = fold / "refiner_corrdiff"
+    for name in ("refiner.json", "refiner_final.pth", "refiner_latest.pth", "training_history.json"):
+        assert (refiner_dir / name).is_file(), name
+    assert (fold / "checkpoint_final.pth").is_file() and list((fold / "validation").glob("*.npz"))
+    config = json.loads((refiner_dir / "refiner.json").read_text())
+    assert config["refiner"] == "corrdiff" and config["settings"]["inference_steps"] == 2
+    assert config["dataset"]["dataset_name"] == "Dataset980_TinyTrain"
+
+    # --c resumes the interrupted refiner stage from refiner_latest.pth
+    (refiner_dir / "refiner_final.pth").unlink()
+    (refiner_dir / "refiner.json").unlink()
+    env3 = dict(
+        env,
+        DIFFREFINE_REFINER_EPOCHS="3",
+        DIFFREFINE_NUM_EPOCHS="1",
+        DIFFREFINE_ITERS_PER_EPOCH="2",
+        DIFFREFINE_VAL_ITERS_PER_EPOCH="1",
+    )
+    resumed = run_checked(
+        [
+            str(BIN / "nnUNetv2_train"),
+            str(DATASET),
+            "3d_fullres",
+            "0",
+            "-tr",
+            trainer,
+            "-p",
+            plans,
+            "-device",
+            "cpu",
+            "--npz",
+            "--c",
+        ],
+        env3,
+    )
+    assert "CorrDiff: resuming at epoch 2" in resumed.stdout
+    assert len(json.loads((refiner_dir / "training_history.json").read_text())["epochs"]) == 3
+
+    pred = tmp_path / "pred"
+    images = _predict(env, trainer, plans, pred)
+    result = _refine_cli(
+        env,
+        [
+            "-i",
+            str(pred),
+            "-o",
+            str(tmp_path / "refined"),
+            "-d",
+            str(DATASET),
+            "-tr",
+            trainer,
+            "-p",
+            plans,
+            "-f",
+            "0",
+            "--images",
+            str(images),
+        ],
+    )
+    assert result.returncode == 0, result.stderr
+    case = next(pred.glob("*.nii.gz")).name
+    refined = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "refined" / case)))
+    assert refined.shape == (40, 40, 40) and set(np.unique(refined)) <= {0, 1, 2, 3}
+    probs = np.load(tmp_path / "refined" / case.replace(".nii.gz", ".npz"))["probabilities"]
+    assert probs.shape == (3, 40, 40, 40) and np.isfinite(probs).all()
+    assert (
+        json.loads((tmp_path / "refined" / "postprocessing.json").read_text())["min_component_voxels"] == 10
+    )
