@@ -7,7 +7,8 @@ refiners made is moved back to the original grid and added to the exported proba
 identity refiner reproduces nnU-Net's files exactly. Outputs, in nnU-Net's formats: ``CASE.npz``
 (``probabilities``), ``CASE.pkl`` (the properties), ``CASE<file_ending>`` (segmentation after
 postprocessing), plus ``dataset.json``, ``plans.json``, ``postprocessing.json`` and
-``refine_args.json``, so nnUNetv2_ensemble, nnUNetv2_evaluate_folder and
+``refine_args.json`` and ``timings.json`` (seconds and peak memory per case, preprocessing and
+refinement, not the export), so nnUNetv2_ensemble, nnUNetv2_evaluate_folder and
 nnUNetv2_apply_postprocessing accept the folder.
 
 Every input case of this part is checked before anything is written; finished cases are skipped
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from nnunet_diffrefine.benchmark.resources import measure
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.refine.base import DatasetSignature, Refiner, load_refiner
 from nnunet_diffrefine.refine.postprocess import PostprocessConfig, postprocess_segmentation
@@ -195,6 +197,8 @@ def refine_folder(
         source = input_folder / name if (input_folder / name).is_file() else model_folder / name
         shutil.copyfile(source, output_folder / name)
 
+    timings_file = output_folder / "timings.json"
+    timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
     preprocessor = configuration_manager.preprocessor_class(verbose=False)
     writer = plans_manager.image_reader_writer_class()
     todo = [
@@ -205,23 +209,25 @@ def refine_folder(
     for case in tqdm(
         todo, desc=f"refining ({refiners[0].name}, {len(folds)} fold(s))", unit="case", disable=not progress
     ):
-        files = [
-            str(images_folder / f"{case}_{c:04d}{file_ending}") for c in range(signature.num_input_channels)
-        ]
-        data, _, properties = preprocessor.run_case(
-            files, None, plans_manager, configuration_manager, dataset_json
-        )
-        prior = np.load(input_folder / f"{case}.npz")["probabilities"].astype(np.float32)
-        try:
-            prior_pre = original_to_preprocessed(
-                prior, properties, plans_manager, configuration_manager, data.shape[1:]
+        with measure(device) as cost:
+            files = [
+                str(images_folder / f"{case}_{c:04d}{file_ending}")
+                for c in range(signature.num_input_channels)
+            ]
+            data, _, properties = preprocessor.run_case(
+                files, None, plans_manager, configuration_manager, dataset_json
             )
-        except ValueError as e:
-            raise InputError(f"{input_folder / (case + '.npz')}: {e}") from None
-        refined = np.mean([r.refine(prior_pre, data, seed=_case_seed(case)) for r in refiners], axis=0)
-        change = preprocessed_to_original(
-            refined - prior_pre, properties, plans_manager, configuration_manager
-        )
+            prior = np.load(input_folder / f"{case}.npz")["probabilities"].astype(np.float32)
+            try:
+                prior_pre = original_to_preprocessed(
+                    prior, properties, plans_manager, configuration_manager, data.shape[1:]
+                )
+            except ValueError as e:
+                raise InputError(f"{input_folder / (case + '.npz')}: {e}") from None
+            refined = np.mean([r.refine(prior_pre, data, seed=_case_seed(case)) for r in refiners], axis=0)
+            change = preprocessed_to_original(
+                refined - prior_pre, properties, plans_manager, configuration_manager
+            )
         probabilities = np.clip(prior + change, 0.0, 1.0).astype(np.float32)
         if not label_manager.has_regions:
             probabilities /= np.maximum(probabilities.sum(0, keepdims=True), 1e-8)
@@ -236,4 +242,10 @@ def refine_folder(
                 pickle.dump(saved_properties, f)
         with atomic_output_file(output_folder / f"{case}{file_ending}") as tmp:
             writer.write_seg(segmentation, str(tmp), saved_properties)
+        timings[case] = {
+            "seconds": round(cost.seconds, 4),
+            "peak_rss_mb": round(cost.peak_rss_mb, 1),
+            "peak_gpu_mb": cost.peak_gpu_mb,
+        }
+        write_json(timings, timings_file)
     return output_folder
