@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import BIN, DATASET
+from conftest import BIN, DATASET, trained_model
 from conftest import nnunet_train as _train
 from conftest import run_checked as _run
 
+from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.training.architectures import ARCHITECTURES
 
 TRAINERS = {
@@ -126,23 +127,41 @@ def test_benchmark_against_stock_nnunet_writes_table_csv_and_chart(tiny_nnunet, 
         parse_model("Stock=nnUNetTrainerCustomSchedule:nnUNetPlansCPU"),
         parse_model("SegResNetTrainer:nnUNetPlansSegResNetCPU"),
     ]
-    for split in ("cv", "test"):
+    refiner_env = {
+        "DIFFREFINE_REFINER_EPOCHS": "1",
+        "DIFFREFINE_REFINER_ITERS": "2",
+        "DIFFREFINE_REFINER_STEPS": "2",
+    }
+    trained_model(env, "MedNeXtCorrDiffTrainer", "nnUNetPlansMedNeXtCPU", extra_env=refiner_env)
+    refined = parse_model("CoMNeT=MedNeXtCorrDiffTrainer:nnUNetPlansMedNeXtCPU+corrdiff")
+    with pytest.raises(InputError, match="--split test"):
+        run_benchmark(DATASET, [*models, refined], [0], split="cv", output=tmp_path / "bad", progress=False)
+    for split, rows in (("cv", models), ("test", [*models, refined])):
         out = run_benchmark(
-            DATASET, models, [0], split=split, output=tmp_path / split, use_mirroring=False, progress=False
+            DATASET, rows, [0], split=split, output=tmp_path / split, use_mirroring=False, progress=False
         )
         table = (out / "benchmark.md").read_text()
         assert "| Stock |" in table and "| SegResNetTrainer (nnUNetPlansSegResNetCPU) |" in table
         assert "Dice TC | Dice WT | Dice ET | Dice Avg | HD95 (mm)" in table
-        rows = (out / "benchmark.csv").read_text().splitlines()
-        assert len(rows) == 1 + 2 * 3  # header + 2 models x 3 regions (one fold)
-        assert (out / "benchmark_dice.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         record = json.loads((out / "benchmark.json").read_text())
+        expected = ["Stock", "SegResNetTrainer (nnUNetPlansSegResNetCPU)"]
+        expected += ["CoMNeT", "CoMNeT + corrdiff"] if split == "test" else []
+        assert [r["name"] for r in record["models"]] == expected
+        assert (
+            len((out / "benchmark.csv").read_text().splitlines()) == 1 + len(expected) * 3
+        )  # header + rows x regions
+        assert (out / "benchmark_dice.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         fold = record["models"][1]["folds"][0]
         assert set(fold["per_region"]) == {"TC", "WT", "ET"}
         assert 0.0 <= fold["per_region"]["WT"]["Dice"] <= 1.0
         if split == "test":
             assert fold["seconds_per_case"] > 0 and fold["peak_rss_mb"] > 100
             assert (out / "predictions" / "Stock" / "fold_0" / "timings.json").is_file()
+            base, refined_row = record["models"][2]["folds"][0], record["models"][3]["folds"][0]
+            assert refined_row["seconds_per_case"] > base["seconds_per_case"], (
+                "refined row = prediction + refinement"
+            )
+            assert "| CoMNeT + corrdiff |" in table
         else:
             assert fold["seconds_per_case"] is None
     with pytest.raises(FileExistsError):

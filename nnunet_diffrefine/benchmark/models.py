@@ -17,6 +17,8 @@ class ModelSpec:
     plans: str = "nnUNetPlans"
     configuration: str = "3d_fullres"
     label: str = ""
+    refiner: str = ""
+    """Also refine the test-split predictions with the fold's ``refiner_<name>`` (an extra row)."""
 
     @property
     def name(self) -> str:
@@ -34,12 +36,22 @@ class ModelSpec:
 
 
 def parse_model(text: str, configuration: str = "3d_fullres") -> ModelSpec:
-    """``[LABEL=]TRAINER[:PLANS]``, e.g. ``MedNeXtTrainer``, ``Stock=nnUNetTrainer:nnUNetPlansCPU``."""
+    """``[LABEL=]TRAINER[:PLANS][+REFINER]``, e.g. ``MedNeXtTrainer``, ``Stock=nnUNetTrainer:nnUNetPlansCPU``,
+    ``MedNeXtCorrDiffTrainer+corrdiff``."""
     label, _, spec = text.rpartition("=")
+    spec, _, refiner = spec.partition("+")
     trainer, _, plans = spec.partition(":")
     if not trainer or "__" in trainer or "__" in plans:
-        raise InputError(f"model {text!r}: expected [LABEL=]TRAINER[:PLANS] (nnU-Net names contain no '__')")
-    return ModelSpec(trainer=trainer, plans=plans or "nnUNetPlans", configuration=configuration, label=label)
+        raise InputError(
+            f"model {text!r}: expected [LABEL=]TRAINER[:PLANS][+REFINER] (nnU-Net names contain no '__')"
+        )
+    return ModelSpec(
+        trainer=trainer,
+        plans=plans or "nnUNetPlans",
+        configuration=configuration,
+        label=label,
+        refiner=refiner,
+    )
 
 
 def fold_folder(model: ModelSpec, results_root: str | os.PathLike, dataset_name: str, fold: int) -> Path:

@@ -5,7 +5,9 @@
 - ``split="test"``: each fold's model predicts the test images here, timed per case, and is scored
   against the test labels (default ``nnUNet_raw/DatasetXXX/imagesTs`` and ``labelsTs``).
 
-Stock nnU-Net is always a row: when no ``nnUNetTrainer*`` model is named, ``nnUNetTrainer`` with
+A model given with ``+REFINER`` (test split only) adds a row for its refined predictions: each fold's
+predictions refined by that fold's refiner (``nnunet-diffrefine refine``), whose seconds per case are
+the base prediction plus the refinement. Stock nnU-Net is always a row: when no ``nnUNetTrainer*`` model is named, ``nnUNetTrainer`` with
 ``nnUNetPlans`` is added (and must have been trained). Writes ``benchmark.md`` (the table),
 ``benchmark.csv``, ``benchmark_dice.png`` and ``benchmark.json`` into the output folder, plus each
 fold's ``summary.json`` under ``evaluations/``. Predictions are kept under ``predictions/`` so an
@@ -54,6 +56,58 @@ def _fold_result(summary: dict, fold: int, region_names: dict, measurements: dic
     return result
 
 
+def _refined_fold(
+    model: ModelSpec,
+    fold: int,
+    fold_dir: Path,
+    pred_dir: Path,
+    images: Path,
+    labels: Path,
+    out: Path,
+    dataset_json: dict,
+    region_names: dict,
+    base: dict,
+    device: str,
+    num_processes: int,
+    progress: bool,
+) -> FoldResult:
+    """Refine one fold's test predictions with that fold's refiner and score them."""
+    from nnunet_diffrefine.benchmark.resources import Measurement
+    from nnunet_diffrefine.refine.run import refine_folder
+
+    name = f"{model.name} + {model.refiner}"
+    refined_dir = out / "predictions" / _slug(name) / f"fold_{fold}"
+    refine_folder(
+        pred_dir,
+        refined_dir,
+        fold_dir.parent,
+        [fold],
+        images,
+        refiner=model.refiner,
+        device=device,
+        progress=progress,
+    )
+    timings = json.loads((refined_dir / "timings.json").read_text())
+    combined = {
+        c: Measurement(
+            seconds=base[c].seconds + timings[c]["seconds"],
+            peak_rss_mb=max(base[c].peak_rss_mb, timings[c]["peak_rss_mb"]),
+            peak_gpu_mb=timings[c]["peak_gpu_mb"],
+        )
+        for c in base
+    }
+    summary = evaluate_folder(
+        labels,
+        refined_dir,
+        dataset_json,
+        out / "evaluations" / _slug(name) / f"fold_{fold}" / "summary.json",
+        num_processes=num_processes,
+        progress=progress,
+        cases=list(base),
+    )
+    return _fold_result(summary, fold, region_names, combined)
+
+
 def run_benchmark(
     dataset: str | int,
     models: list[ModelSpec],
@@ -84,6 +138,10 @@ def run_benchmark(
     ordered = [n for n in PREFERRED_ORDER if n in names] + [n for n in names if n not in PREFERRED_ORDER]
     if not any(m.is_stock for m in models):
         models = [ModelSpec("nnUNetTrainer", "nnUNetPlans", models[0].configuration), *models]
+    if split == "cv" and any(m.refiner for m in models):
+        raise InputError(
+            "refined rows need --split test: the refiners were trained on the cross-validation predictions"
+        )
     if len({m.name for m in models}) != len(models):
         raise InputError("two models have the same name; give them labels (LABEL=TRAINER:PLANS)")
     for m in models:  # fail before any work when something was not trained
@@ -108,6 +166,7 @@ def run_benchmark(
     results: list[ModelResult] = []
     for m in models:
         model_result = ModelResult(m.name)
+        refined_result = ModelResult(f"{m.name} + {m.refiner}") if m.refiner else None
         for f in folds:
             fold_dir = fold_folder(m, results_root, dataset_name, f)
             summary_file = out / "evaluations" / _slug(m.name) / f"fold_{f}" / "summary.json"
@@ -131,7 +190,14 @@ def run_benchmark(
             else:
                 pred_dir = out / "predictions" / _slug(m.name) / f"fold_{f}"
                 measurements = predict_cases(
-                    fold_dir.parent, f, cases, pred_dir, device, use_mirroring, progress=progress
+                    fold_dir.parent,
+                    f,
+                    cases,
+                    pred_dir,
+                    device,
+                    use_mirroring,
+                    save_probabilities=bool(m.refiner),
+                    progress=progress,
                 )
                 summary = evaluate_folder(
                     labels,
@@ -142,8 +208,28 @@ def run_benchmark(
                     progress=progress,
                     cases=list(cases),
                 )
+                if refined_result is not None:
+                    refined_result.folds.append(
+                        _refined_fold(
+                            m,
+                            f,
+                            fold_dir,
+                            pred_dir,
+                            images,
+                            labels,
+                            out,
+                            dataset_json,
+                            region_names,
+                            measurements,
+                            device,
+                            num_processes,
+                            progress,
+                        )
+                    )
             model_result.folds.append(_fold_result(summary, f, region_names, measurements))
         results.append(model_result)
+        if refined_result is not None:
+            results.append(refined_result)
 
     title = f"{dataset_name}: {'cross-validation' if split == 'cv' else 'test split'}, folds {', '.join(map(str, folds))}"
     with atomic_output_file(out / "benchmark.csv") as tmp:

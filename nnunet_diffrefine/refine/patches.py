@@ -1,0 +1,86 @@
+"""Random training crops from :class:`TrainingCase` arrays: 3D patches and 2D axial slices.
+
+Both samplers centre two thirds of the crops on a voxel of the tumor (target) or of the prior
+(probability > 0.5) and take the rest uniformly; arrays smaller than the crop are zero-padded
+(centred); every crop is flipped at random along each of its spatial axes. Axial slices are the
+first spatial axis ``Z`` of nnU-Net's ``(C, Z, Y, X)`` arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from nnunet_diffrefine.refine.base import TrainingCase
+
+FOREGROUND_FRACTION = 2 / 3
+
+
+def _pad_to(arrays: list[np.ndarray], need: np.ndarray) -> list[np.ndarray]:
+    shape = np.array(arrays[0].shape[1:])
+    pad = np.maximum(need - shape, 0)
+    if not pad.any():
+        return arrays
+    widths = [(0, 0)] + [(int(p // 2), int(p - p // 2)) for p in pad]
+    return [np.pad(a, widths) for a in arrays]
+
+
+def _crop(arrays: list[np.ndarray], need: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """Crop ``need`` from the trailing spatial axes of every array (channel-first), fg-centred or uniform."""
+    shape = np.array(arrays[0].shape[1:])
+    if rng.random() < FOREGROUND_FRACTION:
+        fg = np.argwhere((arrays[2].max(0) > 0.5) | (arrays[1].max(0) > 0.5))
+        center = fg[rng.integers(len(fg))] if len(fg) else rng.integers(0, shape)
+        start = np.clip(center - need // 2, 0, shape - need)
+    else:
+        start = rng.integers(0, shape - need + 1)
+    sl = (slice(None), *[slice(int(s), int(s + n)) for s, n in zip(start, need)])
+    crop = [a[sl] for a in arrays]
+    for axis in range(len(need)):
+        if rng.random() < 0.5:
+            crop = [np.flip(a, axis + 1) for a in crop]
+    return crop
+
+
+def _stack(crops: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return tuple(np.ascontiguousarray(np.stack([c[i] for c in crops])).astype(np.float32) for i in range(3))
+
+
+def sample_patches(
+    cases: list[TrainingCase], rng: np.random.Generator, batch_size: int, patch: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``batch_size`` random 3D crops: ``(image (B, I, *patch), prior (B, C, *patch), target (B, C, *patch))``."""
+    need = np.array([int(p) for p in patch])
+    crops = []
+    for _ in range(batch_size):
+        case = cases[rng.integers(len(cases))]
+        crops.append(_crop(_pad_to([case.image, case.prior, case.target], need), need, rng))
+    return _stack(crops)
+
+
+def sample_slices(
+    cases: list[TrainingCase],
+    rng: np.random.Generator,
+    num_cases: int,
+    slices_per_case: int,
+    size: Sequence[int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``num_cases * slices_per_case`` random axial crops of ``size`` (H, W): ``(image (N, I, H, W), prior, target)``.
+
+    Each slice index is drawn among the slices holding tumor or prior with probability 2/3 (else
+    uniformly); the in-plane crop is then drawn as for 3D patches, on that slice.
+    """
+    need = np.array([int(s) for s in size])
+    crops = []
+    for _ in range(num_cases):
+        case = cases[rng.integers(len(cases))]
+        arrays = _pad_to([case.image, case.prior, case.target], np.array([1, *need]))
+        fg_slices = np.flatnonzero(((arrays[2].max(0) > 0.5) | (arrays[1].max(0) > 0.5)).any((1, 2)))
+        for _ in range(slices_per_case):
+            if len(fg_slices) and rng.random() < FOREGROUND_FRACTION:
+                z = int(fg_slices[rng.integers(len(fg_slices))])
+            else:
+                z = int(rng.integers(arrays[0].shape[1]))
+            crops.append(_crop([a[:, z] for a in arrays], need, rng))
+    return _stack(crops)
