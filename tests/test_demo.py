@@ -1,4 +1,4 @@
-"""The demo command end to end at its tiny setting: real nnU-Net planning and preprocessing."""
+"""The demo command end to end at its tiny setting: every stage with the real nnU-Net commands; a re-run skips them."""
 
 from __future__ import annotations
 
@@ -11,16 +11,18 @@ from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent
+STAGES = ["synth", "plan_and_preprocess", "plans", "train_nnunet", "train_comnet", "benchmark", "report"]
 
 
 @pytest.mark.slow
-def test_tiny_demo_runs_nnunet_planning_and_a_rerun_skips_every_stage(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
+def test_tiny_demo_runs_the_whole_pipeline_and_a_rerun_skips_every_stage(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("nnUNet_", "DIFFREFINE_", "OPENAI_"))}
     command = [str(BIN / "nnunet-diffrefine"), "demo", "--tiny", "-o", str(tmp_path), "-np", "1"]
-    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "verify_dataset_integrity Done" in first.stdout
-    assert "[1/2] synth: done" in first.stdout and "[2/2] plan_and_preprocess: done" in first.stdout
+    for i, stage in enumerate(STAGES, start=1):
+        assert f"[{i}/{len(STAGES)}] {stage}: done" in first.stdout, stage
 
     pre = tmp_path / "nnUNet_preprocessed" / "Dataset970_DemoBraTS"
     plans = json.loads((pre / "nnUNetPlans.json").read_text())
@@ -29,20 +31,25 @@ def test_tiny_demo_runs_nnunet_planning_and_a_rerun_skips_every_stage(tmp_path):
         6.0,
         6.0,
     ]  # 240 mm field of view on 40 voxels
-    raw_cases = {
-        p.name[: -len(".nii.gz")]
-        for p in (tmp_path / "nnUNet_raw" / "Dataset970_DemoBraTS" / "labelsTr").iterdir()
-    }
-    assert len(raw_cases) == 4
+    labels = tmp_path / "nnUNet_raw" / "Dataset970_DemoBraTS" / "labelsTr"
+    raw_cases = {p.name[: -len(".nii.gz")] for p in labels.iterdir()}
+    assert len(raw_cases) == 5
     assert raw_cases <= {p.name.split(".")[0] for p in (pre / "nnUNetPlans_3d_fullres").iterdir()}
+    benchmark = tmp_path / "nnUNet_results" / "Dataset970_DemoBraTS" / "benchmark_test"
+    table = (benchmark / "benchmark.md").read_text()
+    for row in ("| nnU-Net |", "| CoMNeT |", "| CoMNeT + corrdiff |"):
+        assert row in table and row in first.stdout, row
+    assert (benchmark / "benchmark.csv").is_file() and (benchmark / "benchmark_dice.png").is_file()
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "AI-generated draft" in report and (tmp_path / "report" / "measurements.json").is_file()
 
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
-    assert "synth: outputs exist, skipped" in second.stdout
-    assert "plan_and_preprocess: outputs exist, skipped" in second.stdout
+    for stage in STAGES:
+        assert f"{stage}: outputs exist, skipped" in second.stdout, stage
 
 
-def test_a_failing_stage_is_one_line_naming_the_stage(tmp_path, capsys):
+def test_a_failing_stage_is_one_line_naming_the_stage():
     from nnunet_diffrefine.demo.stages import Stage, StageError, run_stages
 
     def boom() -> None:

@@ -150,7 +150,7 @@ def register(cls: type[Refiner]) -> type[Refiner]:
 
 
 def _import_builtin_refiners() -> None:
-    from nnunet_diffrefine.refine import corrdiff, identity  # noqa: F401 - registration side effect
+    from nnunet_diffrefine.refine import corrdiff, ddpm, identity, medsegdiff  # noqa: F401 - registration side effect
 
 
 def create_refiner(name: str, signature: DatasetSignature, device: str = "cpu", **settings) -> Refiner:

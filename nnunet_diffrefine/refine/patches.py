@@ -1,9 +1,12 @@
-"""Random training crops from :class:`TrainingCase` arrays: 3D patches and 2D axial slices.
+"""Patches: random training crops from :class:`TrainingCase` arrays (3D patches and 2D axial slices),
+and the sliding window that tiles a volume (or a stack of slices) at inference.
 
 Both samplers centre two thirds of the crops on a voxel of the tumor (target) or of the prior
 (probability > 0.5) and take the rest uniformly; arrays smaller than the crop are zero-padded
 (centred); every crop is flipped at random along each of its spatial axes. Axial slices are the
-first spatial axis ``Z`` of nnU-Net's ``(C, Z, Y, X)`` arrays.
+first spatial axis ``Z`` of nnU-Net's ``(C, Z, Y, X)`` arrays. The inference windows are MONAI's
+(``sliding_window_inference``: the training crop size, 25 % overlap, Gaussian blending, zero padding
+of inputs smaller than a window).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from nnunet_diffrefine.refine.base import TrainingCase
 
@@ -84,3 +88,19 @@ def sample_slices(
                 z = int(rng.integers(arrays[0].shape[1]))
             crops.append(_crop([a[:, z] for a in arrays], need, rng))
     return _stack(crops)
+
+
+def sliding_window(inputs: np.ndarray, roi: Sequence[int], predictor, batch: int = 1) -> torch.Tensor:
+    """``predictor`` over ``inputs`` ``(N, ch, *spatial)`` in windows of ``roi``, ``batch`` windows a call
+    (windows of different ``N`` items may share a call); returns ``(N, out_ch, *spatial)`` on the CPU."""
+    from monai.inferers import sliding_window_inference
+
+    return sliding_window_inference(
+        torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)),
+        [int(r) for r in roi],
+        int(batch),
+        predictor,
+        overlap=0.25,
+        mode="gaussian",
+        padding_mode="constant",
+    )

@@ -20,6 +20,7 @@ Both loops end with a step to ``sigma = 0``, so the returned sample is the last 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -58,6 +59,12 @@ def solver(betas: torch.Tensor, prediction_type: str, order: int, clip: bool = F
     )
 
 
+def _set_timesteps(scheduler, **kwargs) -> None:
+    with warnings.catch_warnings():  # diffusers calls np.array(tensor, copy=False) (numpy 2 deprecation)
+        warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
+        scheduler.set_timesteps(**kwargs)
+
+
 def _run(scheduler, model: ModelFn, x: torch.Tensor) -> torch.Tensor:
     for t in scheduler.timesteps:
         timestep = torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
@@ -76,7 +83,7 @@ def dpm_solver_sample(
 ) -> torch.Tensor:
     """Second-order DPM-Solver++ from ``x_T = noise`` in ``steps`` model calls; returns ``x0`` like ``noise``."""
     scheduler = solver(betas, prediction_type, order=2, clip=clip)
-    scheduler.set_timesteps(int(steps), device=noise.device)
+    _set_timesteps(scheduler, num_inference_steps=int(steps), device=noise.device)
     return _run(scheduler, model, noise)
 
 
@@ -99,5 +106,5 @@ def ddim_sample(
 ) -> torch.Tensor:
     """Deterministic DDIM from ``x_start`` = ``x_{t'}`` (``t' = start_timestep``) in ``steps`` model calls."""
     scheduler = solver(betas, prediction_type, order=1, clip=clip)
-    scheduler.set_timesteps(timesteps=ddim_timesteps(start_timestep, steps), device=x_start.device)
+    _set_timesteps(scheduler, timesteps=ddim_timesteps(start_timestep, steps), device=x_start.device)
     return _run(scheduler, model, x_start)

@@ -75,8 +75,12 @@ def train_with_early_stopping(
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    lr_schedule = WarmupCosineLRScheduler(optimizer, settings.learning_rate, settings.max_epochs, warmup_epochs)
+    optimizer = torch.optim.AdamW(
+        net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
+    lr_schedule = WarmupCosineLRScheduler(
+        optimizer, settings.learning_rate, settings.max_epochs, warmup_epochs
+    )
     history: dict = {"epochs": [], "best_epoch": -1, "best_dice": -1.0, "prior_dice": None}
     start_epoch, best_state, stale = 0, None, 0
     latest = folder / LATEST_FILE
