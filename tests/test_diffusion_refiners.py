@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from nnunet_diffrefine.data.synth import SynthConfig, generate_case
+from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.networks.ffparser import FFParser
 from nnunet_diffrefine.refine.base import (
     DatasetSignature,
@@ -21,9 +22,7 @@ from nnunet_diffrefine.refine.diffusion_losses import edge_weights
 from nnunet_diffrefine.refine.sampling import ddim_sample, ddim_timesteps, dpm_solver_sample, train_scheduler
 
 REGIONS = DatasetSignature("Dataset999_Phantoms", 4, 3, True, {})
-LABELS = DatasetSignature(
-    "Dataset999_Phantoms", 4, 4, False, {"background": 0, "NCR": 1, "ED": 2, "ET": 3}
-)
+LABELS = DatasetSignature("Dataset999_Phantoms", 4, 4, False, {"background": 0, "NCR": 1, "ED": 2, "ET": 3})
 SMALL = {"channels": [8, 16, 16]}  # small networks keep the tests fast on two CPU cores
 
 
@@ -119,7 +118,9 @@ def test_refiner_trains_refines_and_round_trips(name, signature, tmp_path):
     refiner = create_refiner(name, signature, inference_steps=2, slices_per_case=4, **SMALL)
     settings = RefinerSettings(max_epochs=2, iterations_per_epoch=2, patience=5, patch_size=(16, 16, 16))
     history = refiner.fit(cases[:2], cases[2:], tmp_path / name, settings, log=lambda _: None)
-    assert [e["epoch"] for e in history["epochs"]] == [0, 1] and (tmp_path / name / "refiner_latest.pth").is_file()
+    assert [e["epoch"] for e in history["epochs"]] == [0, 1] and (
+        tmp_path / name / "refiner_latest.pth"
+    ).is_file()
     refiner.save(tmp_path / name)
 
     case = cases[2]
@@ -130,10 +131,12 @@ def test_refiner_trains_refines_and_round_trips(name, signature, tmp_path):
         assert np.allclose(out.sum(0), 1, atol=1e-3)
     reloaded = load_refiner(tmp_path / name)
     assert type(reloaded) is type(refiner) and reloaded.settings["patch_size"] == [16, 16, 16]
+    assert getattr(reloaded, "learned_fusion_weight", None) == getattr(refiner, "learned_fusion_weight", None)
     assert np.array_equal(reloaded.refine(case.prior, case.image, seed=3), out), "same seed, same output"
 
-    # several samples: their mean, and a per-voxel standard deviation
-    sampled = load_refiner(tmp_path / name, overrides={"num_samples": 2})
+    # several samples: their mean, and a per-voxel standard deviation (MedSegDiff: of the fused map)
+    overrides = {"num_samples": 2, **({"fusion_weight": 0.5} if name.startswith("medsegdiff") else {})}
+    sampled = load_refiner(tmp_path / name, overrides=overrides)
     mean, std = sampled.refine_with_uncertainty(case.prior, case.image, seed=3)
     assert mean.shape == std.shape == case.prior.shape and std.min() >= 0 and std.max() > 0
 
@@ -141,6 +144,16 @@ def test_refiner_trains_refines_and_round_trips(name, signature, tmp_path):
     resumed = create_refiner(name, signature, inference_steps=2, slices_per_case=4, **SMALL)
     again = resumed.fit(cases[:2], cases[2:], tmp_path / name, settings, log=lambda _: None)
     assert again["epochs"] == history["epochs"]
+
+
+def test_patch_sizes_the_networks_cannot_take_are_refused(tmp_path):
+    with pytest.raises(InputError, match="multiple of 4"):
+        create_refiner("medsegdiff", REGIONS, patch_size=[32, 30, 30])
+    case = _random_case(REGIONS, 0)
+    with pytest.raises(InputError, match="multiple of 8"):  # four levels by default
+        create_refiner("ddpm", REGIONS).fit(
+            [case], [case], tmp_path, RefinerSettings(patch_size=(20, 20, 20))
+        )
 
 
 # --- learning ---------------------------------------------------------------------------------------
@@ -180,10 +193,10 @@ LEARNING = {
             max_epochs=4, iterations_per_epoch=20, patience=4, learning_rate=2e-3, patch_size=(32, 32, 32)
         ),
     ),
-    "medsegdiff": (
+    "medsegdiff": (  # 2D slices are cheap: more, smaller steps
         dict(inference_steps=10, slices_per_case=8, **SMALL),
         RefinerSettings(
-            max_epochs=4, iterations_per_epoch=20, patience=4, learning_rate=2e-3, patch_size=(32, 32, 32)
+            max_epochs=8, iterations_per_epoch=50, patience=8, learning_rate=2e-3, patch_size=(32, 32, 32)
         ),
     ),
 }
@@ -202,4 +215,6 @@ def test_conditioned_refiner_repairs_a_damaged_prior_on_held_out_cases(name, pha
     before = np.mean([_mean_dice(c.prior, c.target) for c in held_out])
     after = np.mean([_mean_dice(reloaded.refine(c.prior, c.image, seed=1), c.target) for c in held_out])
     print(f"{name}: held-out mean Dice {before:.3f} -> {after:.3f}")
+    # observed on 2 cores: DDPM 0.627 -> 0.71-0.77 over runs (CPU kernels are not bit-reproducible),
+    # MedSegDiff 0.627 -> 0.93; a margin of 0.03 is a real repair yet far below the smallest gain
     assert after > before + 0.03, f"held-out mean Dice {before:.3f} -> {after:.3f}"

@@ -90,7 +90,7 @@ class HighwayUNet(nn.Module):
         for k in range(len(channels) - 2, -1, -1):
             self.ups.append(nn.ConvTranspose2d(channels[k + 1], channels[k], 2, stride=2))
             self.decoders.append(ConvBlock(2 * channels[k], channels[k]))
-        self.head = nn.Conv2d(channels[0], out_channels, 1)
+        self.head = nn.Conv2d(channels[0], out_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         features = []

@@ -58,7 +58,7 @@ def train_with_early_stopping(
     label: str,
     net: torch.nn.Module,
     batch_losses: Callable[[np.random.Generator], dict[str, torch.Tensor]],
-    validate: Callable[[], tuple[float, float]],
+    validate: Callable[[], tuple],
     folder: Path,
     settings: RefinerSettings,
     warmup_epochs: int,
@@ -67,7 +67,9 @@ def train_with_early_stopping(
     """Train ``net`` on ``batch_losses(rng)["loss"]`` and return the history; ``net`` ends with the best weights.
 
     ``batch_losses`` draws one batch with ``rng`` and returns its losses (``"loss"`` is optimised, the
-    others are logged); ``validate()`` returns (refined, prior) mean validation Dice.
+    others are logged); ``validate()`` returns (refined, prior) mean validation Dice, optionally with a
+    dict of values chosen on the validation cases (logged per epoch; the best epoch's are
+    ``history["best_choices"]``).
     """
     from nnunet_diffrefine.training.schedule import WarmupCosineLRScheduler
 
@@ -109,11 +111,13 @@ def train_with_early_stopping(
             for k, v in losses.items():
                 totals[k] = totals.get(k, 0.0) + float(v.detach()) / settings.iterations_per_epoch
         net.eval()
-        dice, prior_dice = validate()
+        dice, prior_dice, *rest = validate()
+        choices = rest[0] if rest else {}
         history["prior_dice"] = prior_dice
         improved = dice > history["best_dice"]
         if improved:
             history["best_dice"], history["best_epoch"], stale = dice, epoch, 0
+            history["best_choices"] = choices
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         else:
             stale += 1
@@ -124,13 +128,14 @@ def train_with_early_stopping(
                 **{k: round(v, 5) for k, v in totals.items()},
                 "val_dice": round(dice, 5),
                 "prior_dice": round(prior_dice, 5),
+                **choices,
                 "seconds": round(time.perf_counter() - started, 2),
             }
         )
         parts = ", ".join(f"{k} {v:.4f}" for k, v in totals.items() if k != "loss")
         log(
             f"{label} epoch {epoch}: loss {totals['loss']:.4f} ({parts}), validation Dice {dice:.4f} "
-            f"(prior {prior_dice:.4f}){' *' if improved else ''}"
+            f"(prior {prior_dice:.4f}){''.join(f', {k} {v}' for k, v in choices.items())}{' *' if improved else ''}"
         )
         with atomic_output_file(latest) as tmp:
             torch.save(
