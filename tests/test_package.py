@@ -70,6 +70,9 @@ def test_wheel_ships_the_trainer_folder_and_env_finds_it(tmp_path):
     wheel = next(tmp_path.glob("nnunet_diffrefine-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "nnunet_diffrefine/trainers/__init__.py" in names
+    assert {
+        f"nnunet_diffrefine/plans/{a}.json" for a in ("mednext", "swinunetr", "resunet", "segresnet")
+    } <= set(names)
     assert "nnunet_diffrefine/data/synth.py" in names
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
@@ -87,6 +90,21 @@ def test_wheel_ships_the_trainer_folder_and_env_finds_it(tmp_path):
         cwd=tmp_path,
     ).stdout.strip()
     assert out == str((site / "nnunet_diffrefine" / "trainers").resolve())
+    presets = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from nnunet_diffrefine.training.architectures import ARCHITECTURES as A; print(sorted(A))",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        cwd=tmp_path,
+    ).stdout.strip()
+    assert presets == "['mednext', 'resunet', 'segresnet', 'swinunetr']", (
+        "the plans presets load from the wheel"
+    )
 
 
 @pytest.mark.parametrize("command", sorted(SUBCOMMANDS))

@@ -10,6 +10,10 @@ Thin classes: the network, the loss and the plans adjustments live in ``nnunet_d
 - ``SegResNetTrainer``: MONAI SegResNet (CoMNeT's baseline), DSC++ + BCE as CoMNeT trains its baselines.
 - ``nnUNetTrainerCustomSchedule``: stock nnU-Net whose length follows the ``DIFFREFINE_*`` variables.
 - ``MedNeXtCorrDiffTrainer``: MedNeXt, then CorrDiff on its out-of-fold probabilities (CoMNeT).
+- ``SwinUNETRDDPMTrainer`` / ``SwinUNETRDDPMScratchTrainer``: Swin-UNETR, then seed 000's 3D DDPM
+  refiner conditioned on its out-of-fold probabilities / the unconditional baseline.
+- ``SwinUNETRMedSegDiffTrainer`` / ``SwinUNETRMedSegDiffScratchTrainer``: Swin-UNETR, then MedSegDiff
+  conditioned on its out-of-fold probabilities / the unconditional baseline.
 """
 
 from nnunet_diffrefine.training.base import DiffRefineTrainerBase, nnUNetTrainerCustomSchedule
@@ -23,6 +27,11 @@ __all__ = [
     "ResUNetTrainer",
     "SegResNetTrainer",
     "nnUNetTrainerCustomSchedule",
+    "MedNeXtCorrDiffTrainer",
+    "SwinUNETRDDPMTrainer",
+    "SwinUNETRDDPMScratchTrainer",
+    "SwinUNETRMedSegDiffTrainer",
+    "SwinUNETRMedSegDiffScratchTrainer",
 ]
 
 
@@ -58,3 +67,27 @@ class MedNeXtCorrDiffTrainer(RefinerStageMixin, MedNeXtTrainer):
     """CoMNeT: MedNeXt, then CorrDiff trained on MedNeXt's out-of-fold probabilities (one nnUNetv2_train call)."""
 
     refiner_name = "corrdiff"
+
+
+class SwinUNETRDDPMTrainer(RefinerStageMixin, SwinUNETRTrainer):
+    """Seed 000: Swin-UNETR, then the 3D DDPM refiner conditioned on its out-of-fold probabilities."""
+
+    refiner_name = "ddpm"
+
+
+class SwinUNETRDDPMScratchTrainer(RefinerStageMixin, SwinUNETRTrainer):
+    """Seed 000's "DDPM (scratch)" row: the unconditional DDPM (it never sees the Swin-UNETR prior)."""
+
+    refiner_name = "ddpm_scratch"
+
+
+class SwinUNETRMedSegDiffTrainer(RefinerStageMixin, SwinUNETRTrainer):
+    """Seed 000: Swin-UNETR, then MedSegDiff conditioned on its out-of-fold probabilities."""
+
+    refiner_name = "medsegdiff"
+
+
+class SwinUNETRMedSegDiffScratchTrainer(RefinerStageMixin, SwinUNETRTrainer):
+    """Seed 000's "MedSegDiff (scratch)" row: MedSegDiff from the image alone."""
+
+    refiner_name = "medsegdiff_scratch"

@@ -17,8 +17,8 @@ class ModelSpec:
     plans: str = "nnUNetPlans"
     configuration: str = "3d_fullres"
     label: str = ""
-    refiner: str = ""
-    """Also refine the test-split predictions with the fold's ``refiner_<name>`` (an extra row)."""
+    refiners: tuple[str, ...] = ()
+    """Also refine the test-split predictions with each of the fold's ``refiner_<name>`` (a row each)."""
 
     @property
     def name(self) -> str:
@@ -36,21 +36,23 @@ class ModelSpec:
 
 
 def parse_model(text: str, configuration: str = "3d_fullres") -> ModelSpec:
-    """``[LABEL=]TRAINER[:PLANS][+REFINER]``, e.g. ``MedNeXtTrainer``, ``Stock=nnUNetTrainer:nnUNetPlansCPU``,
-    ``MedNeXtCorrDiffTrainer+corrdiff``."""
+    """``[LABEL=]TRAINER[:PLANS][+REFINER...]``, e.g. ``MedNeXtTrainer``, ``Stock=nnUNetTrainer:nnUNetPlansCPU``,
+    ``MedNeXtCorrDiffTrainer+corrdiff``, ``SwinUNETRTrainer+ddpm+medsegdiff``."""
     label, _, spec = text.rpartition("=")
-    spec, _, refiner = spec.partition("+")
+    spec, *refiners = spec.split("+")
     trainer, _, plans = spec.partition(":")
-    if not trainer or "__" in trainer or "__" in plans:
+    if not trainer or "__" in trainer or "__" in plans or not all(refiners):
         raise InputError(
-            f"model {text!r}: expected [LABEL=]TRAINER[:PLANS][+REFINER] (nnU-Net names contain no '__')"
+            f"model {text!r}: expected [LABEL=]TRAINER[:PLANS][+REFINER...] (nnU-Net names contain no '__')"
         )
+    if len(set(refiners)) != len(refiners):
+        raise InputError(f"model {text!r}: a refiner is named twice")
     return ModelSpec(
         trainer=trainer,
         plans=plans or "nnUNetPlans",
         configuration=configuration,
         label=label,
-        refiner=refiner,
+        refiners=tuple(refiners),
     )
 
 

@@ -5,9 +5,9 @@
 - ``split="test"``: each fold's model predicts the test images here, timed per case, and is scored
   against the test labels (default ``nnUNet_raw/DatasetXXX/imagesTs`` and ``labelsTs``).
 
-A model given with ``+REFINER`` (test split only) adds a row for its refined predictions: each fold's
-predictions refined by that fold's refiner (``nnunet-diffrefine refine``), whose seconds per case are
-the base prediction plus the refinement. Stock nnU-Net is always a row: when no ``nnUNetTrainer*`` model is named, ``nnUNetTrainer`` with
+A model given with ``+REFINER`` (test split only; several may follow each other) adds a row per
+refiner for its refined predictions: each fold's predictions refined by that fold's refiner
+(``nnunet-diffrefine refine``), whose seconds per case are the base prediction plus the refinement. Stock nnU-Net is always a row: when no ``nnUNetTrainer*`` model is named, ``nnUNetTrainer`` with
 ``nnUNetPlans`` is added (and must have been trained). Writes ``benchmark.md`` (the table),
 ``benchmark.csv``, ``benchmark_dice.png`` and ``benchmark.json`` into the output folder, plus each
 fold's ``summary.json`` under ``evaluations/``. Predictions are kept under ``predictions/`` so an
@@ -58,6 +58,7 @@ def _fold_result(summary: dict, fold: int, region_names: dict, measurements: dic
 
 def _refined_fold(
     model: ModelSpec,
+    refiner: str,
     fold: int,
     fold_dir: Path,
     pred_dir: Path,
@@ -75,7 +76,7 @@ def _refined_fold(
     from nnunet_diffrefine.benchmark.resources import Measurement
     from nnunet_diffrefine.refine.run import refine_folder
 
-    name = f"{model.name} + {model.refiner}"
+    name = f"{model.name} + {refiner}"
     refined_dir = out / "predictions" / _slug(name) / f"fold_{fold}"
     refine_folder(
         pred_dir,
@@ -83,7 +84,7 @@ def _refined_fold(
         fold_dir.parent,
         [fold],
         images,
-        refiner=model.refiner,
+        refiner=refiner,
         device=device,
         progress=progress,
     )
@@ -138,7 +139,7 @@ def run_benchmark(
     ordered = [n for n in PREFERRED_ORDER if n in names] + [n for n in names if n not in PREFERRED_ORDER]
     if not any(m.is_stock for m in models):
         models = [ModelSpec("nnUNetTrainer", "nnUNetPlans", models[0].configuration), *models]
-    if split == "cv" and any(m.refiner for m in models):
+    if split == "cv" and any(m.refiners for m in models):
         raise InputError(
             "refined rows need --split test: the refiners were trained on the cross-validation predictions"
         )
@@ -166,7 +167,7 @@ def run_benchmark(
     results: list[ModelResult] = []
     for m in models:
         model_result = ModelResult(m.name)
-        refined_result = ModelResult(f"{m.name} + {m.refiner}") if m.refiner else None
+        refined_results = [ModelResult(f"{m.name} + {r}") for r in m.refiners]
         for f in folds:
             fold_dir = fold_folder(m, results_root, dataset_name, f)
             summary_file = out / "evaluations" / _slug(m.name) / f"fold_{f}" / "summary.json"
@@ -196,7 +197,7 @@ def run_benchmark(
                     pred_dir,
                     device,
                     use_mirroring,
-                    save_probabilities=bool(m.refiner),
+                    save_probabilities=bool(m.refiners),
                     progress=progress,
                 )
                 summary = evaluate_folder(
@@ -208,10 +209,11 @@ def run_benchmark(
                     progress=progress,
                     cases=list(cases),
                 )
-                if refined_result is not None:
+                for refiner, refined_result in zip(m.refiners, refined_results):
                     refined_result.folds.append(
                         _refined_fold(
                             m,
+                            refiner,
                             f,
                             fold_dir,
                             pred_dir,
@@ -228,8 +230,7 @@ def run_benchmark(
                     )
             model_result.folds.append(_fold_result(summary, f, region_names, measurements))
         results.append(model_result)
-        if refined_result is not None:
-            results.append(refined_result)
+        results.extend(refined_results)
 
     title = f"{dataset_name}: {'cross-validation' if split == 'cv' else 'test split'}, folds {', '.join(map(str, folds))}"
     with atomic_output_file(out / "benchmark.csv") as tmp:

@@ -43,8 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--models",
         nargs="+",
         required=True,
-        metavar="[LABEL=]TRAINER[:PLANS][+REFINER]",
-        help="models to compare, e.g. MedNeXtTrainer Stock=nnUNetTrainer:nnUNetPlansCPU MedNeXtCorrDiffTrainer+corrdiff (plans default: nnUNetPlans; +REFINER adds a refined row, test split only)",
+        metavar="[LABEL=]TRAINER[:PLANS][+REFINER...]",
+        help="models to compare, e.g. MedNeXtTrainer Stock=nnUNetTrainer:nnUNetPlansCPU MedNeXtCorrDiffTrainer+corrdiff "
+        "SwinUNETRTrainer+ddpm+medsegdiff (plans default: nnUNetPlans; each +REFINER adds a refined row, test split only)",
     )
     p.add_argument("-c", default="3d_fullres", help="configuration (default: 3d_fullres)")
     p.add_argument("-f", nargs="+", default=["0", "1", "2", "3", "4"], help="folds (default: 0 1 2 3 4)")

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, str] = {
     "plans": "plans",
     "benchmark": "benchmark",
     "evaluate": "evaluate",
+    "train-refiner": "train_refiner",
     "refine": "refine",
     "report": "report",
 }

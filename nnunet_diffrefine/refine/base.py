@@ -101,6 +101,11 @@ class Refiner(ABC):
         self.device = torch.device(device)
         self.settings = dict(settings)
 
+    @property
+    def patch_multiple(self) -> int:
+        """Every side of a training patch must be a multiple of this (the networks' total downsampling)."""
+        return 1
+
     @abstractmethod
     def refine(self, prior: np.ndarray, image: np.ndarray, seed: int = 0) -> np.ndarray:
         """Refined probabilities ``(C, Z, Y, X)`` float32 from ``prior`` ``(C, Z, Y, X)`` and ``image``."""
@@ -153,10 +158,15 @@ def _import_builtin_refiners() -> None:
     from nnunet_diffrefine.refine import corrdiff, ddpm, identity, medsegdiff  # noqa: F401 - registration side effect
 
 
-def create_refiner(name: str, signature: DatasetSignature, device: str = "cpu", **settings) -> Refiner:
+def check_refiner_name(name: str) -> None:
+    """An :class:`InputError` listing the available refiners when ``name`` is not one of them."""
     _import_builtin_refiners()
     if name not in REGISTRY:
         raise InputError(f"unknown refiner {name!r}; available: {', '.join(sorted(REGISTRY))}")
+
+
+def create_refiner(name: str, signature: DatasetSignature, device: str = "cpu", **settings) -> Refiner:
+    check_refiner_name(name)
     return REGISTRY[name](signature, device=device, **settings)
 
 

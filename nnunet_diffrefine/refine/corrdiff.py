@@ -200,6 +200,11 @@ class CorrDiffRefiner(Refiner):
         ).to(self.device)
         self.regions = signature.regions
 
+    @property
+    def patch_multiple(self) -> int:
+        """The VQ-VAE's ``levels`` stride-2 levels and the denoiser's one."""
+        return 2 ** (int(self.settings["levels"]) + 1)
+
     # --- schedulers (kept apart from the model, as diffusers does) ----------------------------------
     def train_scheduler(self):
         from monai.networks.schedulers import DDPMScheduler

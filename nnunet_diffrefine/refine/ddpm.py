@@ -123,6 +123,10 @@ class DDPMRefiner(Refiner):
         )
 
     @property
+    def patch_multiple(self) -> int:
+        return 2 ** (len(self.settings["channels"]) - 1)
+
+    @property
     def start_timestep(self) -> int:
         t = int(self.settings["num_train_timesteps"])
         return int(min(max(round(float(self.settings["start_fraction"]) * t), 1), t - 1))
@@ -211,7 +215,7 @@ class DDPMRefiner(Refiner):
         settings: RefinerSettings,
         log=print,
     ) -> dict:
-        multiple = 2 ** (len(self.settings["channels"]) - 1)
+        multiple = self.patch_multiple
         if any(int(p) % multiple for p in settings.patch_size):
             raise InputError(
                 f"DDPM: the patch size {list(settings.patch_size)} must be a multiple of {multiple}"

@@ -104,7 +104,7 @@ class MedSegDiffRefiner(Refiner):
     def _build_net(self):
         from nnunet_diffrefine.networks.medsegdiff import MedSegDiffNet
 
-        size, multiple = self.slice_size, 2 ** (len(self.settings["channels"]) - 1)
+        size, multiple = self.slice_size, self.patch_multiple
         if any(s % multiple for s in size):
             raise InputError(
                 f"MedSegDiff: the slice size {list(size)} must be a multiple of {multiple} on each axis"
@@ -114,6 +114,11 @@ class MedSegDiffRefiner(Refiner):
         return MedSegDiffNet(cond_channels, c, size, [int(ch) for ch in self.settings["channels"]]).to(
             self.device
         )
+
+    @property
+    def patch_multiple(self) -> int:
+        """Of the slice sides (the first patch axis, slices per window, is free)."""
+        return 2 ** (len(self.settings["channels"]) - 1)
 
     @property
     def slice_size(self) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""The plans ``architecture`` entries of this project's networks.
+"""The plans ``architecture`` entries of this project's networks (read from the ``plans/`` presets).
 
 nnU-Net builds a network from a plans file with ``pydoc.locate(network_class_name)(input_channels=...,
 num_classes=..., deep_supervision=..., **arch_kwargs)``; the ``*_from_plans`` adapters in
@@ -9,8 +9,9 @@ because nnU-Net derives its deep-supervision scales (``pool_op_kernel_sizes``) f
 from __future__ import annotations
 
 import copy
+import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,6 @@ class ArchitectureSpec:
     patch_multiple: int
     deep_supervision: bool
     plans_suffix: str
-    extra: dict = field(default_factory=dict)
 
     def strides(self) -> list[list[int]]:
         return [[1, 1, 1]] + [[2, 2, 2]] * self.num_downsamplings
@@ -39,48 +39,30 @@ class ArchitectureSpec:
         return {"network_class_name": self.class_name, "arch_kwargs": kwargs, "_kw_requires_import": []}
 
 
-ARCHITECTURES: dict[str, ArchitectureSpec] = {
-    "mednext": ArchitectureSpec(
-        key="mednext",
-        class_name="nnunet_diffrefine.networks.mednext.mednext_from_plans",
-        default_kwargs={"size": "B", "kernel_size": 3, "init_filters": 32},
-        cpu_kwargs={"size": "S", "kernel_size": 3, "init_filters": 8},
-        num_downsamplings=4,
-        patch_multiple=16,
-        deep_supervision=True,
-        plans_suffix="MedNeXt",
-    ),
-    "swinunetr": ArchitectureSpec(
-        key="swinunetr",
-        class_name="nnunet_diffrefine.networks.monai_nets.swinunetr_from_plans",
-        default_kwargs={"feature_size": 48},
-        cpu_kwargs={"feature_size": 12},
-        num_downsamplings=5,
-        patch_multiple=32,
-        deep_supervision=False,
-        plans_suffix="SwinUNETR",
-    ),
-    "resunet": ArchitectureSpec(
-        key="resunet",
-        class_name="nnunet_diffrefine.networks.monai_nets.resunet_from_plans",
-        default_kwargs={"channels": [16, 32, 64, 128, 256], "num_res_units": 2},
-        cpu_kwargs={"channels": [8, 16, 32, 64, 128], "num_res_units": 2},
-        num_downsamplings=4,
-        patch_multiple=16,
-        deep_supervision=False,
-        plans_suffix="ResUNet",
-    ),
-    "segresnet": ArchitectureSpec(
-        key="segresnet",
-        class_name="nnunet_diffrefine.networks.monai_nets.segresnet_from_plans",
-        default_kwargs={"init_filters": 16},
-        cpu_kwargs={"init_filters": 8},
-        num_downsamplings=3,
-        patch_multiple=8,
-        deep_supervision=False,
-        plans_suffix="SegResNet",
-    ),
-}
+def load_architecture_presets() -> dict[str, ArchitectureSpec]:
+    """The presets in the repository's ``plans/`` folder (installed as ``nnunet_diffrefine.plans``)."""
+    from importlib.resources import files
+
+    presets = {}
+    for entry in sorted(files("nnunet_diffrefine.plans").iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".json"):
+            continue
+        key = entry.name[: -len(".json")]
+        data = json.loads(entry.read_text())
+        presets[key] = ArchitectureSpec(
+            key=key,
+            class_name=data["network_class_name"],
+            default_kwargs=data["arch_kwargs"],
+            cpu_kwargs=data["arch_kwargs_cpu"],
+            num_downsamplings=int(data["num_downsamplings"]),
+            patch_multiple=int(data["patch_multiple"]),
+            deep_supervision=bool(data["deep_supervision"]),
+            plans_suffix=data["plans_suffix"],
+        )
+    return presets
+
+
+ARCHITECTURES: dict[str, ArchitectureSpec] = load_architecture_presets()
 
 
 def round_up_patch(patch_size: list[int], multiple: int) -> list[int]:

@@ -1,0 +1,250 @@
+"""Refinement cost per case next to the base model's own nnU-Net prediction of the same case (CPU).
+
+Usage: python benchmarks/bench_refine_cost.py [--work DIR] [--shape 155 240 240] [--num-test 1]
+       [-device cpu] [-o benchmarks/results/refine_cost]
+
+Targets (the issues): CorrDiff costs at most half of its base model's prediction (MedNeXt, CoMNeT);
+each of seed 000's refiners (DDPM, MedSegDiff and their unconditional baselines) at most the
+prediction of its base model (Swin-UNETR), both without test-time mirroring.
+
+What runs: a synthetic BraTS-like dataset on the given grid (default: the BraTS 240x240x155 1 mm
+grid), nnU-Net's planning and preprocessing, our MedNeXt and Swin-UNETR plans presets (default sizes,
+not the small-CPU ones), and then, per base model, nnU-Net's own prediction of the test case
+(preprocessing, sliding window with 50 % overlap, export with probabilities; no mirroring) followed
+by ``refine_folder`` with each refiner at its default inference settings and the patch size the
+trainers give it (the base model's patch rounded down to what the refiner's networks take). The
+networks carry freshly initialised weights: for these networks the cost of a forward pass does not
+depend on the values of the weights, and training them here would take hours. Refinement seconds
+cover what ``nnunet-diffrefine refine`` spends on a case (preprocessing, moving the probabilities to
+the preprocessed grid and back, the refiner) except writing its files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+DATASET_ID, DATASET_NAME = 961, "Dataset961_BenchRefineCost"
+BASES = {  # base model -> (trainer, plans, preset architecture or None, refiners, cost target ratio)
+    "nnU-Net (stock)": ("nnUNetTrainer", "nnUNetPlans", None, (), None),
+    "MedNeXt": ("MedNeXtTrainer", "nnUNetPlansMedNeXt", "mednext", ("corrdiff",), 0.5),
+    "Swin-UNETR": (
+        "SwinUNETRTrainer",
+        "nnUNetPlansSwinUNETR",
+        "swinunetr",
+        ("ddpm", "ddpm_scratch", "medsegdiff", "medsegdiff_scratch"),
+        1.0,
+    ),
+}
+
+
+def _untrained_model_folder(results: Path, trainer: str, plans: str, preprocessed: Path) -> Path:
+    """``TRAINER__PLANS__3d_fullres`` with plans.json, dataset.json and a fold_0 checkpoint of fresh weights."""
+    import torch
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from nnunet_diffrefine.benchmark.predict import ensure_trainer_lookup
+
+    model = results / DATASET_NAME / f"{trainer}__{plans}__3d_fullres"
+    if (model / "fold_0" / "checkpoint_final.pth").is_file():
+        return model
+    (model / "fold_0").mkdir(parents=True, exist_ok=True)
+    plans_dict = json.loads((preprocessed / f"{plans}.json").read_text())
+    dataset_json = json.loads((preprocessed / "dataset.json").read_text())
+    (model / "plans.json").write_text(json.dumps(plans_dict, indent=2))
+    (model / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
+    ensure_trainer_lookup()
+    import nnunetv2
+
+    trainer_class = recursive_find_python_class(
+        os.path.join(nnunetv2.__path__[0], "training", "nnUNetTrainer"),
+        trainer,
+        "nnunetv2.training.nnUNetTrainer",
+    )
+    if trainer_class is None:  # one of ours: the same lookup nnU-Net does through nnUNet_extTrainer
+        from nnunet_diffrefine.cli.env import trainer_folder
+
+        trainer_class = recursive_find_python_class(str(trainer_folder()), trainer, "")
+    manager = PlansManager(plans_dict)
+    configuration = manager.get_configuration("3d_fullres")
+    label_manager = manager.get_label_manager(dataset_json)
+    torch.manual_seed(0)
+    network = trainer_class.build_network_architecture(
+        configuration.network_arch_class_name,
+        configuration.network_arch_init_kwargs,
+        configuration.network_arch_init_kwargs_req_import,
+        len(dataset_json["channel_names"]),
+        label_manager.num_segmentation_heads,
+        enable_deep_supervision=False,
+    )
+    assert issubclass(trainer_class, nnUNetTrainer)
+    torch.save(
+        {
+            "network_weights": network.state_dict(),
+            "trainer_name": trainer,
+            "init_args": {"plans": plans_dict, "configuration": "3d_fullres", "fold": 0},
+            "inference_allowed_mirroring_axes": (0, 1, 2),
+        },
+        model / "fold_0" / "checkpoint_final.pth",
+    )
+    return model
+
+
+def _save_untrained_refiner(model: Path, name: str, patch: list[int]) -> None:
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from nnunet_diffrefine.refine.base import DatasetSignature, create_refiner
+
+    manager = PlansManager(str(model / "plans.json"))
+    dataset_json = json.loads((model / "dataset.json").read_text())
+    signature = DatasetSignature.from_dataset_json(manager.dataset_name, dataset_json)
+    probe = create_refiner(name, signature)
+    multiple = probe.patch_multiple
+    rounded = [max(multiple, (int(p) // multiple) * multiple) for p in patch]
+    create_refiner(name, signature, patch_size=rounded).save(model / "fold_0" / f"refiner_{name}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", default=None, help="working folder (default: a temporary one)")
+    parser.add_argument("--shape", type=int, nargs="+", default=[155, 240, 240], help="Z Y X or one side")
+    parser.add_argument("--num-test", type=int, default=1)
+    parser.add_argument("-device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("-o", default=str(Path(__file__).parent / "results" / "refine_cost"))
+    args = parser.parse_args()
+    shape = tuple(args.shape * 3 if len(args.shape) == 1 else args.shape)
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench_refine_cost_"))
+
+    from nnunet_diffrefine.benchmark.predict import case_files, predict_cases
+    from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
+    from nnunet_diffrefine.refine.postprocess import PostprocessConfig
+    from nnunet_diffrefine.refine.run import refine_folder
+    from nnunet_diffrefine.training.plans_presets import write_plans_preset
+
+    env = dict(os.environ)
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        env[name] = os.environ[name] = str(work / name)
+    raw = work / "nnUNet_raw" / DATASET_NAME
+    pre = work / "nnUNet_preprocessed" / DATASET_NAME
+    if not raw.is_dir():  # planning needs a few training cases; only the test cases are timed
+        synthesize_dataset(
+            work / "nnUNet_raw",
+            DATASET_ID,
+            DATASET_NAME.split("_", 1)[1],
+            3,
+            args.num_test,
+            SynthConfig(shape=shape, seed=11, phenotype="adult"),
+            num_processes=2,
+        )
+    if not (pre / "nnUNetPlans.json").is_file():
+        subprocess.run(
+            [
+                str(BIN / "nnUNetv2_plan_and_preprocess"),
+                "-d",
+                str(DATASET_ID),
+                "-c",
+                "3d_fullres",
+                "-np",
+                "2",
+            ],
+            env=env,
+            check=True,
+        )
+    for _, (_, plans, arch, _, _) in BASES.items():
+        if arch and not (pre / f"{plans}.json").is_file():
+            write_plans_preset(DATASET_ID, arch)
+
+    dataset_json = json.loads((pre / "dataset.json").read_text())
+    cases = case_files(raw / "imagesTs", dataset_json["file_ending"], len(dataset_json["channel_names"]))
+    results: dict = {}
+    for base, (trainer, plans, _, refiners, target) in BASES.items():
+        model = _untrained_model_folder(work / "nnUNet_results", trainer, plans, pre)
+        patch = json.loads((model / "plans.json").read_text())["configurations"]["3d_fullres"]["patch_size"]
+        pred = work / "pred" / trainer
+        started = time.perf_counter()
+        measured = predict_cases(
+            model, 0, cases, pred, args.device, use_mirroring=False, save_probabilities=True
+        )
+        print(f"{base}: predicted {len(cases)} case(s) in {time.perf_counter() - started:.1f} s", flush=True)
+        base_s = sum(m.seconds for m in measured.values()) / len(measured)
+        entry = {
+            "trainer": trainer,
+            "plans": plans,
+            "patch_size": patch,
+            "prediction_seconds_per_case": round(base_s, 2),
+            "prediction_peak_rss_mb": round(max(m.peak_rss_mb for m in measured.values()), 1),
+            "refiners": {},
+        }
+        for name in refiners:
+            if not (model / "fold_0" / f"refiner_{name}" / "refiner.json").is_file():
+                _save_untrained_refiner(model, name, patch)
+            out = refine_folder(
+                pred,
+                work / "refined" / trainer / name,
+                model,
+                [0],
+                raw / "imagesTs",
+                refiner=name,
+                device=args.device,
+                postprocess=PostprocessConfig(),
+            )
+            timings = json.loads((out / "timings.json").read_text())
+            seconds = sum(t["seconds"] for t in timings.values()) / len(timings)
+            config = json.loads((model / "fold_0" / f"refiner_{name}" / "refiner.json").read_text())
+            entry["refiners"][name] = {
+                "seconds_per_case": round(seconds, 2),
+                "peak_rss_mb": round(max(t["peak_rss_mb"] for t in timings.values()), 1),
+                "inference_steps": config["settings"]["inference_steps"],
+                "patch_size": config["settings"]["patch_size"],
+                "cost_ratio": round(seconds / base_s, 3),
+                "target_ratio": target,
+                "meets_target": seconds <= target * base_s,
+            }
+            print(f"{base} + {name}: {seconds:.1f} s per case (ratio {seconds / base_s:.2f})", flush=True)
+        results[base] = entry
+
+    record = {
+        "benchmark": "refinement cost per case vs the base model's nnU-Net prediction (no mirroring)",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, device {args.device}",
+        "grid": list(shape),
+        "test_cases": len(cases),
+        "weights": "freshly initialised (cost does not depend on the weight values)",
+        "models": results,
+    }
+    out = Path(args.o)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    lines = [
+        f"Refinement cost per case on a {'x'.join(map(str, shape))} synthetic BraTS-like case "
+        f"({record['machine']}; default plans and refiner settings; no test-time mirroring; "
+        f"`python benchmarks/bench_refine_cost.py`).",
+        "",
+        "| base model (patch) | base prediction (s) | refiner | steps | refiner patch | refinement (s) | ratio | target | met |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for base, entry in results.items():
+        head = f"| {base} ({'x'.join(map(str, entry['patch_size']))}) | {entry['prediction_seconds_per_case']:.1f} |"
+        if not entry["refiners"]:
+            lines.append(f"{head} - | - | - | - | - | - | - |")
+        for name, r in entry["refiners"].items():
+            lines.append(
+                f"{head} {name} | {r['inference_steps']} | {'x'.join(map(str, r['patch_size']))} | "
+                f"{r['seconds_per_case']:.1f} | {r['cost_ratio']:.2f} | <= {r['target_ratio']} | "
+                f"{'yes' if r['meets_target'] else 'no'} |"
+            )
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Seed 000's diffusion refiners inside nnU-Net: the Swin-UNETR + DDPM / MedSegDiff trainers, the
+``train-refiner`` command for an already trained model, and several refined rows in one benchmark (slow)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import BIN, DATASET, nnunet_train, trained_model
+
+PLANS = "nnUNetPlansSwinUNETRCPU"
+SHORT_REFINER = {"DIFFREFINE_REFINER_EPOCHS": "1", "DIFFREFINE_REFINER_ITERS": "2"}
+MULTIPLES = {"ddpm": 8, "ddpm_scratch": 8, "medsegdiff": 4, "medsegdiff_scratch": 4}
+DEFAULT_STEPS = {"ddpm": 5, "ddpm_scratch": 10, "medsegdiff": 10, "medsegdiff_scratch": 10}
+
+
+def _check_refiner(fold: Path, name: str) -> dict:
+    folder = fold / f"refiner_{name}"
+    for file in ("refiner.json", "refiner_final.pth", "refiner_latest.pth", "training_history.json"):
+        assert (folder / file).is_file(), f"{folder / file}"
+    config = json.loads((folder / "refiner.json").read_text())
+    assert config["refiner"] == name and config["dataset"]["dataset_name"] == "Dataset980_TinyTrain"
+    validation_cases = sorted(p.name[: -len(".npz")] for p in (fold / "validation").glob("*.npz"))
+    assert sorted(set(config["training_cases"]) | set(config["validation_cases"])) == validation_cases
+    assert all(p % MULTIPLES[name] == 0 for p in config["settings"]["patch_size"])
+    assert config["settings"]["inference_steps"] == DEFAULT_STEPS[name], "the refiner keeps its own default"
+    return config
+
+
+@pytest.mark.slow
+def test_swin_diffusion_trainers_train_the_refiner_after_swin_and_resume_between_the_stages(tiny_nnunet):
+    env = dict(tiny_nnunet, **SHORT_REFINER)
+    first = trained_model(env, "SwinUNETRMedSegDiffTrainer", PLANS)
+    _check_refiner(first / "fold_0", "medsegdiff")
+
+    # the other three: a run interrupted after the Swin-UNETR stage; --c trains only the refiner
+    for trainer, name in (
+        ("SwinUNETRDDPMTrainer", "ddpm"),
+        ("SwinUNETRDDPMScratchTrainer", "ddpm_scratch"),
+        ("SwinUNETRMedSegDiffScratchTrainer", "medsegdiff_scratch"),
+    ):
+        fold = (
+            Path(env["nnUNet_results"])
+            / "Dataset980_TinyTrain"
+            / f"{trainer}__{PLANS}__3d_fullres"
+            / "fold_0"
+        )
+        fold.mkdir(parents=True)
+        shutil.copy(first / "fold_0" / "checkpoint_final.pth", fold)
+        shutil.copytree(first / "fold_0" / "validation", fold / "validation")
+        out = nnunet_train(env, trainer, PLANS, extra=("--npz", "--c"))
+        assert f"Using trainer '{trainer}'" in out.stdout
+        assert "Epoch 0" not in out.stdout, "the finished Swin-UNETR stage is not trained again"
+        assert f"refiner stage: training {name}" in out.stdout
+        _check_refiner(fold, name)
+
+
+def _cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "nnunet-diffrefine"), *args], env=env, capture_output=True, text=True, timeout=900
+    )
+
+
+@pytest.mark.slow
+def test_train_refiner_for_a_trained_model_then_benchmark_several_refined_rows(
+    tiny_nnunet, tmp_path, monkeypatch
+):
+    from nnunet_diffrefine.benchmark.models import parse_model
+    from nnunet_diffrefine.benchmark.run import run_benchmark
+
+    env = dict(tiny_nnunet, **SHORT_REFINER)
+    model = trained_model(env, "SwinUNETRTrainer", PLANS)
+    fold = model / "fold_0"
+    base = ["-d", str(DATASET), "-tr", "SwinUNETRTrainer", "-p", PLANS, "-f", "0"]
+
+    bad = _cli(env, "train-refiner", *base, "--refiner", "nonsense")
+    assert bad.returncode == 1 and "unknown refiner 'nonsense'" in bad.stderr and "ddpm" in bad.stderr
+    missing = _cli(env, "train-refiner", *base[:-2], "-f", "3", "--refiner", "ddpm")
+    assert missing.returncode == 1 and "fold_3" in missing.stderr and "checkpoint_final.pth" in missing.stderr
+    twice = _cli(env, "train-refiner", *base, "--refiner", "ddpm", "--oof-from", "0", "0")
+    assert twice.returncode == 1 and "more than one" in twice.stderr
+
+    for name in ("ddpm", "medsegdiff"):
+        result = _cli(env, "train-refiner", *base, "--refiner", name)
+        assert result.returncode == 0, result.stderr
+        _check_refiner(fold, name)
+    history = (fold / "refiner_ddpm" / "training_history.json").read_text()
+    again = _cli(env, "train-refiner", *base, "--refiner", "ddpm")
+    assert again.returncode == 1 and "already holds a trained refiner" in again.stderr
+    assert (fold / "refiner_ddpm" / "training_history.json").read_text() == history, "nothing overwritten"
+
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
+        monkeypatch.setenv(key, env[key])
+    trained_model(env, "nnUNetTrainerCustomSchedule", "nnUNetPlansCPU")
+    models = [
+        parse_model("Stock=nnUNetTrainerCustomSchedule:nnUNetPlansCPU"),
+        parse_model(f"Swin=SwinUNETRTrainer:{PLANS}+ddpm+medsegdiff"),
+    ]
+    out = run_benchmark(
+        DATASET, models, [0], split="test", output=tmp_path / "bench", use_mirroring=False, progress=False
+    )
+    record = json.loads((out / "benchmark.json").read_text())
+    assert [r["name"] for r in record["models"]] == ["Stock", "Swin", "Swin + ddpm", "Swin + medsegdiff"]
+    predictions = out / "predictions"
+    assert sorted(p.name for p in predictions.iterdir()) == ["Stock", "Swin", "Swin_ddpm", "Swin_medsegdiff"]
+    swin, ddpm = record["models"][1]["folds"][0], record["models"][2]["folds"][0]
+    assert ddpm["seconds_per_case"] > swin["seconds_per_case"], "refined rows add the refinement's seconds"
+    assert "| Swin + medsegdiff |" in (out / "benchmark.md").read_text()
