@@ -50,7 +50,7 @@ def _untrained_model_folder(results: Path, trainer: str, plans: str, preprocesse
     """``TRAINER__PLANS__3d_fullres`` with plans.json, dataset.json and a fold_0 checkpoint of fresh weights."""
     import torch
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     from nnunet_diffrefine.benchmark.predict import ensure_trainer_lookup
@@ -64,25 +64,16 @@ def _untrained_model_folder(results: Path, trainer: str, plans: str, preprocesse
     (model / "plans.json").write_text(json.dumps(plans_dict, indent=2))
     (model / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
     ensure_trainer_lookup()
-    import nnunetv2
-
-    trainer_class = recursive_find_python_class(
-        os.path.join(nnunetv2.__path__[0], "training", "nnUNetTrainer"),
-        trainer,
-        "nnunetv2.training.nnUNetTrainer",
-    )
-    if trainer_class is None:  # one of ours: the same lookup nnU-Net does through nnUNet_extTrainer
-        from nnunet_diffrefine.cli.env import trainer_folder
-
-        trainer_class = recursive_find_python_class(str(trainer_folder()), trainer, "")
+    trainer_class = recursive_find_trainer_class_by_name(
+        trainer
+    )  # nnU-Net's lookup, nnUNet_extTrainer included
     manager = PlansManager(plans_dict)
     configuration = manager.get_configuration("3d_fullres")
     label_manager = manager.get_label_manager(dataset_json)
     torch.manual_seed(0)
     network = trainer_class.build_network_architecture(
-        configuration.network_arch_class_name,
-        configuration.network_arch_init_kwargs,
-        configuration.network_arch_init_kwargs_req_import,
+        manager,
+        configuration,
         len(dataset_json["channel_names"]),
         label_manager.num_segmentation_heads,
         enable_deep_supervision=False,

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import BIN, DATASET, nnunet_train, trained_model
 
@@ -109,3 +110,31 @@ def test_train_refiner_for_a_trained_model_then_benchmark_several_refined_rows(
     swin, ddpm = record["models"][1]["folds"][0], record["models"][2]["folds"][0]
     assert ddpm["seconds_per_case"] > swin["seconds_per_case"], "refined rows add the refinement's seconds"
     assert "| Swin + medsegdiff |" in (out / "benchmark.md").read_text()
+
+    # several samples per case: their mean, and a per-voxel standard deviation beside the result
+    from nnunet_diffrefine.refine.run import refine_folder
+
+    images = Path(env["nnUNet_raw"]) / "Dataset980_TinyTrain" / "imagesTs"
+    refined = refine_folder(
+        predictions / "Swin" / "fold_0",
+        tmp_path / "sampled",
+        model,
+        [0],
+        images,
+        refiner="ddpm",
+        overrides={"num_samples": 2},
+        progress=False,
+    )
+    (case,) = [p.name for p in refined.glob("*.npz")]
+    std = np.load(refined / "uncertainty" / case)["std"]
+    assert std.shape == (3, 40, 40, 40) and std.min() >= 0 and std.max() > 0
+    single = refine_folder(
+        predictions / "Swin" / "fold_0",
+        tmp_path / "single",
+        model,
+        [0],
+        images,
+        refiner="ddpm",
+        progress=False,
+    )
+    assert not (single / "uncertainty").exists()

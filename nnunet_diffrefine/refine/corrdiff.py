@@ -21,7 +21,11 @@ The paper leaves these open; our choices:
 - **Latent diffusion**: the diffusion runs on the quantized latent (gradient stopped into the VQ-VAE);
   MONAI ``DDPMScheduler`` with a cosine schedule and T = 200 for training, MONAI ``DDIMScheduler``
   (eta = 0, no clipping) with 25 reverse steps at inference, from pure noise; the denoiser is MONAI's
-  ``DiffusionModelUNet`` (channels (32, 64) x ``width``, no attention). ``L_diff`` is an MSE in the
+  ``DiffusionModelUNet`` with ``denoiser_levels`` = 4 levels (channels (32, 64, 64, 64) x ``width``, no
+  attention in the levels). MONAI always puts self-attention in the middle block, at the deepest
+  level: with two levels it ran on 1/4 of the patch per axis, which for nnU-Net's BraTS patch
+  (128 x 160 x 112) is 35,840 tokens and a 41 GB attention matrix; four levels put it at 1/16 of the
+  patch (560 tokens), the extra levels cost little. ``L_diff`` is an MSE in the
   latent space. The paper's denoiser predicts the noise; ours predicts the clean latent by default
   (``prediction_type="sample"``; ``"epsilon"`` is available): in our short CPU trainings the
   noise-predicting denoiser's DDIM samples decoded into corrections that lowered the validation
@@ -39,6 +43,12 @@ The paper leaves these open; our choices:
 - **Patches**: training on random patches (two thirds centred on the tumor or the prior), random
   flips; inference over the whole preprocessed volume with MONAI's sliding window (the training
   patch size, 25 % overlap, Gaussian blending), every window sampled with its own seeded noise.
+- **Region of interest**: at inference CorrDiff only runs on the bounding box of what the prior calls
+  tumor (probability > 0.05) plus 16 voxels, and returns the prior unchanged elsewhere
+  (:mod:`nnunet_diffrefine.refine.roi`; ``roi: false`` for the whole volume). A residual is a
+  correction of the prior: far from it there is nothing to correct, and on nnU-Net's BraTS grid the
+  box is one or two windows instead of eight, which is what keeps a 25-step sampler below half the
+  cost of MedNeXt's own prediction (``benchmarks/bench_refine_cost.py``).
 - **Early stopping** on the mean validation Dice of the refined masks (threshold 0.5), patience 15
   epochs, at most 50 epochs; the best weights are kept.
 """
@@ -56,6 +66,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnunet_diffrefine.refine.base import Refiner, RefinerSettings, TrainingCase, register
+from nnunet_diffrefine.refine.roi import ROI_DEFAULTS, refine_in_roi
 from nnunet_diffrefine.utils.io import atomic_output_file, write_json
 
 LATEST_FILE = "refiner_latest.pth"
@@ -79,7 +90,7 @@ class CorrDiffNet(nn.Module):
     """The trainable parts: residual VQ-VAE, conditioning encoder, latent denoiser and gate.
 
     ``in_channels``: MRI channels; ``num_outputs``: probability channels ``C``. Spatial sizes must be
-    multiples of ``2 ** (levels + 1)`` (the VQ-VAE levels and one denoiser level).
+    multiples of ``2 ** (levels + denoiser_levels - 1)`` (the VQ-VAE levels and the denoiser's downsamplings).
     """
 
     def __init__(
@@ -90,6 +101,7 @@ class CorrDiffNet(nn.Module):
         latent_channels: int = 8,
         num_embeddings: int = 512,
         levels: int = 1,
+        denoiser_levels: int = 4,
     ) -> None:
         super().__init__()
         from monai.networks.nets import VQVAE, DiffusionModelUNet
@@ -120,8 +132,8 @@ class CorrDiffNet(nn.Module):
             in_channels=latent_channels + cond_ch,
             out_channels=latent_channels,
             num_res_blocks=1,
-            channels=(32 * width, 64 * width),
-            attention_levels=(False, False),
+            channels=tuple(min(32 * 2**i, 64) * width for i in range(denoiser_levels)),
+            attention_levels=(False,) * denoiser_levels,
             norm_num_groups=8,
         )
         self.gate = nn.Conv3d(2 * c + 1, c, 1)
@@ -172,8 +184,9 @@ def _foreground_onehot(probabilities: np.ndarray) -> np.ndarray:
 @register
 class CorrDiffRefiner(Refiner):
     """CorrDiff as a refiner (see the module docstring). Settings: ``width`` (1), ``latent_channels`` (8),
-    ``levels`` (1), ``num_train_timesteps`` (200), ``inference_steps`` (25), ``num_samples`` (1),
-    ``patch_size``, ``schedule`` ("cosine"), ``prediction_type`` ("sample")."""
+    ``levels`` (1), ``denoiser_levels`` (4), ``num_train_timesteps`` (200), ``inference_steps`` (25), ``num_samples`` (1),
+    ``patch_size``, ``schedule`` ("cosine"), ``prediction_type`` ("sample"), ``roi`` (True), ``roi_threshold``
+    (0.05), ``roi_margin`` (16)."""
 
     name = "corrdiff"
 
@@ -182,12 +195,14 @@ class CorrDiffRefiner(Refiner):
             "width": 1,
             "latent_channels": 8,
             "levels": 1,
+            "denoiser_levels": 4,
             "num_train_timesteps": 200,
             "inference_steps": 25,
             "num_samples": 1,
             "patch_size": [64, 64, 64],
             "schedule": "cosine",
             "prediction_type": "sample",
+            **ROI_DEFAULTS,
         }
         super().__init__(signature, device, **{**defaults, **settings})
         s = self.settings
@@ -197,13 +212,14 @@ class CorrDiffRefiner(Refiner):
             int(s["width"]),
             int(s["latent_channels"]),
             levels=int(s["levels"]),
+            denoiser_levels=int(s["denoiser_levels"]),
         ).to(self.device)
         self.regions = signature.regions
 
     @property
     def patch_multiple(self) -> int:
-        """The VQ-VAE's ``levels`` stride-2 levels and the denoiser's one."""
-        return 2 ** (int(self.settings["levels"]) + 1)
+        """The VQ-VAE's ``levels`` stride-2 levels and the denoiser's ``denoiser_levels - 1``."""
+        return 2 ** (int(self.settings["levels"]) + int(self.settings["denoiser_levels"]) - 1)
 
     # --- schedulers (kept apart from the model, as diffusers does) ----------------------------------
     def train_scheduler(self):
@@ -295,6 +311,18 @@ class CorrDiffRefiner(Refiner):
         return torch.stack(outputs).mean(0)
 
     def refine(self, prior: np.ndarray, image: np.ndarray, seed: int = 0) -> np.ndarray:
+        """Refined probabilities ``(C, Z, Y, X)`` (on the region of interest of
+        :mod:`nnunet_diffrefine.refine.roi` when ``roi`` is set; the prior elsewhere)."""
+        return refine_in_roi(
+            lambda p, i: (self._refine_volume(p, i, seed),),
+            prior,
+            image,
+            self.regions,
+            self.settings,
+            ("prior",),
+        )[0]
+
+    def _refine_volume(self, prior: np.ndarray, image: np.ndarray, seed: int) -> np.ndarray:
         from monai.inferers import sliding_window_inference
 
         self.net.eval()

@@ -59,6 +59,7 @@ from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.refine.base import Refiner, RefinerSettings, TrainingCase, register
 from nnunet_diffrefine.refine.diffusion_losses import boundary_mse, dice_ce, output_probabilities
 from nnunet_diffrefine.refine.patches import sample_patches, sliding_window
+from nnunet_diffrefine.refine.roi import ROI_DEFAULTS, check_roi_setting, refine_in_roi
 from nnunet_diffrefine.refine.sampling import ddim_sample, dpm_solver_sample, train_scheduler
 from nnunet_diffrefine.refine.training_loop import train_with_early_stopping, validation_dice
 
@@ -70,7 +71,8 @@ class DDPMRefiner(Refiner):
     Settings and defaults: ``channels`` [8, 16, 32, 32], ``num_train_timesteps`` 1000, ``schedule`` "cosine",
     ``start_fraction`` 0.4, ``inference_steps`` 5 (DDIM), ``num_samples`` 1, ``prior_noising`` 0.5,
     ``edge_weight`` 3.0, ``mse_weight`` 0.1, ``warmup_epochs`` 10, ``patch_size`` [64, 64, 64] (set by
-    ``fit`` to the training patch).
+    ``fit`` to the training patch), ``roi`` True, ``roi_threshold`` 0.05, ``roi_margin`` 16 (scratch: ``roi``
+    False; :mod:`nnunet_diffrefine.refine.roi`).
     """
 
     name = "ddpm"
@@ -87,10 +89,12 @@ class DDPMRefiner(Refiner):
         "mse_weight": 0.1,
         "warmup_epochs": 10,
         "patch_size": [64, 64, 64],
+        **ROI_DEFAULTS,
     }
 
     def __init__(self, signature, device="cpu", **settings) -> None:
         super().__init__(signature, device, **{**self.defaults, **settings})
+        check_roi_setting(self)
         from monai.networks.nets import DiffusionModelUNet
 
         c = signature.num_outputs
@@ -191,10 +195,9 @@ class DDPMRefiner(Refiner):
         stacked = torch.stack(samples)
         return torch.cat([stacked.mean(0), stacked.std(0, correction=0)], 1).cpu()
 
-    def refine_with_uncertainty(
-        self, prior: np.ndarray, image: np.ndarray, seed: int = 0
+    def _refine_volume(
+        self, prior: np.ndarray, image: np.ndarray, seed: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Refined probabilities ``(C, Z, Y, X)`` and the per-voxel standard deviation over ``num_samples``."""
         self.net.eval()
         generator = torch.Generator().manual_seed(int(seed))
         inputs = np.concatenate([image, prior], 0).astype(np.float32)
@@ -202,6 +205,20 @@ class DDPMRefiner(Refiner):
         out = sliding_window(inputs[None], roi, lambda w: self._sample_window(w, generator))[0].float()
         c = self.signature.num_outputs
         return out[:c].clamp(0, 1).numpy(), out[c:].clamp_min(0).numpy()
+
+    def refine_with_uncertainty(
+        self, prior: np.ndarray, image: np.ndarray, seed: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Refined probabilities ``(C, Z, Y, X)`` and the per-voxel standard deviation over ``num_samples``
+        (on the region of interest of :mod:`nnunet_diffrefine.refine.roi` when ``roi`` is set)."""
+        return refine_in_roi(
+            lambda p, i: self._refine_volume(p, i, seed),
+            prior,
+            image,
+            self.regions,
+            self.settings,
+            ("prior", "zero"),
+        )
 
     def refine(self, prior: np.ndarray, image: np.ndarray, seed: int = 0) -> np.ndarray:
         return self.refine_with_uncertainty(prior, image, seed)[0]
@@ -244,4 +261,4 @@ class DDPMScratchRefiner(DDPMRefiner):
 
     name = "ddpm_scratch"
     conditioned = False
-    defaults = {**DDPMRefiner.defaults, "inference_steps": 10, "prior_noising": 0.0}
+    defaults = {**DDPMRefiner.defaults, "inference_steps": 10, "prior_noising": 0.0, "roi": False}

@@ -58,6 +58,7 @@ from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.refine.base import Refiner, RefinerSettings, TrainingCase, register
 from nnunet_diffrefine.refine.diffusion_losses import dice_ce, output_probabilities
 from nnunet_diffrefine.refine.patches import sample_slices, sliding_window
+from nnunet_diffrefine.refine.roi import ROI_DEFAULTS, check_roi_setting, refine_in_roi
 from nnunet_diffrefine.refine.sampling import dpm_solver_sample, train_scheduler
 from nnunet_diffrefine.refine.training_loop import masks, mean_dice, train_with_early_stopping
 
@@ -73,7 +74,8 @@ class MedSegDiffRefiner(Refiner):
     Settings and defaults: ``channels`` [16, 32, 64], ``num_train_timesteps`` 1000, ``schedule`` "linear_beta",
     ``inference_steps`` 10, ``num_samples`` 1, ``calibration_weight`` 10.0, ``fusion_weight`` "auto",
     ``slices_per_case`` 16, ``slice_batch`` 32, ``warmup_epochs`` 10, ``patch_size`` [64, 64, 64] (its
-    last two entries are the slice size; ``fit`` sets it to the training patch).
+    last two entries are the slice size; ``fit`` sets it to the training patch), ``roi`` True,
+    ``roi_threshold`` 0.05, ``roi_margin`` 16 (scratch: ``roi`` False; :mod:`nnunet_diffrefine.refine.roi`).
     """
 
     name = "medsegdiff"
@@ -90,10 +92,12 @@ class MedSegDiffRefiner(Refiner):
         "slice_batch": 32,
         "warmup_epochs": 10,
         "patch_size": [64, 64, 64],
+        **ROI_DEFAULTS,
     }
 
     def __init__(self, signature, device="cpu", **settings) -> None:
         super().__init__(signature, device, **{**self.defaults, **settings})
+        check_roi_setting(self)
         self.regions = signature.regions
         self.scheduler = train_scheduler(
             int(self.settings["num_train_timesteps"]), self.settings["schedule"], "epsilon"
@@ -199,7 +203,18 @@ class MedSegDiffRefiner(Refiner):
 
     def branches(self, prior: np.ndarray, image: np.ndarray, seed: int = 0) -> tuple[np.ndarray, ...]:
         """``(p_c, p_d, std_d)``, each ``(C, Z, Y, X)``: the calibration map, the mean diffusion map over
-        ``num_samples`` and its per-voxel standard deviation."""
+        ``num_samples`` and its per-voxel standard deviation (on the region of interest of
+        :mod:`nnunet_diffrefine.refine.roi` when ``roi`` is set: the prior, the prior and 0 outside)."""
+        return refine_in_roi(
+            lambda p, i: self._branches_volume(p, i, seed),
+            prior,
+            image,
+            self.regions,
+            self.settings,
+            ("prior", "prior", "zero"),
+        )
+
+    def _branches_volume(self, prior: np.ndarray, image: np.ndarray, seed: int) -> tuple[np.ndarray, ...]:
         self.net.eval()
         generator = torch.Generator().manual_seed(int(seed))
         slices = np.concatenate([image, prior], 0).astype(np.float32).transpose(1, 0, 2, 3)  # (Z, ch, Y, X)
@@ -283,3 +298,4 @@ class MedSegDiffScratchRefiner(MedSegDiffRefiner):
 
     name = "medsegdiff_scratch"
     conditioned = False
+    defaults = {**MedSegDiffRefiner.defaults, "roi": False}

@@ -11,6 +11,11 @@ postprocessing), plus ``dataset.json``, ``plans.json``, ``postprocessing.json`` 
 refinement, not the export), so nnUNetv2_ensemble, nnUNetv2_evaluate_folder and
 nnUNetv2_apply_postprocessing accept the folder.
 
+With several samples per case (``--num-samples`` > 1) a refiner that can measure it also writes
+``uncertainty/CASE.npz`` (key ``std``, ``(C, z, y, x)`` on the original grid: each fold's per-voxel
+standard deviation over its samples, averaged over the folds; a subfolder, so nnU-Net's own tools
+never take it for a case).
+
 Every input case of this part is checked before anything is written; finished cases are skipped
 on a re-run (resume); ``num_parts``/``part_id`` split the cases across processes or machines.
 """
@@ -35,6 +40,7 @@ from nnunet_diffrefine.refine.spaces import original_to_preprocessed, preprocess
 from nnunet_diffrefine.utils.io import OutputExistsError, atomic_output_file, write_json
 
 ARGS_FILE = "refine_args.json"
+UNCERTAINTY_FOLDER = "uncertainty"
 
 
 def model_folder_for(dataset: str | int, trainer: str, plans: str, configuration: str) -> Path:
@@ -70,6 +76,17 @@ def find_refiner_folder(fold_folder: Path, name: str | None) -> Path:
 
 def _case_seed(case: str) -> int:
     return zlib.crc32(case.encode())
+
+
+def _refine_case(
+    refiners: list[Refiner], prior: np.ndarray, image: np.ndarray, seed: int, with_spread: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The folds' mean refined probabilities ``(C, Z, Y, X)`` and, with ``with_spread``, the mean over the
+    folds of each one's per-voxel standard deviation over its samples (else None)."""
+    if not with_spread:
+        return np.mean([r.refine(prior, image, seed=seed) for r in refiners], axis=0), None
+    pairs = [r.refine_with_uncertainty(prior, image, seed=seed) for r in refiners]
+    return np.mean([p[0] for p in pairs], axis=0), np.mean([p[1] for p in pairs], axis=0)
 
 
 def _check_inputs(
@@ -197,15 +214,21 @@ def refine_folder(
         source = input_folder / name if (input_folder / name).is_file() else model_folder / name
         shutil.copyfile(source, output_folder / name)
 
+    with_spread = all(int(r.settings.get("num_samples", 1)) > 1 for r in refiners) and all(
+        hasattr(r, "refine_with_uncertainty") for r in refiners
+    )
     timings_file = output_folder / "timings.json"
     timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
     preprocessor = configuration_manager.preprocessor_class(verbose=False)
     writer = plans_manager.image_reader_writer_class()
-    todo = [
-        c
-        for c in cases
-        if overwrite or not all((output_folder / f"{c}{e}").is_file() for e in (".npz", ".pkl", file_ending))
-    ]
+
+    def finished(case: str) -> bool:
+        files = [output_folder / f"{case}{e}" for e in (".npz", ".pkl", file_ending)]
+        if with_spread:
+            files.append(output_folder / UNCERTAINTY_FOLDER / f"{case}.npz")
+        return all(f.is_file() for f in files)
+
+    todo = [c for c in cases if overwrite or not finished(c)]
     for case in tqdm(
         todo, desc=f"refining ({refiners[0].name}, {len(folds)} fold(s))", unit="case", disable=not progress
     ):
@@ -224,10 +247,12 @@ def refine_folder(
                 )
             except ValueError as e:
                 raise InputError(f"{input_folder / (case + '.npz')}: {e}") from None
-            refined = np.mean([r.refine(prior_pre, data, seed=_case_seed(case)) for r in refiners], axis=0)
+            refined, spread = _refine_case(refiners, prior_pre, data, _case_seed(case), with_spread)
             change = preprocessed_to_original(
                 refined - prior_pre, properties, plans_manager, configuration_manager
             )
+            if with_spread:
+                spread = preprocessed_to_original(spread, properties, plans_manager, configuration_manager)
         probabilities = np.clip(prior + change, 0.0, 1.0).astype(np.float32)
         if not label_manager.has_regions:
             probabilities /= np.maximum(probabilities.sum(0, keepdims=True), 1e-8)
@@ -242,6 +267,10 @@ def refine_folder(
                 pickle.dump(saved_properties, f)
         with atomic_output_file(output_folder / f"{case}{file_ending}") as tmp:
             writer.write_seg(segmentation, str(tmp), saved_properties)
+        if with_spread:
+            (output_folder / UNCERTAINTY_FOLDER).mkdir(exist_ok=True)
+            with atomic_output_file(output_folder / UNCERTAINTY_FOLDER / f"{case}.npz") as tmp:
+                np.savez_compressed(tmp, std=np.clip(spread, 0.0, None).astype(np.float32))
         timings[case] = {
             "seconds": round(cost.seconds, 4),
             "peak_rss_mb": round(cost.peak_rss_mb, 1),

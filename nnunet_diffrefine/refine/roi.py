@@ -1,0 +1,85 @@
+"""The region a conditioned refiner works on: where the prior sees tumor, with a margin around it.
+
+A conditioned refiner corrects the coarse prediction; far from anything the prior calls tumor there
+is nothing to correct, and sampling there costs as much as anywhere. With the setting ``roi`` (on
+for CorrDiff and the conditioned DDPM and MedSegDiff) a refiner only runs on the bounding box of
+the voxels whose prior foreground probability exceeds ``roi_threshold`` (0.05; for sigmoid regions
+the largest region probability, for softmax outputs one minus the background), grown by
+``roi_margin`` voxels (16) on every side and, where the volume allows, to at least one patch so the
+windows see real context instead of padding. Outside the box the prior is returned unchanged (and
+a standard deviation of 0); an empty box leaves the whole prior unchanged. The price: a tumor the
+prior misses entirely (probability <= 0.05 everywhere, more than 16 voxels from anything it does
+see) cannot be recovered; ``roi: false`` refines the whole volume. The unconditional (scratch)
+refiners never look at the prior, so they always work on the whole volume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+ROI_DEFAULTS = {"roi": True, "roi_threshold": 0.05, "roi_margin": 16}
+
+
+def foreground_probability(prior: np.ndarray, regions: bool) -> np.ndarray:
+    """``(Z, Y, X)`` probability of any tumor from the prior ``(C, Z, Y, X)``."""
+    return prior.max(0) if regions else 1.0 - prior[0]
+
+
+def roi_box(
+    prior: np.ndarray, regions: bool, patch: Sequence[int], threshold: float, margin: int
+) -> tuple[slice, ...] | None:
+    """The spatial slices of the region of interest (see the module docstring), or None when empty."""
+    found = np.argwhere(foreground_probability(prior, regions) > threshold)
+    if not len(found):
+        return None
+    shape = np.array(prior.shape[1:])
+    lo = np.maximum(found.min(0) - int(margin), 0)
+    hi = np.minimum(found.max(0) + 1 + int(margin), shape)
+    need = np.minimum(np.array([int(p) for p in patch]), shape)
+    short = np.maximum(need - (hi - lo), 0)
+    lo = np.maximum(lo - short // 2, 0)
+    hi = np.minimum(np.maximum(hi + (short - short // 2), lo + need), shape)
+    lo = np.minimum(lo, hi - need)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
+def refine_in_roi(
+    refine: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]],
+    prior: np.ndarray,
+    image: np.ndarray,
+    regions: bool,
+    settings: dict,
+    outside: Sequence[str],
+) -> tuple[np.ndarray, ...]:
+    """Run ``refine(prior, image)`` (returning ``(C, Z, Y, X)`` arrays) on the region of interest only.
+
+    ``outside`` says what each output holds outside the region: ``"prior"`` or ``"zero"``. With
+    ``settings["roi"]`` false the whole volume is refined.
+    """
+    if not settings.get("roi", False):
+        return refine(prior, image)
+    box = roi_box(
+        prior, regions, settings["patch_size"], float(settings["roi_threshold"]), int(settings["roi_margin"])
+    )
+    full_box = box is not None and all(s.stop - s.start == n for s, n in zip(box, prior.shape[1:]))
+    if full_box:
+        return refine(prior, image)
+    filled = [prior.astype(np.float32, copy=True) if o == "prior" else np.zeros_like(prior) for o in outside]
+    if box is None:
+        return tuple(filled)
+    inner = refine(
+        np.ascontiguousarray(prior[(slice(None), *box)]), np.ascontiguousarray(image[(slice(None), *box)])
+    )
+    for full, part in zip(filled, inner):
+        full[(slice(None), *box)] = part
+    return tuple(filled)
+
+
+def check_roi_setting(refiner) -> None:
+    """An unconditional refiner must not look at the prior, not even for its region of interest."""
+    from nnunet_diffrefine.errors import InputError
+
+    if refiner.settings.get("roi") and not getattr(refiner, "conditioned", True):
+        raise InputError(f"{refiner.name}: an unconditional refiner cannot use roi (it never sees the prior)")

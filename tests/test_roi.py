@@ -1,0 +1,76 @@
+"""The region of interest of the conditioned refiners: where the prior sees tumor, plus a margin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nnunet_diffrefine.errors import InputError
+from nnunet_diffrefine.refine.base import DatasetSignature, create_refiner
+from nnunet_diffrefine.refine.roi import refine_in_roi, roi_box
+
+SETTINGS = {"roi": True, "roi_threshold": 0.05, "roi_margin": 2, "patch_size": [4, 4, 4]}
+
+
+def _prior(shape=(3, 20, 30, 40)) -> np.ndarray:
+    prior = np.full(shape, 0.01, dtype=np.float32)
+    prior[0, 5:8, 10:12, 30:39] = 0.9  # the tumor the prior sees
+    prior[2, 6, 11, 31] = 0.06  # just above the threshold, inside the same box
+    return prior
+
+
+def test_box_is_the_thresholded_prior_plus_the_margin_clamped_to_the_volume():
+    box = roi_box(_prior(), True, [4, 4, 4], 0.05, 2)
+    assert box == (slice(3, 10), slice(8, 14), slice(28, 40))  # x: 30 - 2 .. 39 + 2, clamped at 40
+
+
+def test_box_grows_to_a_patch_where_the_volume_allows_and_stays_inside_it():
+    prior = np.zeros((3, 20, 30, 40), dtype=np.float32)
+    prior[1, 0, 0, 39] = 1.0  # a corner voxel
+    box = roi_box(prior, True, [8, 10, 12], 0.05, 0)
+    assert box == (slice(0, 8), slice(0, 10), slice(28, 40))
+    assert roi_box(prior, True, [64, 64, 64], 0.05, 0) == (slice(0, 20), slice(0, 30), slice(0, 40))
+
+
+def test_label_priors_use_one_minus_the_background():
+    prior = np.zeros((4, 10, 10, 10), dtype=np.float32)
+    prior[0] = 1.0
+    prior[0, 4, 4, 4], prior[3, 4, 4, 4] = 0.3, 0.7
+    assert roi_box(prior, False, [1, 1, 1], 0.05, 1) == (slice(3, 6),) * 3
+
+
+def test_nothing_to_correct_gives_no_box():
+    assert roi_box(np.full((3, 8, 8, 8), 0.01, np.float32), True, [4, 4, 4], 0.05, 2) is None
+
+
+def test_refine_in_roi_changes_the_box_only_and_fills_the_rest():
+    prior, image = _prior(), np.ones((4, 20, 30, 40), dtype=np.float32)
+    seen = []
+
+    def refine(p, i):
+        seen.append((p.shape, i.shape))
+        return p + 1, np.full_like(p, 0.5)
+
+    refined, spread = refine_in_roi(refine, prior, image, True, SETTINGS, ("prior", "zero"))
+    assert seen == [((3, 7, 6, 12), (4, 7, 6, 12))]
+    inside = (slice(None), slice(3, 10), slice(8, 14), slice(28, 40))
+    assert np.array_equal(refined[inside], prior[inside] + 1) and np.all(spread[inside] == 0.5)
+    outside = np.ones(refined.shape, bool)
+    outside[inside] = False
+    assert np.array_equal(refined[outside], prior[outside]) and np.all(spread[outside] == 0)
+
+    whole = refine_in_roi(refine, prior, image, True, dict(SETTINGS, roi=False), ("prior", "zero"))
+    assert seen[-1] == ((3, 20, 30, 40), (4, 20, 30, 40)) and np.array_equal(whole[0], prior + 1)
+    empty = np.full_like(prior, 0.01)
+    untouched = refine_in_roi(refine, empty, image, True, SETTINGS, ("prior", "zero"))
+    assert len(seen) == 2 and np.array_equal(untouched[0], empty) and not untouched[1].any()
+
+
+def test_conditioned_refiners_use_the_roi_and_scratch_ones_cannot():
+    signature = DatasetSignature("Dataset999_Phantoms", 4, 3, True, {})
+    for name in ("corrdiff", "ddpm", "medsegdiff"):
+        assert create_refiner(name, signature).settings["roi"] is True
+    for name in ("ddpm_scratch", "medsegdiff_scratch"):
+        assert create_refiner(name, signature).settings["roi"] is False
+        with pytest.raises(InputError, match="never sees the prior"):
+            create_refiner(name, signature, roi=True)
