@@ -21,22 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
 DATASET_ID, DATASET_NAME = 962, "Dataset962_BenchDiffusion"
 STOCK = ("nnUNetTrainerCustomSchedule", "nnUNetPlansCPU")
 SWIN = ("SwinUNETRTrainer", "nnUNetPlansSwinUNETRCPU")
 REFINERS = ("ddpm_scratch", "ddpm", "medsegdiff_scratch", "medsegdiff")
-
-
-def _run(args: list[str], env: dict) -> None:
-    print("$", " ".join(args), flush=True)
-    subprocess.run(args, env=env, check=True)
 
 
 def main() -> None:
@@ -54,18 +45,14 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_diffusion_"))
 
+    from _setup import BIN, nnunet_environment, run, synthesize_and_plan, write_half_split
+
     from nnunet_diffrefine.benchmark.models import parse_model
     from nnunet_diffrefine.benchmark.run import run_benchmark
-    from nnunet_diffrefine.cli.env import trainer_folder
-    from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
     from nnunet_diffrefine.training.plans_presets import write_plans_preset
-    from nnunet_diffrefine.utils.io import write_json
 
-    env = dict(os.environ)
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        env[name] = os.environ[name] = str(work / name)
-    env["nnUNet_extTrainer"] = os.environ["nnUNet_extTrainer"] = str(trainer_folder())
-    env.update(
+    env = nnunet_environment(
+        work,
         DIFFREFINE_NUM_EPOCHS=str(args.epochs),
         DIFFREFINE_ITERS_PER_EPOCH=str(args.iters),
         DIFFREFINE_VAL_ITERS_PER_EPOCH="3",
@@ -73,46 +60,19 @@ def main() -> None:
         DIFFREFINE_REFINER_EPOCHS=str(args.refiner_epochs),
         DIFFREFINE_REFINER_ITERS=str(args.refiner_iters),
         DIFFREFINE_REFINER_PATIENCE=str(args.refiner_patience),
-        nnUNet_n_proc_DA="2",
     )
-    raw = work / "nnUNet_raw" / DATASET_NAME
-    pre = work / "nnUNet_preprocessed" / DATASET_NAME
-    if not raw.is_dir():
-        synthesize_dataset(
-            work / "nnUNet_raw",
-            DATASET_ID,
-            DATASET_NAME.split("_", 1)[1],
-            args.num_train,
-            args.num_test,
-            SynthConfig(shape=(args.shape,) * 3, seed=2026, phenotype="mixed"),
-            num_processes=2,
-        )
-    if not (pre / "nnUNetPlans.json").is_file():
-        _run(
-            [
-                str(BIN / "nnUNetv2_plan_and_preprocess"),
-                "-d",
-                str(DATASET_ID),
-                "-c",
-                "3d_fullres",
-                "-np",
-                "2",
-            ],
-            env,
-        )
+    raw, pre = synthesize_and_plan(
+        work, DATASET_ID, DATASET_NAME.split("_", 1)[1], args.num_train, args.num_test, args.shape, 2026, env
+    )
     for arch, (_, plans) in (("nnunet", STOCK), ("swinunetr", SWIN)):
         if not (pre / f"{plans}.json").is_file():
             write_plans_preset(DATASET_ID, arch, cpu=True)
-    cases = sorted(p.name[: -len("_0000.nii.gz")] for p in (raw / "imagesTr").glob("*_0000.nii.gz"))
-    half = len(cases) // 2
-    split = [{"train": cases[:half], "val": cases[half:]}]
-    if not (pre / "splits_final.json").is_file():
-        write_json(split, pre / "splits_final.json")
+    half, rest = write_half_split(raw, pre)
 
     results = work / "nnUNet_results" / DATASET_NAME
     for trainer, plans in (STOCK, SWIN):
         if not (results / f"{trainer}__{plans}__3d_fullres" / "fold_0" / "checkpoint_final.pth").is_file():
-            _run(
+            run(
                 [str(BIN / "nnUNetv2_train"), str(DATASET_ID), "3d_fullres", "0", "-tr", trainer, "-p", plans]
                 + ["-device", "cpu", "--npz"],
                 env,
@@ -120,7 +80,7 @@ def main() -> None:
     swin_fold = results / f"{SWIN[0]}__{SWIN[1]}__3d_fullres" / "fold_0"
     for name in REFINERS:
         if not (swin_fold / f"refiner_{name}" / "refiner_final.pth").is_file():
-            _run(
+            run(
                 [str(BIN / "nnunet-diffrefine"), "train-refiner", "-d", str(DATASET_ID), "-tr", SWIN[0]]
                 + ["-p", SWIN[1], "-f", "0", "--refiner", name],
                 env,
@@ -165,8 +125,7 @@ def main() -> None:
         }
     result = {
         "benchmark": "seed 000 Table 3 diffusion rows on a held-out synthetic split (fold 0)",
-        "settings": vars(args)
-        | {"work": str(work), "fold_0": f"train {half} / validate {len(cases) - half}"},
+        "settings": vars(args) | {"work": str(work), "fold_0": f"train {half} / validate {rest}"},
         "mean_dice": {row: round(dice_avg(row), 4) for row in rows},
         "mean_hd95_mm": {row: round(hd95_avg(row), 2) for row in rows},
         "checks": checks,
@@ -178,7 +137,7 @@ def main() -> None:
     target.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
         f"Seed 000 Table 3's diffusion rows, {args.num_test} held-out synthetic cases ({args.shape}^3), fold 0 "
-        f"(trained on {half} cases, refiners on the other {len(cases) - half} out-of-fold); base models "
+        f"(trained on {half} cases, refiners on the other {rest} out-of-fold); base models "
         f"{args.epochs} x {args.iters} iterations (small-CPU presets), refiners at most {args.refiner_epochs} x "
         f"{args.refiner_iters} (early stopping, patience {args.refiner_patience}); no test-time mirroring; "
         "`python benchmarks/bench_diffusion_refiners.py`.",

@@ -1,27 +1,26 @@
-"""CorrDiff refinement on a held-out synthetic split: cost next to nnU-Net's prediction, Dice/HD95 before and after.
+"""CorrDiff refinement on a held-out synthetic split: Dice/HD95 before and after, and its cost at this size.
 
 Usage: python benchmarks/bench_refine.py [--work DIR] [--num-train 20] [--num-test 6] [--shape 48]
-       [--epochs 4] [--iters 15] [--refiner-epochs 10] [--refiner-iters 25] [--steps 25]
-       [-o benchmarks/results/refine_corrdiff]
+       [--epochs 10] [--iters 25] [--refiner-epochs 12] [--refiner-iters 30] [--refiner-patience 6]
+       [--steps 25] [-o benchmarks/results/refine_corrdiff]
 
 Runs the real commands on a fresh synthetic dataset: nnUNetv2_plan_and_preprocess, the small-CPU
-MedNeXt preset, ``nnUNetv2_train -tr MedNeXtCorrDiffTrainer`` (fold 0, a deliberately short base
-schedule so the base model leaves errors to correct), prediction of the test split with nnU-Net's
-predictor (no test-time mirroring, timed per case), ``refine`` (timed per case) and the BraTS
-evaluation of both. Writes ``OUT.json`` and ``OUT.md``.
+MedNeXt preset, ``nnUNetv2_train -tr MedNeXtCorrDiffTrainer`` on a fold 0 that trains on half of the
+training cases and validates on the other half (``splits_final.json``; a short base schedule, so the
+base model leaves errors to correct, and its out-of-fold half is CorrDiff's training data),
+prediction of the test split with nnU-Net's predictor (no test-time mirroring, timed per case),
+``refine`` (timed per case) and the BraTS evaluation of both. Writes ``OUT.json`` and ``OUT.md``.
+The cost target (refinement at most half the base prediction) is about nnU-Net's real plans and
+grids: ``benchmarks/bench_refine_cost.py`` measures it; at this toy size the small-CPU MedNeXt
+predicts a case in a fraction of a second and the ratio here says little.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
-
-BIN = Path(sys.executable).parent
 
 
 def main() -> None:
@@ -30,69 +29,44 @@ def main() -> None:
     parser.add_argument("--num-train", type=int, default=20)
     parser.add_argument("--num-test", type=int, default=6)
     parser.add_argument("--shape", type=int, default=48)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--iters", type=int, default=15)
-    parser.add_argument("--refiner-epochs", type=int, default=10)
-    parser.add_argument("--refiner-iters", type=int, default=25)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--iters", type=int, default=25)
+    parser.add_argument("--refiner-epochs", type=int, default=12)
+    parser.add_argument("--refiner-iters", type=int, default=30)
+    parser.add_argument("--refiner-patience", type=int, default=6)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("-o", default=str(Path(__file__).parent / "results" / "refine_corrdiff"))
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_refine_"))
 
+    from _setup import BIN, nnunet_environment, run, synthesize_and_plan, write_half_split
+
     from nnunet_diffrefine.benchmark.predict import case_files, predict_cases
-    from nnunet_diffrefine.cli.env import trainer_folder
-    from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
     from nnunet_diffrefine.evaluation.folder import evaluate_folder
     from nnunet_diffrefine.refine.run import refine_folder
     from nnunet_diffrefine.training.plans_presets import write_plans_preset
 
-    env = dict(os.environ)
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        env[name] = str(work / name)
-        os.environ[name] = env[name]
-    env["nnUNet_extTrainer"] = os.environ["nnUNet_extTrainer"] = str(trainer_folder())
-    env.update(
+    env = nnunet_environment(
+        work,
         DIFFREFINE_NUM_EPOCHS=str(args.epochs),
         DIFFREFINE_ITERS_PER_EPOCH=str(args.iters),
         DIFFREFINE_VAL_ITERS_PER_EPOCH="2",
         DIFFREFINE_WARMUP_EPOCHS="1",
         DIFFREFINE_REFINER_EPOCHS=str(args.refiner_epochs),
         DIFFREFINE_REFINER_ITERS=str(args.refiner_iters),
+        DIFFREFINE_REFINER_PATIENCE=str(args.refiner_patience),
         DIFFREFINE_REFINER_STEPS=str(args.steps),
-        nnUNet_n_proc_DA="2",
     )
     dataset_id, trainer, plans = 960, "MedNeXtCorrDiffTrainer", "nnUNetPlansMedNeXtCPU"
-    raw = work / "nnUNet_raw" / "Dataset960_BenchRefine"
-    if not raw.is_dir():
-        synthesize_dataset(
-            work / "nnUNet_raw",
-            dataset_id,
-            "BenchRefine",
-            args.num_train,
-            args.num_test,
-            SynthConfig(shape=(args.shape,) * 3, seed=42, phenotype="mixed"),
-            num_processes=2,
-        )
-    pre = work / "nnUNet_preprocessed" / "Dataset960_BenchRefine"
-    if not (pre / "nnUNetPlans.json").is_file():
-        subprocess.run(
-            [
-                str(BIN / "nnUNetv2_plan_and_preprocess"),
-                "-d",
-                str(dataset_id),
-                "-c",
-                "3d_fullres",
-                "-np",
-                "2",
-            ],
-            env=env,
-            check=True,
-        )
+    raw, pre = synthesize_and_plan(
+        work, dataset_id, "BenchRefine", args.num_train, args.num_test, args.shape, 42, env
+    )
     if not (pre / f"{plans}.json").is_file():
         write_plans_preset(dataset_id, "mednext", cpu=True)
+    half, rest = write_half_split(raw, pre)
     model = work / "nnUNet_results" / "Dataset960_BenchRefine" / f"{trainer}__{plans}__3d_fullres"
     if not (model / "fold_0" / "refiner_corrdiff" / "refiner_final.pth").is_file():
-        subprocess.run(
+        run(
             [
                 str(BIN / "nnUNetv2_train"),
                 str(dataset_id),
@@ -106,8 +80,7 @@ def main() -> None:
                 "cpu",
                 "--npz",
             ],
-            env=env,
-            check=True,
+            env,
         )
     dataset_json = json.loads((model / "dataset.json").read_text())
     cases = case_files(raw / "imagesTs", ".nii.gz", 4)
@@ -146,8 +119,8 @@ def main() -> None:
         "refinement_seconds_per_case": round(refine_s, 3),
         "refinement_peak_rss_mb": round(max(t["peak_rss_mb"] for t in refine_timings.values()), 1),
         "refinement_cost_ratio": round(refine_s / base_s, 3),
-        "target": "refinement costs at most half of the base prediction (ratio <= 0.5)",
-        "meets_target": refine_s <= 0.5 * base_s,
+        "cost_note": "toy size; the cost target is measured by benchmarks/bench_refine_cost.py",
+        "fold_0": f"train {half} / validate {rest} (the refiner's out-of-fold cases)",
         "metrics": per_region,
         "refiner_training": {
             "best_epoch": history["best_epoch"],
@@ -161,8 +134,9 @@ def main() -> None:
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
         f"CorrDiff refinement, {len(cases)} held-out synthetic cases ({args.shape}^3), base MedNeXt (small-CPU preset) "
-        f"trained {args.epochs} x {args.iters} iterations; CorrDiff {args.refiner_epochs} x {args.refiner_iters}, "
-        f"{args.steps} reverse steps.",
+        f"trained {args.epochs} x {args.iters} iterations on {half} cases; CorrDiff at most {args.refiner_epochs} x "
+        f"{args.refiner_iters} (patience {args.refiner_patience}) on the other {rest} (out-of-fold), {args.steps} "
+        "reverse steps; `python benchmarks/bench_refine.py`.",
         "",
         "| | Dice WT | Dice TC | Dice ET | HD95 WT | HD95 TC | HD95 ET |",
         "|---|---|---|---|---|---|---|",
@@ -179,8 +153,10 @@ def main() -> None:
     lines += [
         "",
         f"Seconds per case: base prediction {base_s:.2f} (no mirroring), refinement {refine_s:.2f} "
-        f"(ratio {refine_s / base_s:.2f}; target <= 0.5). Peak RSS: {result['base_prediction_peak_rss_mb']:.0f} MB "
-        f"vs {result['refinement_peak_rss_mb']:.0f} MB.",
+        f"(at this toy size; the cost target is measured on nnU-Net's BraTS plans by bench_refine_cost.py). "
+        f"Peak RSS: {result['base_prediction_peak_rss_mb']:.0f} MB vs {result['refinement_peak_rss_mb']:.0f} MB. "
+        f"CorrDiff's validation Dice (out-of-fold): {history['prior_dice']:.3f} (base) -> {history['best_dice']:.3f} "
+        f"(epoch {history['best_epoch']}).",
     ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

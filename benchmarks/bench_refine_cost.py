@@ -14,7 +14,10 @@ not the small-CPU ones), and then, per base model, nnU-Net's own prediction of t
 by ``refine_folder`` with each refiner at its default inference settings and the patch size the
 trainers give it (the base model's patch rounded down to what the refiner's networks take). The
 networks carry freshly initialised weights: for these networks the cost of a forward pass does not
-depend on the values of the weights, and training them here would take hours. Refinement seconds
+depend on the values of the weights, and training them here would take hours. What does depend on
+the prior is the conditioned refiners' region of interest, so they refine the probabilities a
+trained model would export (the reference regions blurred by a Gaussian, sigma 1.5 voxels) rather
+than the untrained network's (about 0.5 everywhere). Refinement seconds
 cover what ``nnunet-diffrefine refine`` spends on a case (preprocessing, moving the probabilities to
 the preprocessed grid and back, the refiner) except writing its files.
 """
@@ -105,6 +108,38 @@ def _save_untrained_refiner(model: Path, name: str, patch: list[int]) -> None:
     create_refiner(name, signature, patch_size=rounded).save(model / "fold_0" / f"refiner_{name}")
 
 
+def _trained_like_prior(pred: Path, labels: Path, out: Path, dataset_json: dict) -> Path:
+    """Copy ``pred`` to ``out`` with the probabilities replaced by the reference regions blurred by a Gaussian
+    (sigma 1.5 voxels): what a trained model exports, since the refiners' region of interest depends on
+    the prior and an untrained network's probabilities (about 0.5 everywhere) would make it the volume."""
+    import shutil
+
+    import numpy as np
+    import SimpleITK as sitk
+    from scipy.ndimage import gaussian_filter
+
+    from nnunet_diffrefine.evaluation.folder import dataset_regions
+
+    regions = dataset_regions(dataset_json)[0]
+    out.mkdir(parents=True, exist_ok=True)
+    for npz in sorted(pred.glob("*.npz")):
+        case = npz.name[: -len(".npz")]
+        labels_zyx = sitk.GetArrayFromImage(
+            sitk.ReadImage(str(labels / f"{case}{dataset_json['file_ending']}"))
+        )
+        probabilities = np.stack(
+            [
+                gaussian_filter(
+                    np.isin(labels_zyx, r if isinstance(r, tuple) else (r,)).astype(np.float32), 1.5
+                )
+                for r in regions
+            ]
+        )
+        np.savez_compressed(out / npz.name, probabilities=np.clip(probabilities, 0, 1).astype(np.float32))
+        shutil.copy(pred / f"{case}.pkl", out / f"{case}.pkl")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default=None, help="working folder (default: a temporary one)")
@@ -168,6 +203,7 @@ def main() -> None:
         )
         print(f"{base}: predicted {len(cases)} case(s) in {time.perf_counter() - started:.1f} s", flush=True)
         base_s = sum(m.seconds for m in measured.values()) / len(measured)
+        prior = _trained_like_prior(pred, raw / "labelsTs", work / "prior" / trainer, dataset_json)
         entry = {
             "trainer": trainer,
             "plans": plans,
@@ -180,7 +216,7 @@ def main() -> None:
             if not (model / "fold_0" / f"refiner_{name}" / "refiner.json").is_file():
                 _save_untrained_refiner(model, name, patch)
             out = refine_folder(
-                pred,
+                prior,
                 work / "refined" / trainer / name,
                 model,
                 [0],

@@ -77,31 +77,19 @@ def test_wheel_ships_the_trainer_folder_and_env_finds_it(tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     env = dict(os.environ, PYTHONPATH=str(site))
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from nnunet_diffrefine.cli.env import trainer_folder; print(trainer_folder())",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-        cwd=tmp_path,
-    ).stdout.strip()
+
+    def from_the_wheel(code: str) -> str:
+        run = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path
+        )
+        assert run.returncode == 0, run.stderr
+        return run.stdout.strip()
+
+    out = from_the_wheel("from nnunet_diffrefine.cli.env import trainer_folder; print(trainer_folder())")
     assert out == str((site / "nnunet_diffrefine" / "trainers").resolve())
-    presets = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from nnunet_diffrefine.training.architectures import ARCHITECTURES as A; print(sorted(A))",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-        cwd=tmp_path,
-    ).stdout.strip()
+    presets = from_the_wheel(
+        "from nnunet_diffrefine.training.architectures import ARCHITECTURES; print(sorted(ARCHITECTURES))"
+    )
     assert presets == "['mednext', 'resunet', 'segresnet', 'swinunetr']", (
         "the plans presets load from the wheel"
     )

@@ -15,7 +15,7 @@ from conftest import BIN, DATASET, nnunet_train, trained_model
 PLANS = "nnUNetPlansSwinUNETRCPU"
 SHORT_REFINER = {"DIFFREFINE_REFINER_EPOCHS": "1", "DIFFREFINE_REFINER_ITERS": "2"}
 MULTIPLES = {"ddpm": 8, "ddpm_scratch": 8, "medsegdiff": 4, "medsegdiff_scratch": 4}
-DEFAULT_STEPS = {"ddpm": 5, "ddpm_scratch": 10, "medsegdiff": 10, "medsegdiff_scratch": 10}
+DEFAULT_STEPS = {"ddpm": 5, "ddpm_scratch": 6, "medsegdiff": 10, "medsegdiff_scratch": 10}
 
 
 def _check_refiner(fold: Path, name: str) -> dict:

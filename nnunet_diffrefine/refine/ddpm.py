@@ -32,15 +32,17 @@ The paper leaves these open; our choices:
   no prior; 0 also gives plain DDPM training). The evidence is weak: in the short CPU training of the
   tests, held-out Dice 0.769 with 0.5 vs 0.752 with 0 (one run each, start fraction 0.4).
 - **Inference**: ``t' = round(start_fraction * T)`` = 400 and ``inference_steps`` = 5 DDIM steps at
-  ``t' , 4t'/5, ..., t'/5`` (conditioned); 10 DPM-Solver++(2M) steps from ``T - 1`` (scratch). Sliding
+  ``t' , 4t'/5, ..., t'/5`` (conditioned); 6 DPM-Solver++(2M) steps from ``T - 1`` (scratch). Sliding
   window with the training patch size (MONAI, 25 % overlap, Gaussian blending), every window
   sampled with its own seeded noise. ``num_samples`` > 1 averages that many samples;
   :meth:`DDPMRefiner.refine_with_uncertainty` also returns their per-voxel standard deviation (blended
   across windows like the mean).
-- **Cost** (2 shared CPU cores, a 96³ case, 64³ windows, untrained weights): 18.6 s conditioned (5
-  steps), 36.0 s scratch (10 steps), against 46 s for stock nnU-Net's default network predicting the
-  same case with its 50 % overlap and 8 mirrored passes (13.8 s for its CPU preset, which the DDPM
-  refiners exceed). ``inference_steps`` and ``num_samples`` raise the cost linearly.
+- **Cost** (``benchmarks/bench_refine_cost.py``, 2 CPU cores, a case on the BraTS 1 mm grid, the
+  Swin-UNETR patch 128 x 160 x 128 as window): the conditioned refiner works on the prior's region of
+  interest (:mod:`nnunet_diffrefine.refine.roi`) and took 35 s against 346 s for Swin-UNETR's own
+  prediction (no mirroring); the scratch model samples the whole volume and took 514 s with 10 steps,
+  more than the prediction, hence its default of 6 steps (see ``benchmarks/results/refine_cost.md``).
+  ``inference_steps`` and ``num_samples`` raise the cost linearly.
 - **Optimisation** (:mod:`nnunet_diffrefine.refine.training_loop`): the caller's
   :class:`RefinerSettings` (patch size, batch, AdamW learning rate and weight decay, clipping, epochs,
   patience); the warm-up (``warmup_epochs`` = 10) + cosine schedule of Table 2;
@@ -257,8 +259,8 @@ class DDPMRefiner(Refiner):
 
 @register
 class DDPMScratchRefiner(DDPMRefiner):
-    """The unconditional baseline: ``[I; Y_t]`` only, 10 DPM-Solver++(2M) steps from pure noise."""
+    """The unconditional baseline: ``[I; Y_t]`` only, 6 DPM-Solver++(2M) steps from pure noise."""
 
     name = "ddpm_scratch"
     conditioned = False
-    defaults = {**DDPMRefiner.defaults, "inference_steps": 10, "prior_noising": 0.0, "roi": False}
+    defaults = {**DDPMRefiner.defaults, "inference_steps": 6, "prior_noising": 0.0, "roi": False}

@@ -37,10 +37,11 @@ The paper leaves these open; our choices:
   ``num_samples`` > 1 averages the diffusion maps;
   :meth:`MedSegDiffRefiner.refine_with_uncertainty` also returns ``w`` times their per-voxel standard
   deviation (the standard deviation of the fused map, ``p_c`` being deterministic).
-- **Cost** (2 shared CPU cores, a 96³ case, 64 x 64 slices, 10 steps, untrained weights): 14-16 s,
-  against 46 s for stock nnU-Net's default network predicting the same case (50 % overlap, 8 mirrored
-  passes; 13.8 s for its CPU preset). The 2D net has 0.36 M convolution parameters, plus the FF-Parser
-  maps (0.12 M for 64 x 64 slices, 0.47 M for 128 x 128).
+- **Cost** (``benchmarks/bench_refine_cost.py``, 2 CPU cores, a case on the BraTS 1 mm grid, 160 x 128
+  slices from the Swin-UNETR patch, 10 steps): 67 s conditioned (the prior's region of interest,
+  :mod:`nnunet_diffrefine.refine.roi`) and 300 s scratch (every slice), against 346 s for Swin-UNETR's
+  own prediction (no mirroring). The 2D net has 0.36 M convolution parameters, plus the FF-Parser maps
+  (0.12 M for 64 x 64 slices, 0.47 M for 128 x 128).
 - **Optimisation** (:mod:`nnunet_diffrefine.refine.training_loop`): the caller's
   :class:`RefinerSettings`; warm-up (``warmup_epochs`` = 10) + cosine; :meth:`MedSegDiffRefiner.paper_settings`
   gives Table 2's (lr 4e-4, no weight decay, 300 epochs, patience 100, 128 x 128 slices).

@@ -1,0 +1,70 @@
+"""Shared set-up of the benchmark scripts that train on a synthetic dataset (imported as ``_setup``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def run(args: list[str], env: dict) -> None:
+    print("$", " ".join(args), flush=True)
+    subprocess.run(args, env=env, check=True)
+
+
+def nnunet_environment(work: Path, **variables: str) -> dict:
+    """nnU-Net's three folders under ``work`` and our trainer folder, set here and in the returned
+    environment for subprocesses (plus ``variables``)."""
+    from nnunet_diffrefine.cli.env import trainer_folder
+
+    env = dict(os.environ)
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        env[name] = os.environ[name] = str(work / name)
+    env["nnUNet_extTrainer"] = os.environ["nnUNet_extTrainer"] = str(trainer_folder())
+    env.update(nnUNet_n_proc_DA="2", **variables)
+    return env
+
+
+def synthesize_and_plan(
+    work: Path, dataset_id: int, name: str, num_train: int, num_test: int, shape: int, seed: int, env: dict
+) -> tuple[Path, Path]:
+    """A synthetic raw dataset, planned and preprocessed (3d_fullres); returns (raw, preprocessed) folders."""
+    from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
+
+    folder = f"Dataset{dataset_id:03d}_{name}"
+    raw, pre = work / "nnUNet_raw" / folder, work / "nnUNet_preprocessed" / folder
+    if not raw.is_dir():
+        config = SynthConfig(shape=(shape,) * 3, seed=seed, phenotype="mixed")
+        synthesize_dataset(
+            work / "nnUNet_raw", dataset_id, name, num_train, num_test, config, num_processes=2
+        )
+    if not (pre / "nnUNetPlans.json").is_file():
+        run(
+            [
+                str(BIN / "nnUNetv2_plan_and_preprocess"),
+                "-d",
+                str(dataset_id),
+                "-c",
+                "3d_fullres",
+                "-np",
+                "2",
+            ],
+            env,
+        )
+    return raw, pre
+
+
+def write_half_split(raw: Path, pre: Path) -> tuple[int, int]:
+    """``splits_final.json`` with one fold that trains on the first half of the training cases and validates
+    on the second: a base model that leaves errors, and out-of-fold cases for a refiner to learn from."""
+    cases = sorted(p.name[: -len("_0000.nii.gz")] for p in (raw / "imagesTr").glob("*_0000.nii.gz"))
+    half = len(cases) // 2
+    if not (pre / "splits_final.json").is_file():
+        (pre / "splits_final.json").write_text(
+            json.dumps([{"train": cases[:half], "val": cases[half:]}], indent=2)
+        )
+    return half, len(cases) - half
