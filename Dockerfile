@@ -16,6 +16,7 @@ WORKDIR /opt/nnunet-diffrefine
 COPY pyproject.toml README.md ./
 COPY nnunet_diffrefine ./nnunet_diffrefine
 COPY trainers ./trainers
+COPY plans ./plans
 RUN python -m pip install --upgrade pip && python -m pip install . \
     && python -c "from nnunet_diffrefine.cli.env import trainer_folder; print(trainer_folder())" > /etc/nnunet_exttrainer \
     && printf '#!/bin/sh\nexport nnUNet_extTrainer="$(cat /etc/nnunet_exttrainer)"\nexec "$@"\n' > /usr/local/bin/with-nnunet-env \

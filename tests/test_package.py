@@ -95,6 +95,14 @@ def test_wheel_ships_the_trainer_folder_and_env_finds_it(tmp_path):
     )
 
 
+def test_dockerfile_copies_every_folder_the_package_is_built_from():
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {"nnunet_diffrefine", *setuptools["package-dir"].values()}
+    dockerfile = (REPO / "Dockerfile").read_text()
+    for folder in folders:
+        assert f"COPY {folder} ./{folder}" in dockerfile, f"the Docker image would be built without {folder}/"
+
+
 @pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as e:
