@@ -2,7 +2,7 @@
 Swin-UNETR prior and from scratch, next to that prior and stock nnU-Net.
 
 Usage: python benchmarks/bench_diffusion_refiners.py [--work DIR] [--num-train 24] [--num-test 8]
-       [--shape 64] [--epochs 8] [--iters 25] [--refiner-epochs 8] [--refiner-iters 30]
+       [--shape 64] [--epochs 15] [--iters 20] [--refiner-epochs 8] [--refiner-iters 30]
        [-o benchmarks/results/diffusion_refiners]
 
 Runs the real commands on a fresh synthetic dataset: nnUNetv2_plan_and_preprocess; the small-CPU
@@ -36,8 +36,8 @@ def main() -> None:
     parser.add_argument("--num-train", type=int, default=24)
     parser.add_argument("--num-test", type=int, default=8)
     parser.add_argument("--shape", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=8, help="base models: epochs")
-    parser.add_argument("--iters", type=int, default=25, help="base models: iterations per epoch")
+    parser.add_argument("--epochs", type=int, default=15, help="base models: epochs")
+    parser.add_argument("--iters", type=int, default=20, help="base models: iterations per epoch")
     parser.add_argument("--refiner-epochs", type=int, default=8)
     parser.add_argument("--refiner-iters", type=int, default=30)
     parser.add_argument("--refiner-patience", type=int, default=8)
