@@ -197,6 +197,27 @@ def test_hd95_matches_brute_force_on_random_masks(seed):
     np.testing.assert_allclose(np.sum(distances.ref_areas), np.sum(ref_areas), rtol=1e-12)
 
 
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 1.0, 1.5), (5.0, 0.5, 1.2)])
+def test_every_surfel_distance_matches_all_pairs_near_and_far(spacing):
+    # near surfels are answered by the window lookup, far ones (the lone blob) by the k-d tree
+    ref = random_blobs(11)
+    pred = np.zeros_like(ref)
+    pred[1:, :, 2:] = ref[:-1, :, :-2]
+    pred[15:19, 2:6, 22:27] = True
+    distances = surface_distances(pred, ref, spacing)
+    pred_points, _ = brute_surfels(pred, spacing)
+    ref_points, _ = brute_surfels(ref, spacing)
+    expected_pred_to_ref = nearest(pred_points, ref_points)
+    from nnunet_diffrefine.evaluation.surface import _LOOKUP_RADIUS
+
+    # both paths are exercised: some distances lie beyond what the window lookup can certify
+    assert expected_pred_to_ref.max() > (_LOOKUP_RADIUS + 1) * min(spacing)
+    np.testing.assert_allclose(np.sort(distances.pred_to_ref), np.sort(expected_pred_to_ref), rtol=1e-12)
+    np.testing.assert_allclose(
+        np.sort(distances.ref_to_pred), np.sort(nearest(ref_points, pred_points)), rtol=1e-12
+    )
+
+
 def test_hd95_of_a_shifted_slab_is_the_shift_in_mm():
     ref = box((14, 28, 32), (4, 8), (3, 25), (3, 25))
     assert hd95(ref, ref, SPACING) == 0.0

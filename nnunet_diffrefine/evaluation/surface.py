@@ -17,8 +17,11 @@ for two boolean masks on a ``(Z, Y, X)`` grid with voxel spacing ``(z, y, x)`` i
    in float64, in DeepMind's order. (Equivalently: the Lorensen marching-cubes area of the code's
    minority corners; the tests check this against scikit-image.)
 3. **Distances (mm)** from every surfel of one mask to the nearest surfel of the other: the Euclidean
-   distance between corner points with the spacing applied, read from
-   ``scipy.ndimage.distance_transform_edt(sampling=spacing)`` of the other mask's surfel map.
+   distance between corner points with the spacing applied. DeepMind reads them from a distance
+   transform of the other surfel map; here a lookup in the few corners around each surfel answers
+   those whose nearest surfel is provably close, and a k-d tree (``scipy.spatial.cKDTree``) of the
+   other surfels the rest -- the same distances, at a cost that grows with the surface instead of
+   the volume (about 3x less time than the distance transform on a BraTS whole tumor).
 4. **Robust Hausdorff distance.** In each direction the distances are sorted (ties by area, as the
    scorer's ``sorted(zip(distances, areas))``); the 95th percentile is the first distance at which
    the cumulative area fraction ``cumsum(areas) / sum(areas)`` reaches 0.95 (``searchsorted``, left);
@@ -27,18 +30,19 @@ for two boolean masks on a ``(Z, Y, X)`` grid with voxel spacing ``(z, y, x)`` i
    one empty -> the penalty (374 mm); ``"nan"`` (nnU-Net): NaN when either mask is empty.
 
 Speed: everything runs on the union bounding box of the two masks padded by one voxel, and each
-direction needs one distance transform. MONAI's ``compute_hausdorff_distance`` differs by definition
+direction needs one window lookup and at most one k-d tree query. MONAI's ``compute_hausdorff_distance`` differs by definition
 (it takes the voxels on the mask edges, unweighted, instead of area-weighted surfels).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from nnunet_diffrefine.evaluation.conventions import (
     BRATS_HD95_PENALTY_MM,
@@ -144,11 +148,47 @@ def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float
     )
 
 
+# corners searched on the grid around each point before the k-d tree is asked (3: a 7 x 7 x 7 window)
+_LOOKUP_RADIUS = 3
+
+
 def _distances_to(target: np.ndarray, points: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
-    """Distance (mm) from every True corner of ``points`` to the nearest True corner of ``target``."""
-    if not target.any():
-        return np.full(int(np.count_nonzero(points)), np.inf)
-    return ndimage.distance_transform_edt(~target, sampling=spacing)[points]
+    """Distance (mm) from every True corner of ``points`` to the nearest True corner of ``target``
+    (both boolean ``(Z, Y, X)`` corner grids), in the C order of ``points``; ``inf`` if ``target`` is
+    empty.
+
+    Exact in two steps: the window of +-``_LOOKUP_RADIUS`` corners around each point is searched
+    nearest offset first; a corner found at distance ``d <= (radius + 1) * min(spacing)`` is the nearest
+    (every corner outside the window is at least that far), and the points left over ask a k-d tree
+    of all target corners. Both report ``|(p - t) * spacing|``, so the value is the same either way.
+    """
+    sp = np.asarray(spacing, dtype=np.float64)
+    corners = np.argwhere(points)  # C order, as boolean indexing
+    out = np.full(len(corners), np.inf)
+    if len(corners) == 0 or not target.any():
+        return out
+    radius = _LOOKUP_RADIUS
+    padded = np.pad(target, radius)
+    strides = np.asarray(padded.strides) // padded.itemsize
+    flat_target = padded.ravel()
+    flat_points = (corners + radius) @ strides
+    offsets = np.array(list(itertools.product(range(-radius, radius + 1), repeat=3)))
+    offset_mm = np.sqrt(np.sum((offsets * sp) ** 2, axis=1))
+    certain = (radius + 1) * sp.min()
+    todo = np.arange(len(corners))
+    for k in np.argsort(offset_mm, kind="stable"):
+        if offset_mm[k] > certain or todo.size == 0:
+            break
+        hit = flat_target[flat_points[todo] + offsets[k] @ strides]
+        out[todo[hit]] = offset_mm[k]
+        todo = todo[~hit]
+    if todo.size:
+        target_corners = np.argwhere(target)
+        # an unbalanced tree builds several times faster and queries as fast on surfel point clouds
+        tree = cKDTree(target_corners * sp, balanced_tree=False, compact_nodes=False)
+        nearest = tree.query(corners[todo] * sp, workers=1)[1]
+        out[todo] = np.sqrt(np.sum(((corners[todo] - target_corners[nearest]) * sp) ** 2, axis=1))
+    return out
 
 
 def directed_percentile(distances: np.ndarray, areas: np.ndarray, percent: float = 95.0) -> float:
