@@ -1,7 +1,7 @@
 """Refinement cost per case next to the base model's own nnU-Net prediction of the same case (CPU).
 
 Usage: python benchmarks/bench_refine_cost.py [--work DIR] [--shape 155 240 240] [--num-test 1]
-       [-device cpu] [-o benchmarks/results/refine_cost]
+       [-device cpu] [-o benchmarks/results/refine_cost] [--render-only]
 
 Targets (the issues): CorrDiff costs at most half of its base model's prediction (MedNeXt, CoMNeT);
 each of seed 000's refiners (DDPM, MedSegDiff and their unconditional baselines) at most the
@@ -147,7 +147,12 @@ def main() -> None:
     parser.add_argument("--num-test", type=int, default=1)
     parser.add_argument("-device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("-o", default=str(Path(__file__).parent / "results" / "refine_cost"))
+    parser.add_argument("--render-only", action="store_true", help="rewrite the Markdown from the JSON of -o")
     args = parser.parse_args()
+    if args.render_only:
+        out = Path(args.o)
+        write_markdown(json.loads(out.with_suffix(".json").read_text()), out.with_suffix(".md"))
+        return
     shape = tuple(args.shape * 3 if len(args.shape) == 1 else args.shape)
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_refine_cost_"))
 
@@ -251,25 +256,35 @@ def main() -> None:
     out = Path(args.o)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    write_markdown(record, out.with_suffix(".md"))
+
+
+def write_markdown(record: dict, path: Path) -> None:
+    """The table of ``record`` (what ``main`` writes as JSON) as Markdown, also printed."""
+    shape = record["grid"]
     lines = [
         f"Refinement cost per case on a {'x'.join(map(str, shape))} synthetic BraTS-like case "
         f"({record['machine']}; default plans and refiner settings; no test-time mirroring; "
-        f"`python benchmarks/bench_refine_cost.py`).",
+        f"`python benchmarks/bench_refine_cost.py`). Peak RSS: the process's resident memory.",
         "",
-        "| base model (patch) | base prediction (s) | refiner | steps | refiner patch | refinement (s) | ratio | target | met |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| base model (patch) | base prediction (s) | base peak RSS (MB) | refiner | steps | refiner patch "
+        "| refinement (s) | refinement peak RSS (MB) | ratio (s) | target | met |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for base, entry in results.items():
-        head = f"| {base} ({'x'.join(map(str, entry['patch_size']))}) | {entry['prediction_seconds_per_case']:.1f} |"
+    for base, entry in record["models"].items():
+        head = (
+            f"| {base} ({'x'.join(map(str, entry['patch_size']))}) | {entry['prediction_seconds_per_case']:.1f} "
+            f"| {entry['prediction_peak_rss_mb']:.0f} |"
+        )
         if not entry["refiners"]:
-            lines.append(f"{head} - | - | - | - | - | - | - |")
+            lines.append(f"{head} - | - | - | - | - | - | - | - |")
         for name, r in entry["refiners"].items():
             lines.append(
                 f"{head} {name} | {r['inference_steps']} | {'x'.join(map(str, r['patch_size']))} | "
-                f"{r['seconds_per_case']:.1f} | {r['cost_ratio']:.2f} | <= {r['target_ratio']} | "
-                f"{'yes' if r['meets_target'] else 'no'} |"
+                f"{r['seconds_per_case']:.1f} | {r['peak_rss_mb']:.0f} | {r['cost_ratio']:.2f} | "
+                f"<= {r['target_ratio']} | {'yes' if r['meets_target'] else 'no'} |"
             )
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
