@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         num_processes=args.num_processes,
         overwrite=args.overwrite,
+        label_based=args.label_based,
     )
     with open(folder / REPORT_FILE) as f:
         report = json.load(f)
@@ -99,6 +100,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=_positive_int,
         default=1,
         help="worker processes for validating the cases (default: 1)",
+    )
+    p.add_argument(
+        "--label-based",
+        action="store_true",
+        help="write a label-based dataset.json (softmax over background, NC, ED, ET) instead of the region-based one (sigmoid WT/TC/ET, as BraTS scores)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     p.set_defaults(func=run)

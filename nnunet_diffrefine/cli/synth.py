@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         num_processes=args.np,
         brats_layout=args.brats_layout,
         overwrite=args.overwrite,
+        label_based=args.label_based,
     )
     print(
         f"wrote {folder} ({args.num_train} training, {args.num_test} test cases, grid {list(config.shape)}, "
@@ -116,6 +117,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "-np", type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default: min(2, CPUs))"
+    )
+    p.add_argument(
+        "--label-based",
+        action="store_true",
+        help="write a label-based dataset.json (softmax over background, NC, ED, ET) instead of the region-based one (sigmoid WT/TC/ET, as BraTS scores)",
     )
     p.add_argument(
         "--overwrite", action="store_true", help="replace an existing dataset folder of the same name"

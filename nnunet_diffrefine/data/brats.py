@@ -71,6 +71,31 @@ def region_dataset_json(
     }
 
 
+def label_dataset_json(
+    num_training: int,
+    name: str,
+    description: str = "",
+    reference: str = "",
+    licence: str = "",
+    file_ending: str = FILE_ENDING,
+) -> dict:
+    """The nnU-Net ``dataset.json`` for label-based (softmax over background, NC, ED, ET) training.
+
+    Same as :func:`region_dataset_json` except ``labels`` (one entry per BraTS label) and no
+    ``regions_class_order``; evaluation then scores each label instead of the regions.
+    """
+    out = region_dataset_json(num_training, name, description, reference, licence, file_ending)
+    out["labels"] = {LABEL_NAMES[i]: i for i in sorted(LABEL_NAMES)}
+    del out["regions_class_order"]
+    return out
+
+
+def brats_dataset_json(num_training: int, name: str, label_based: bool = False, **fields: str) -> dict:
+    """:func:`label_dataset_json` if ``label_based`` else :func:`region_dataset_json`."""
+    make = label_dataset_json if label_based else region_dataset_json
+    return make(num_training, name, **fields)
+
+
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 

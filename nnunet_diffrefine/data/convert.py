@@ -40,9 +40,9 @@ from tqdm import tqdm
 from nnunet_diffrefine.data.brats import (
     FILE_ENDING,
     MODALITIES,
+    brats_dataset_json,
     dataset_folder_name,
     existing_dataset_with_id,
-    region_dataset_json,
 )
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.utils.io import OutputExistsError, atomic_output_dir, write_json
@@ -393,6 +393,7 @@ def convert_brats(
     tolerance: float = 1e-3,
     num_processes: int = 1,
     overwrite: bool = False,
+    label_based: bool = False,
 ) -> Path:
     """Convert a BraTS 2023 or 2021 folder into the nnU-Net raw dataset ``raw_root/DatasetXXX_NAME``.
 
@@ -402,7 +403,8 @@ def convert_brats(
     meaning of ``tolerance``) are skipped and listed in ``conversion_report.json``; with ``strict`` any
     invalid case raises :class:`InputError` and nothing is written. ``hardlink``: hard-link ``.nii.gz``
     images (and BraTS 2023 segmentations) instead of copying them. The dataset folder appears complete or
-    not at all; an existing one is replaced only with ``overwrite``. Returns the dataset folder.
+    not at all; an existing one is replaced only with ``overwrite``. The dataset.json is region-based
+    (WT/TC/ET) unless ``label_based`` (background, NC, ED, ET). Returns the dataset folder.
     """
     source = Path(source)
     if not source.is_dir():
@@ -469,9 +471,10 @@ def convert_brats(
                 _write_image(Path(src), images_dir / f"{c.case}_{channel:04d}{FILE_ENDING}", linker)
             if c.seg:
                 _write_seg(Path(c.seg), tmp / "labelsTr" / f"{c.case}{FILE_ENDING}", spec, linker)
-        dataset_json = region_dataset_json(
-            num_training=len(train),
-            name=name,
+        dataset_json = brats_dataset_json(
+            len(train),
+            name,
+            label_based,
             description=f"{spec.title} cases converted by nnunet-diffrefine convert",
             file_ending=FILE_ENDING,
         )

@@ -25,9 +25,9 @@ from nnunet_diffrefine import __version__
 from nnunet_diffrefine.data.brats import (
     FILE_ENDING,
     MODALITIES,
+    brats_dataset_json,
     dataset_folder_name,
     existing_dataset_with_id,
-    region_dataset_json,
 )
 from nnunet_diffrefine.data.contrasts import compose_contrasts
 from nnunet_diffrefine.data.template import (
@@ -205,8 +205,12 @@ def synthesize_dataset(
     brats_layout: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    label_based: bool = False,
 ) -> Path:
     """Write ``raw_root/DatasetXXX_NAME`` with ``num_train`` labelled and ``num_test`` test phantoms.
+
+    The dataset.json is region-based (sigmoid WT/TC/ET, as BraTS scores) unless ``label_based``
+    (softmax over background, NC, ED, ET); the label files are the same either way.
 
     Returns the dataset folder. The folder appears only once complete; an existing one is refused
     unless ``overwrite``; another dataset with the same id is always refused (nnU-Net needs unique ids).
@@ -235,7 +239,9 @@ def synthesize_dataset(
         results = _run_jobs(config, jobs, tmp, num_processes, progress)
         results.sort(key=lambda r: r[0])
         write_json(
-            region_dataset_json(num_train, name, description=_description(config), reference="synthetic"),
+            brats_dataset_json(
+                num_train, name, label_based, description=_description(config), reference="synthetic"
+            ),
             tmp / "dataset.json",
         )
         write_json(_synthesis_record(config, results), tmp / "synthesis.json")
