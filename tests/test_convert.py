@@ -427,7 +427,13 @@ def test_cli_convert(source2023: Path, tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "1 training cases, 1 test cases, 1 skipped" in out
     assert "missing t2f" in out
-    assert (raw / "Dataset022_Cli" / "dataset.json").is_file()
+    assert "regions_class_order" in json.loads((raw / "Dataset022_Cli" / "dataset.json").read_text())
+
+    rc = main(["convert", "-i", str(source2023), "-d", "24", "-n", "Labels", "-o", str(raw), "--label-based"])
+    assert rc == 0
+    dataset_json = json.loads((raw / "Dataset024_Labels" / "dataset.json").read_text())
+    assert dataset_json["labels"] == {"background": 0, "NC": 1, "ED": 2, "ET": 3}
+    assert "regions_class_order" not in dataset_json
 
 
 @pytest.mark.usefixtures("only_convert_subcommand")
