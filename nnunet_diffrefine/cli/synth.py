@@ -121,7 +121,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--label-based",
         action="store_true",
-        help="write a label-based dataset.json (softmax over background, NC, ED, ET) instead of the region-based one (sigmoid WT/TC/ET, as BraTS scores)",
+        help="write a label-based dataset.json (softmax over background, NC, ED, ET) instead of the "
+        "region-based one (sigmoid WT/TC/ET, as BraTS scores)",
     )
     p.add_argument(
         "--overwrite", action="store_true", help="replace an existing dataset folder of the same name"

@@ -30,8 +30,9 @@ for two boolean masks on a ``(Z, Y, X)`` grid with voxel spacing ``(z, y, x)`` i
    one empty -> the penalty (374 mm); ``"nan"`` (nnU-Net): NaN when either mask is empty.
 
 Speed: everything runs on the union bounding box of the two masks padded by one voxel, and each
-direction needs one window lookup and at most one k-d tree query. MONAI's ``compute_hausdorff_distance`` differs by definition
-(it takes the voxels on the mask edges, unweighted, instead of area-weighted surfels).
+direction needs one window lookup and at most one k-d tree query. MONAI's
+``compute_hausdorff_distance`` differs by definition (it takes the voxels on the mask edges,
+unweighted, instead of area-weighted surfels).
 """
 
 from __future__ import annotations
