@@ -46,15 +46,11 @@ def run_checked(args: list[str], env: dict, timeout: int = 900) -> subprocess.Co
     return result
 
 
-@pytest.fixture(scope="session")
-def tiny_nnunet(tmp_path_factory) -> dict[str, str]:
-    """nnU-Net folders with a planned and preprocessed 40^3 dataset and the small-CPU presets."""
+def isolated_nnunet_env(root: Path, **overrides: str) -> dict[str, str]:
+    """Environment for nnU-Net subprocesses: its three folders created in ``root``, this project's
+    trainers, one data-augmentation process, and no nnUNet_*/DIFFREFINE_* variables from outside."""
     from nnunet_diffrefine.cli.env import trainer_folder
-    from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
-    from nnunet_diffrefine.training.architectures import ARCHITECTURES
-    from nnunet_diffrefine.training.plans_presets import write_plans_preset
 
-    root = tmp_path_factory.mktemp("nnunet")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("nnUNet_", "DIFFREFINE_"))}
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         (root / name).mkdir()
@@ -64,7 +60,19 @@ def tiny_nnunet(tmp_path_factory) -> dict[str, str]:
         nnUNet_n_proc_DA="1",
         nnUNet_def_n_proc="1",
         OMP_NUM_THREADS="2",
+        **overrides,
     )
+    return env
+
+
+@pytest.fixture(scope="session")
+def tiny_nnunet(tmp_path_factory) -> dict[str, str]:
+    """nnU-Net folders with a planned and preprocessed 40^3 dataset and the small-CPU presets."""
+    from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
+    from nnunet_diffrefine.training.architectures import ARCHITECTURES
+    from nnunet_diffrefine.training.plans_presets import write_plans_preset
+
+    env = isolated_nnunet_env(tmp_path_factory.mktemp("nnunet"))
     synthesize_dataset(
         env["nnUNet_raw"], DATASET, "TinyTrain", 5, 1, SynthConfig(shape=(40, 40, 40), seed=7), progress=False
     )

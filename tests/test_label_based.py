@@ -7,13 +7,12 @@ nnUNetv2_predict with probabilities -> refine -> our evaluation and nnU-Net's, p
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import BIN, run_checked
+from conftest import BIN, isolated_nnunet_env, run_checked
 
 from nnunet_diffrefine.data.brats import label_dataset_json, region_dataset_json
 
@@ -33,17 +32,8 @@ def test_label_dataset_json_lists_each_label_and_no_regions():
 
 @pytest.mark.slow
 def test_label_based_dataset_trains_predicts_refines_and_is_evaluated_per_label(tmp_path):
-    from nnunet_diffrefine.cli.env import trainer_folder
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("nnUNet_", "DIFFREFINE_"))}
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        (tmp_path / name).mkdir()
-        env[name] = str(tmp_path / name)
-    env.update(
-        nnUNet_extTrainer=str(trainer_folder()),
-        nnUNet_n_proc_DA="1",
-        nnUNet_def_n_proc="1",
-        OMP_NUM_THREADS="2",
+    env = isolated_nnunet_env(
+        tmp_path,
         DIFFREFINE_NUM_EPOCHS="1",
         DIFFREFINE_ITERS_PER_EPOCH="2",
         DIFFREFINE_VAL_ITERS_PER_EPOCH="1",

@@ -71,20 +71,14 @@ def region_dataset_json(
     }
 
 
-def label_dataset_json(
-    num_training: int,
-    name: str,
-    description: str = "",
-    reference: str = "",
-    licence: str = "",
-    file_ending: str = FILE_ENDING,
-) -> dict:
+def label_dataset_json(num_training: int, name: str, **fields: str) -> dict:
     """The nnU-Net ``dataset.json`` for label-based (softmax over background, NC, ED, ET) training.
 
+    ``fields``: those of :func:`region_dataset_json` (description, reference, licence, file_ending).
     Same as :func:`region_dataset_json` except ``labels`` (one entry per BraTS label) and no
     ``regions_class_order``; evaluation then scores each label instead of the regions.
     """
-    out = region_dataset_json(num_training, name, description, reference, licence, file_ending)
+    out = region_dataset_json(num_training, name, **fields)
     out["labels"] = {LABEL_NAMES[i]: i for i in sorted(LABEL_NAMES)}
     del out["regions_class_order"]
     return out
