@@ -19,7 +19,7 @@ def run(args: list[str], env: dict) -> None:
 def nnunet_environment(work: Path, **variables: str) -> dict:
     """nnU-Net's three folders under ``work`` and our trainer folder, set here and in the returned
     environment for subprocesses (plus ``variables``)."""
-    from nnunet_diffrefine.cli.env import trainer_folder
+    from nnunet_diffrefine.utils.nnunet_folders import trainer_folder
 
     env = dict(os.environ)
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):

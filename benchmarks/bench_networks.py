@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nnunet_diffrefine.benchmark.resources import measure
+from nnunet_diffrefine.losses.segmentation import dsc_pp_bce
 from nnunet_diffrefine.training.architectures import ARCHITECTURES
-from nnunet_diffrefine.training.losses import dsc_pp_bce
+from nnunet_diffrefine.utils.resources import measure
 
 
 def stock_nnunet(patch: int, cpu: bool) -> torch.nn.Module:

@@ -56,7 +56,7 @@ def _untrained_model_folder(results: Path, trainer: str, plans: str, preprocesse
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from nnunet_diffrefine.benchmark.predict import ensure_trainer_lookup
+    from nnunet_diffrefine.utils.nnunet_folders import ensure_trainer_lookup
 
     model = results / DATASET_NAME / f"{trainer}__{plans}__3d_fullres"
     if (model / "fold_0" / "checkpoint_final.pth").is_file():

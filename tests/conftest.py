@@ -49,7 +49,7 @@ def run_checked(args: list[str], env: dict, timeout: int = 900) -> subprocess.Co
 def isolated_nnunet_env(root: Path, **overrides: str) -> dict[str, str]:
     """Environment for nnU-Net subprocesses: its three folders created in ``root``, this project's
     trainers, one data-augmentation process, and no nnUNet_*/DIFFREFINE_* variables from outside."""
-    from nnunet_diffrefine.cli.env import trainer_folder
+    from nnunet_diffrefine.utils.nnunet_folders import trainer_folder
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("nnUNet_", "DIFFREFINE_"))}
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):

@@ -18,7 +18,7 @@ from nnunet_diffrefine.refine.base import (
     load_refiner,
 )
 from nnunet_diffrefine.refine.damage import damaged_prior, region_targets
-from nnunet_diffrefine.refine.diffusion_losses import edge_weights
+from nnunet_diffrefine.losses.diffusion import edge_weights
 from nnunet_diffrefine.refine.sampling import ddim_sample, ddim_timesteps, dpm_solver_sample, train_scheduler
 
 REGIONS = DatasetSignature("Dataset999_Phantoms", 4, 3, True, {})

@@ -16,8 +16,8 @@ Thin classes: the network, the loss and the plans adjustments live in ``nnunet_d
   conditioned on its out-of-fold probabilities / the unconditional baseline.
 """
 
+from nnunet_diffrefine.losses.segmentation import dsc_pp_bce, soft_dice
 from nnunet_diffrefine.training.base import DiffRefineTrainerBase, nnUNetTrainerCustomSchedule
-from nnunet_diffrefine.training.losses import dsc_pp_bce, soft_dice
 from nnunet_diffrefine.training.refiner_stage import RefinerStageMixin
 from nnunet_diffrefine.training.swin import SwinPretrainedMixin
 

@@ -13,16 +13,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nnunet_diffrefine.benchmark.resources import Measurement, measure
+from nnunet_diffrefine.errors import InputError
+from nnunet_diffrefine.refine.priors import PriorPrediction, write_prior_prediction
 from nnunet_diffrefine.utils.io import write_json
+from nnunet_diffrefine.utils.nnunet_folders import ensure_trainer_lookup
+from nnunet_diffrefine.utils.resources import Measurement, measure
 
 TIMINGS_FILE = "timings.json"
 
 
 def case_files(images_folder: str | os.PathLike, file_ending: str, num_channels: int) -> dict[str, list[str]]:
     """``{case id: [CASE_0000.nii.gz, ...]}`` for every complete case in an nnU-Net images folder."""
-    from nnunet_diffrefine.errors import InputError
-
     folder = Path(images_folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: the images folder does not exist")
@@ -39,16 +40,6 @@ def case_files(images_folder: str | os.PathLike, file_ending: str, num_channels:
     return out
 
 
-def ensure_trainer_lookup() -> None:
-    """Let nnU-Net find this project's trainers in this process (as ``nnunet-diffrefine env`` would)."""
-    from nnunet_diffrefine.cli.env import trainer_folder
-
-    folder = str(trainer_folder())
-    current = [p for p in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
-    if folder not in current:
-        os.environ["nnUNet_extTrainer"] = os.pathsep.join([folder, *current])
-
-
 def predict_cases(
     model_folder: str | os.PathLike,
     fold: int,
@@ -62,7 +53,9 @@ def predict_cases(
     """Predict ``cases`` with ``model_folder/fold_{fold}`` into ``output_folder``; per-case measurements.
 
     Measurements cover preprocessing, sliding-window inference and export, i.e. what
-    ``nnUNetv2_predict`` spends on the case (minus its process start).
+    ``nnUNetv2_predict`` spends on the case (minus its process start). How the probabilities were
+    predicted (one fold, with or without mirroring) is recorded in ``prior_prediction.json`` for
+    ``refine``.
     """
     import torch
     from nnunetv2.inference.export_prediction import export_prediction_from_logits
@@ -87,6 +80,8 @@ def predict_cases(
         str(model_folder), use_folds=(fold,), checkpoint_name="checkpoint_final.pth"
     )
     file_ending = predictor.dataset_json["file_ending"]
+    mirrored = use_mirroring and bool(predictor.allowed_mirroring_axes)
+    write_prior_prediction(output_folder, PriorPrediction(mirrored, 1, f"nnU-Net predictor, fold {fold}"))
     preprocessor = predictor.configuration_manager.preprocessor_class(verbose=False)
     todo = [c for c in cases if not (c in timings and (output_folder / f"{c}{file_ending}").is_file())]
     for case in tqdm(todo, desc=f"predicting fold {fold}", unit="case", disable=not progress):

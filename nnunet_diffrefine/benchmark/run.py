@@ -7,7 +7,8 @@
 
 A model given with ``+REFINER`` (test split only; several may follow each other) adds a row per
 refiner for its refined predictions: each fold's predictions refined by that fold's refiner
-(``nnunet-diffrefine refine``), whose seconds per case are the base prediction plus the refinement. Stock nnU-Net is always a row: when no ``nnUNetTrainer*`` model is named, ``nnUNetTrainer`` with
+(``nnunet-diffrefine refine``), whose seconds per case are the base prediction plus the refinement.
+Stock nnU-Net is always a row: when no ``nnUNetTrainer*`` model is named, ``nnUNetTrainer`` with
 ``nnUNetPlans`` is added (and must have been trained). Writes ``benchmark.md`` (the table),
 ``benchmark.csv``, ``benchmark_dice.png`` and ``benchmark.json`` into the output folder, plus each
 fold's ``summary.json`` under ``evaluations/``. Predictions are kept under ``predictions/`` so an
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_diffrefine.benchmark.models import ModelSpec, fold_folder
@@ -32,14 +34,53 @@ from nnunet_diffrefine.benchmark.table import (
 )
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.evaluation.folder import dataset_regions, evaluate_folder
-from nnunet_diffrefine.training.plans_presets import find_preprocessed_dataset
 from nnunet_diffrefine.utils.io import OutputExistsError, atomic_output_file, write_json
+from nnunet_diffrefine.utils.nnunet_folders import find_preprocessed_dataset
+from nnunet_diffrefine.utils.resources import Measurement
 
 PREFERRED_ORDER = ("TC", "WT", "ET")  # seed 000 Table 3
 
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+
+
+@dataclass
+class BenchmarkSetup:
+    """What every row of one benchmark shares: the dataset, the split, the output folder, the settings."""
+
+    dataset_name: str
+    preprocessed: Path
+    dataset_json: dict
+    region_names: dict
+    regions: list[str]
+    results_root: str
+    split: str
+    out: Path
+    device: str = "cpu"
+    use_mirroring: bool = True
+    num_processes: int = 1
+    progress: bool = True
+    images: Path | None = None
+    labels: Path | None = None
+    cases: dict | None = None
+
+    def evaluation_file(self, row: str, fold: int) -> Path:
+        return self.out / "evaluations" / _slug(row) / f"fold_{fold}" / "summary.json"
+
+    def prediction_folder(self, row: str, fold: int) -> Path:
+        return self.out / "predictions" / _slug(row) / f"fold_{fold}"
+
+    def evaluate(self, reference: Path, predictions: Path, row: str, fold: int, cases: list[str]) -> dict:
+        return evaluate_folder(
+            reference,
+            predictions,
+            self.dataset_json,
+            self.evaluation_file(row, fold),
+            num_processes=self.num_processes,
+            progress=self.progress,
+            cases=cases,
+        )
 
 
 def _fold_result(summary: dict, fold: int, region_names: dict, measurements: dict | None) -> FoldResult:
@@ -56,37 +97,83 @@ def _fold_result(summary: dict, fold: int, region_names: dict, measurements: dic
     return result
 
 
-def _refined_fold(
-    model: ModelSpec,
-    refiner: str,
-    fold: int,
-    fold_dir: Path,
-    pred_dir: Path,
-    images: Path,
-    labels: Path,
-    out: Path,
-    dataset_json: dict,
-    region_names: dict,
-    base: dict,
-    device: str,
-    num_processes: int,
-    progress: bool,
-) -> FoldResult:
-    """Refine one fold's test predictions with that fold's refiner and score them."""
-    from nnunet_diffrefine.benchmark.resources import Measurement
+def _check_models(models: list[ModelSpec], folds: list[int], split: str, results_root: str, dataset: str):
+    """Stock nnU-Net added when missing; every model trained for every fold (checked before any work)."""
+    if not models:
+        raise InputError("name at least one model")
+    if not any(m.is_stock for m in models):
+        models = [ModelSpec("nnUNetTrainer", "nnUNetPlans", models[0].configuration), *models]
+    if split == "cv" and any(m.refiners for m in models):
+        raise InputError(
+            "refined rows need --split test: the refiners were trained on the cross-validation predictions"
+        )
+    if len({m.name for m in models}) != len(models):
+        raise InputError("two models have the same name; give them labels (LABEL=TRAINER:PLANS)")
+    for m in models:
+        for f in folds:
+            fold_folder(m, results_root, dataset, f)
+    return models
+
+
+def prepare_benchmark(dataset, split, images, labels, output, overwrite: bool, **options) -> BenchmarkSetup:
+    """The shared set-up (see :class:`BenchmarkSetup`); refuses an existing ``benchmark.md`` unless ``overwrite``."""
+    if split not in ("cv", "test"):
+        raise InputError(f"split must be 'cv' or 'test', got {split!r}")
+    results_root = os.environ.get("nnUNet_results")
+    if not results_root:
+        raise InputError("nnUNet_results is not set (see 'nnunet-diffrefine env')")
+    pre = find_preprocessed_dataset(dataset)
+    dataset_json = json.loads((pre / "dataset.json").read_text())
+    regions, region_names, _ = dataset_regions(dataset_json)
+    names = [region_names[r] for r in regions]
+    ordered = [n for n in PREFERRED_ORDER if n in names] + [n for n in names if n not in PREFERRED_ORDER]
+    out = Path(output) if output else Path(results_root) / pre.name / f"benchmark_{split}"
+    if (out / "benchmark.md").exists() and not overwrite:
+        raise OutputExistsError(
+            f"{out / 'benchmark.md'} already exists; pass --overwrite or choose another -o"
+        )
+    setup = BenchmarkSetup(
+        pre.name, pre, dataset_json, region_names, ordered, results_root, split, out, **options
+    )
+    if split == "test":
+        raw = Path(os.environ.get("nnUNet_raw", "")) / pre.name
+        setup.images = Path(images) if images else raw / "imagesTs"
+        setup.labels = Path(labels) if labels else raw / "labelsTs"
+        setup.cases = case_files(
+            setup.images, dataset_json["file_ending"], len(dataset_json["channel_names"])
+        )
+        if not setup.labels.is_dir():
+            raise InputError(f"{setup.labels}: the test labels folder does not exist (pass --labels)")
+    return setup
+
+
+def cv_fold(setup: BenchmarkSetup, model: ModelSpec, fold: int) -> FoldResult:
+    """One fold's cross-validation predictions (nnU-Net's final validation) scored against the references."""
+    pred_dir = fold_folder(model, setup.results_root, setup.dataset_name, fold) / "validation"
+    if not pred_dir.is_dir():
+        raise InputError(f"{model.name}: {pred_dir} does not exist (nnU-Net's final validation did not run)")
+    ending = setup.dataset_json["file_ending"]
+    cases = sorted(p.name[: -len(ending)] for p in pred_dir.glob(f"*{ending}"))
+    summary = setup.evaluate(setup.preprocessed / "gt_segmentations", pred_dir, model.name, fold, cases)
+    return _fold_result(summary, fold, setup.region_names, None)
+
+
+def refined_fold(setup: BenchmarkSetup, model: ModelSpec, refiner: str, fold: int, base: dict) -> FoldResult:
+    """One fold's test predictions refined by that fold's refiner, scored; seconds = prediction + refinement."""
     from nnunet_diffrefine.refine.run import refine_folder
 
     name = f"{model.name} + {refiner}"
-    refined_dir = out / "predictions" / _slug(name) / f"fold_{fold}"
+    refined_dir = setup.prediction_folder(name, fold)
+    model_dir = fold_folder(model, setup.results_root, setup.dataset_name, fold).parent
     refine_folder(
-        pred_dir,
+        setup.prediction_folder(model.name, fold),
         refined_dir,
-        fold_dir.parent,
+        model_dir,
         [fold],
-        images,
+        setup.images,
         refiner=refiner,
-        device=device,
-        progress=progress,
+        device=setup.device,
+        progress=setup.progress,
     )
     timings = json.loads((refined_dir / "timings.json").read_text())
     combined = {
@@ -97,16 +184,48 @@ def _refined_fold(
         )
         for c in base
     }
-    summary = evaluate_folder(
-        labels,
-        refined_dir,
-        dataset_json,
-        out / "evaluations" / _slug(name) / f"fold_{fold}" / "summary.json",
-        num_processes=num_processes,
-        progress=progress,
-        cases=list(base),
+    summary = setup.evaluate(setup.labels, refined_dir, name, fold, list(base))
+    return _fold_result(summary, fold, setup.region_names, combined)
+
+
+def held_out_fold(setup: BenchmarkSetup, model: ModelSpec, fold: int) -> list[FoldResult]:
+    """One fold predicting the test split (timed), scored; then one result per refined row."""
+    pred_dir = setup.prediction_folder(model.name, fold)
+    model_dir = fold_folder(model, setup.results_root, setup.dataset_name, fold).parent
+    measurements = predict_cases(
+        model_dir,
+        fold,
+        setup.cases,
+        pred_dir,
+        setup.device,
+        setup.use_mirroring,
+        save_probabilities=bool(model.refiners),
+        progress=setup.progress,
     )
-    return _fold_result(summary, fold, region_names, combined)
+    summary = setup.evaluate(setup.labels, pred_dir, model.name, fold, list(setup.cases))
+    results = [_fold_result(summary, fold, setup.region_names, measurements)]
+    return results + [refined_fold(setup, model, r, fold, measurements) for r in model.refiners]
+
+
+def write_tables(setup: BenchmarkSetup, results: list[ModelResult], folds: list[int]) -> None:
+    """``benchmark.md``, ``benchmark.csv``, ``benchmark_dice.png`` and ``benchmark.json``."""
+    split = "cross-validation" if setup.split == "cv" else "test split"
+    title = f"{setup.dataset_name}: {split}, folds {', '.join(map(str, folds))}"
+    with atomic_output_file(setup.out / "benchmark.csv") as tmp:
+        tmp.write_text(csv_rows(results, setup.regions))
+    dice_bar_chart(results, setup.regions, setup.out / "benchmark_dice.png", title)
+    write_json(
+        {
+            "dataset": setup.dataset_name,
+            "split": setup.split,
+            "folds": folds,
+            "regions": setup.regions,
+            "models": [{"name": r.name, "folds": [vars(f) for f in r.folds]} for r in results],
+        },
+        setup.out / "benchmark.json",
+    )
+    with atomic_output_file(setup.out / "benchmark.md") as tmp:
+        tmp.write_text(f"# Benchmark: {title}\n\n" + markdown_table(results, setup.regions))
 
 
 def run_benchmark(
@@ -124,128 +243,17 @@ def run_benchmark(
     progress: bool = True,
 ) -> Path:
     """Run the benchmark and return the output folder (see the module docstring)."""
-    if split not in ("cv", "test"):
-        raise InputError(f"split must be 'cv' or 'test', got {split!r}")
-    if not models:
-        raise InputError("name at least one model")
-    results_root = os.environ.get("nnUNet_results")
-    if not results_root:
-        raise InputError("nnUNet_results is not set (see 'nnunet-diffrefine env')")
-    pre = find_preprocessed_dataset(dataset)
-    dataset_name = pre.name
-    dataset_json = json.loads((pre / "dataset.json").read_text())
-    regions, region_names, _ = dataset_regions(dataset_json)
-    names = [region_names[r] for r in regions]
-    ordered = [n for n in PREFERRED_ORDER if n in names] + [n for n in names if n not in PREFERRED_ORDER]
-    if not any(m.is_stock for m in models):
-        models = [ModelSpec("nnUNetTrainer", "nnUNetPlans", models[0].configuration), *models]
-    if split == "cv" and any(m.refiners for m in models):
-        raise InputError(
-            "refined rows need --split test: the refiners were trained on the cross-validation predictions"
-        )
-    if len({m.name for m in models}) != len(models):
-        raise InputError("two models have the same name; give them labels (LABEL=TRAINER:PLANS)")
-    for m in models:  # fail before any work when something was not trained
-        for f in folds:
-            fold_folder(m, results_root, dataset_name, f)
-
-    out = Path(output) if output else Path(results_root) / dataset_name / f"benchmark_{split}"
-    if (out / "benchmark.md").exists() and not overwrite:
-        raise OutputExistsError(
-            f"{out / 'benchmark.md'} already exists; pass --overwrite or choose another -o"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    file_ending = dataset_json["file_ending"]
-    if split == "test":
-        raw = Path(os.environ.get("nnUNet_raw", "")) / dataset_name
-        images = Path(images) if images else raw / "imagesTs"
-        labels = Path(labels) if labels else raw / "labelsTs"
-        cases = case_files(images, file_ending, len(dataset_json["channel_names"]))
-        if not Path(labels).is_dir():
-            raise InputError(f"{labels}: the test labels folder does not exist (pass --labels)")
-
+    options = dict(device=device, use_mirroring=use_mirroring, num_processes=num_processes, progress=progress)
+    setup = prepare_benchmark(dataset, split, images, labels, output, overwrite, **options)
+    models = _check_models(models, folds, split, setup.results_root, setup.dataset_name)
+    setup.out.mkdir(parents=True, exist_ok=True)
     results: list[ModelResult] = []
     for m in models:
-        model_result = ModelResult(m.name)
-        refined_results = [ModelResult(f"{m.name} + {r}") for r in m.refiners]
+        rows = [ModelResult(m.name)] + [ModelResult(f"{m.name} + {r}") for r in m.refiners]
         for f in folds:
-            fold_dir = fold_folder(m, results_root, dataset_name, f)
-            summary_file = out / "evaluations" / _slug(m.name) / f"fold_{f}" / "summary.json"
-            measurements = None
-            if split == "cv":
-                pred_dir = fold_dir / "validation"
-                if not pred_dir.is_dir():
-                    raise InputError(
-                        f"{m.name}: {pred_dir} does not exist (nnU-Net's final validation did not run)"
-                    )
-                val_cases = sorted(p.name[: -len(file_ending)] for p in pred_dir.glob(f"*{file_ending}"))
-                summary = evaluate_folder(
-                    pre / "gt_segmentations",
-                    pred_dir,
-                    dataset_json,
-                    summary_file,
-                    num_processes=num_processes,
-                    progress=progress,
-                    cases=val_cases,
-                )
-            else:
-                pred_dir = out / "predictions" / _slug(m.name) / f"fold_{f}"
-                measurements = predict_cases(
-                    fold_dir.parent,
-                    f,
-                    cases,
-                    pred_dir,
-                    device,
-                    use_mirroring,
-                    save_probabilities=bool(m.refiners),
-                    progress=progress,
-                )
-                summary = evaluate_folder(
-                    labels,
-                    pred_dir,
-                    dataset_json,
-                    summary_file,
-                    num_processes=num_processes,
-                    progress=progress,
-                    cases=list(cases),
-                )
-                for refiner, refined_result in zip(m.refiners, refined_results):
-                    refined_result.folds.append(
-                        _refined_fold(
-                            m,
-                            refiner,
-                            f,
-                            fold_dir,
-                            pred_dir,
-                            images,
-                            labels,
-                            out,
-                            dataset_json,
-                            region_names,
-                            measurements,
-                            device,
-                            num_processes,
-                            progress,
-                        )
-                    )
-            model_result.folds.append(_fold_result(summary, f, region_names, measurements))
-        results.append(model_result)
-        results.extend(refined_results)
-
-    title = f"{dataset_name}: {'cross-validation' if split == 'cv' else 'test split'}, folds {', '.join(map(str, folds))}"
-    with atomic_output_file(out / "benchmark.csv") as tmp:
-        tmp.write_text(csv_rows(results, ordered))
-    dice_bar_chart(results, ordered, out / "benchmark_dice.png", title)
-    write_json(
-        {
-            "dataset": dataset_name,
-            "split": split,
-            "folds": folds,
-            "regions": ordered,
-            "models": [{"name": r.name, "folds": [vars(f) for f in r.folds]} for r in results],
-        },
-        out / "benchmark.json",
-    )
-    with atomic_output_file(out / "benchmark.md") as tmp:
-        tmp.write_text(f"# Benchmark: {title}\n\n" + markdown_table(results, ordered))
-    return out
+            fold_results = [cv_fold(setup, m, f)] if split == "cv" else held_out_fold(setup, m, f)
+            for row, result in zip(rows, fold_results):
+                row.folds.append(result)
+        results.extend(rows)
+    write_tables(setup, results, folds)
+    return setup.out

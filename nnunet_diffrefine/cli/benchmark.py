@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_diffrefine.cli.arguments import (
+    add_command,
+    add_device,
+    add_overwrite,
+    add_workers,
+    non_negative_int,
+)
+
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_diffrefine.benchmark.models import parse_model
@@ -13,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     out = run_benchmark(
         args.dataset,
         models,
-        [int(f) for f in args.f],
+        args.f,
         split=args.split,
         images=args.images,
         labels=args.labels,
@@ -29,10 +37,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "benchmark",
-        help="evaluate trained models against stock nnU-Net on the same folds (table, CSV, bar chart)",
-        description="Collect each model's cross-validation predictions (--split cv, nnU-Net's fold_N/validation) or "
+        run,
+        "evaluate trained models against stock nnU-Net on the same folds (table, CSV, bar chart)",
+        "Collect each model's cross-validation predictions (--split cv, nnU-Net's fold_N/validation) or "
         "predict the test split with each fold (--split test, timed per case), evaluate them all with the BraTS "
         "evaluator and write a Markdown table (Dice per region and average, HD95, sensitivity, precision; mean ± std "
         "over folds), a CSV, a PNG bar chart and JSON. Stock nnUNetTrainer is always a row.",
@@ -48,7 +58,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "SwinUNETRTrainer+ddpm+medsegdiff (plans default: nnUNetPlans; each +REFINER adds a refined row, test split only)",
     )
     p.add_argument("-c", default="3d_fullres", help="configuration (default: 3d_fullres)")
-    p.add_argument("-f", nargs="+", default=["0", "1", "2", "3", "4"], help="folds (default: 0 1 2 3 4)")
+    p.add_argument(
+        "-f", nargs="+", type=non_negative_int, default=[0, 1, 2, 3, 4], help="folds (default: 0 1 2 3 4)"
+    )
     p.add_argument(
         "--split", choices=["cv", "test"], default="cv", help="cross-validation predictions or the test split"
     )
@@ -57,8 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "-o", default=None, help="output folder (default: nnUNet_results/DatasetXXX/benchmark_SPLIT)"
     )
-    p.add_argument("-device", default="cpu", choices=["cpu", "cuda"], help="device for test-split prediction")
+    add_device(p, "device for test-split prediction and refinement")
     p.add_argument("--disable_tta", action="store_true", help="no test-time mirroring (test split)")
-    p.add_argument("-np", type=int, default=1, help="processes for the evaluation (default: 1)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing benchmark.md")
-    p.set_defaults(func=run)
+    add_workers(p, 1, "processes for the evaluation")
+    add_overwrite(p, "replace an existing benchmark.md")

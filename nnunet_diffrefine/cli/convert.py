@@ -5,21 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from nnunet_diffrefine.cli.arguments import add_command, add_overwrite, non_negative_float, positive_int
 from nnunet_diffrefine.data.convert import REPORT_FILE, convert_brats
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,10 +35,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "convert",
-        help="convert a BraTS 2023 or 2021 folder into an nnU-Net raw dataset",
-        description="Convert a BraTS 2023 (CASE-t1n/-t1c/-t2w/-t2f[-seg].nii.gz) or BraTS 2021 "
+        run,
+        "convert a BraTS 2023 or 2021 folder into an nnU-Net raw dataset",
+        "Convert a BraTS 2023 (CASE-t1n/-t1c/-t2w/-t2f[-seg].nii.gz) or BraTS 2021 "
         "(CASE_t1/_t1ce/_t2/_flair[_seg].nii.gz) folder into RAW_ROOT/DatasetXXX_NAME with imagesTr, "
         "labelsTr, imagesTs (cases without segmentation), a region-based dataset.json and "
         "conversion_report.json. Channels are T1n, T1c, T2w, T2-FLAIR; BraTS 2021 label 4 becomes 3. "
@@ -89,7 +78,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--tolerance",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=1e-3,
         help="geometry tolerance: relative on spacing, absolute on direction cosines, in voxels on the "
         "origin (default: 1e-3)",
@@ -97,7 +86,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "-np",
         "--num-processes",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="worker processes for validating the cases (default: 1)",
     )
@@ -107,5 +96,4 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="write a label-based dataset.json (softmax over background, NC, ED, ET) instead of the "
         "region-based one (sigmoid WT/TC/ET, as BraTS scores)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
-    p.set_defaults(func=run)
+    add_overwrite(p, "replace an existing dataset folder")

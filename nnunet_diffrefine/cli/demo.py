@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nnunet_diffrefine.cli.arguments import add_command, add_device, positive_int
+
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_diffrefine.demo.pipeline import DemoConfig, run_demo
@@ -17,13 +19,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "demo",
-        help="run the pipeline end to end on a synthetic BraTS-like dataset (CPU)",
-        description="The whole pipeline on a CPU: synthesize a small BraTS-like dataset, nnU-Net planning and "
-        "preprocessing, train stock nnU-Net and MedNeXt + CorrDiff briefly on fold 0, predict the test split, refine, "
-        "evaluate, print the benchmark table (CSV and PNG beside it) and write a report for one case. Stages whose "
-        "outputs exist are skipped, so a re-run resumes where the last one stopped.",
+        run,
+        "run the pipeline end to end on a synthetic BraTS-like dataset (CPU)",
+        "The whole pipeline on a CPU: synthesize a small BraTS-like dataset, nnU-Net planning and preprocessing, "
+        "train stock nnU-Net and MedNeXt briefly on fold 0, train CorrDiff on MedNeXt's out-of-fold "
+        "probabilities, predict the test split, refine, evaluate, print the benchmark table (CSV and PNG beside "
+        "it) and write a report for one case. Stages whose outputs exist are skipped, so a re-run resumes where "
+        "the last one stopped.",
     )
     p.add_argument(
         "-o",
@@ -34,11 +39,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tiny", action="store_true", help="smallest sizes and counts (same code path), as CI runs it"
     )
-    p.add_argument("-np", type=int, default=None, help="worker processes (default: 2)")
-    p.add_argument(
-        "-device",
-        default=None,
-        choices=["cpu", "cuda"],
-        help="device for training and inference (default: cpu)",
-    )
-    p.set_defaults(func=run)
+    p.add_argument("-np", type=positive_int, default=None, help="worker processes (default: 2)")
+    add_device(p, "device for training and inference", default=None)

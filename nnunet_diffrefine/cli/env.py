@@ -7,20 +7,14 @@ comment, so the output can be evaluated as it is.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import shlex
 from pathlib import Path
 
+from nnunet_diffrefine.cli.arguments import add_command
+from nnunet_diffrefine.utils.nnunet_folders import trainer_folder
+
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
-
-
-def trainer_folder() -> Path:
-    """The folder holding this project's trainer modules, for an editable or a wheel install."""
-    spec = importlib.util.find_spec("nnunet_diffrefine.trainers")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("nnunet_diffrefine.trainers is not installed; reinstall nnunet-diffrefine")
-    return Path(list(spec.submodule_search_locations)[0]).resolve()
 
 
 def env_lines(environ: dict[str, str] | None = None, root: str | None = None) -> list[str]:
@@ -51,10 +45,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "env",
-        help="print the shell lines that point nnUNet_extTrainer at this project's trainers",
-        description="Print shell lines that point nnUNet_extTrainer at this project's trainer folder and "
+        run,
+        "print the shell lines that point nnUNet_extTrainer at this project's trainers",
+        "Print shell lines that point nnUNet_extTrainer at this project's trainer folder and "
         "say which of nnUNet_raw, nnUNet_preprocessed and nnUNet_results are unset. "
         'Use as: eval "$(nnunet-diffrefine env)"',
     )
@@ -64,4 +60,3 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="also export nnUNet_raw, nnUNet_preprocessed and nnUNet_results as sub-folders of ROOT "
         "when they are unset",
     )
-    p.set_defaults(func=run)

@@ -6,32 +6,13 @@ import argparse
 import math
 import os
 
+from nnunet_diffrefine.cli.arguments import add_command, add_workers, non_negative_float, non_negative_int
+
 _EMPTY_HELP = (
     "how empty masks are scored. brats (default, as the BraTS scorer): both empty -> Dice 1 and HD95 0, "
     "one empty -> Dice 0 and HD95 = --hd95-penalty; the same for the lesion-wise scores. nan (nnU-Net): "
     "Dice NaN when both are empty, HD95 NaN when either is empty; means ignore NaNs"
 )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
 
 
 def _fmt(value: float) -> str:
@@ -71,10 +52,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "evaluate",
-        help="BraTS metrics of a prediction folder (Dice, HD95, sensitivity, precision, volumes, lesion-wise)",
-        description="Score every reference file of GT_FOLDER against the file of the same name in PRED_FOLDER "
+        run,
+        "BraTS metrics of a prediction folder (Dice, HD95, sensitivity, precision, volumes, lesion-wise)",
+        "Score every reference file of GT_FOLDER against the file of the same name in PRED_FOLDER "
         "(arguments as nnUNetv2_evaluate_folder): per region (WT/TC/ET) for region-based dataset.json files, "
         "else per label. Metrics per case and region: nnU-Net's Dice, IoU, TP, FP, FN, TN, n_pred, n_ref, plus "
         "HD95 in mm exactly as the BraTS scorer (DeepMind's area-weighted surfel definition, image spacing), "
@@ -91,16 +74,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "-o", default=None, metavar="SUMMARY_JSON", help="output file (default: PRED_FOLDER/summary.json)"
     )
-    p.add_argument(
-        "-np",
-        type=_positive_int,
-        default=min(2, os.cpu_count() or 1),
-        help="worker processes (default: min(2, CPUs))",
-    )
+    add_workers(p)
     p.add_argument("--empty-convention", choices=("brats", "nan"), default="brats", help=_EMPTY_HELP)
     p.add_argument(
         "--lesion-dilation",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=3,
         metavar="VOXELS",
         help="dilation (voxels) that merges nearby reference pieces into one lesion and defines the region "
@@ -115,7 +93,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--lesion-min-volume",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=50.0,
         metavar="MM3",
         help="reference lesions of at most this volume in mm3 are left out of the lesion-wise scores "
@@ -123,10 +101,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--hd95-penalty",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=374.0,
         metavar="MM",
         help="HD95 in mm for an empty mask against a non-empty one, a missed lesion or a false-positive "
         "component under the brats convention (default: 374)",
     )
-    p.set_defaults(func=run)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_diffrefine.cli.arguments import add_command, add_overwrite
+
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_diffrefine.training.plans_presets import write_plans_preset
@@ -24,10 +26,12 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from nnunet_diffrefine.training.plans_presets import ARCH_CHOICES
 
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "plans",
-        help="write an nnU-Net plans file that uses MedNeXt, Swin-UNETR, a residual U-Net or SegResNet",
-        description="Copy nnUNet_preprocessed/DatasetXXX/nnUNetPlans.json into nnUNetPlans<Arch>[CPU].json with the "
+        run,
+        "write an nnU-Net plans file that uses MedNeXt, Swin-UNETR, a residual U-Net or SegResNet",
+        "Copy nnUNet_preprocessed/DatasetXXX/nnUNetPlans.json into nnUNetPlans<Arch>[CPU].json with the "
         "architecture entry pointing at one of this project's networks and a compatible patch size. "
         "--cpu writes the small-CPU preset (few features, patch <= 64^3, batch 2) for demos and tests; "
         "'--arch nnunet --cpu' applies it to stock nnU-Net's network (nnUNetPlansCPU).",
@@ -39,5 +43,4 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "-c", nargs="+", default=["3d_fullres"], help="configurations to rewrite (default: 3d_fullres)"
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing preset file")
-    p.set_defaults(func=run)
+    add_overwrite(p, "replace an existing preset file")

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_diffrefine.cli.arguments import (
+    add_command,
+    add_device,
+    add_model_arguments,
+    add_overwrite,
+    non_negative_int,
+    positive_int,
+)
+
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_diffrefine.refine.postprocess import PostprocessConfig
-    from nnunet_diffrefine.refine.run import model_folder_for, refine_folder
+    from nnunet_diffrefine.refine.run import refine_folder
+    from nnunet_diffrefine.utils.nnunet_folders import model_folder_for
 
-    model = model_folder_for(args.d, args.tr, args.p, args.c)
-    overrides = {}
-    if args.steps is not None:
-        overrides["inference_steps"] = args.steps
-    if args.num_samples is not None:
-        overrides["num_samples"] = args.num_samples
-    pp = PostprocessConfig(
+    overrides = {
+        k: v for k, v in (("inference_steps", args.steps), ("num_samples", args.num_samples)) if v is not None
+    }
+    postprocess = PostprocessConfig(
         enabled=not args.no_postprocess,
         min_component_voxels=args.pp_min_size,
         fill_holes=tuple(args.pp_fill_holes),
@@ -23,72 +30,87 @@ def run(args: argparse.Namespace) -> int:
     out = refine_folder(
         args.i,
         args.o,
-        model,
-        [int(f) for f in args.f],
+        model_folder_for(args.d, args.tr, args.p, args.c),
+        args.f,
         args.images,
         refiner=args.refiner,
         device=args.device,
         num_parts=args.num_parts,
         part_id=args.part_id,
-        postprocess=pp,
+        postprocess=postprocess,
         overrides=overrides,
         overwrite=args.overwrite,
+        prior_mirroring=False if args.prior_disable_tta else None,
+        prior_folds=args.prior_folds,
     )
     print(f"refined predictions in {out}")
     return 0
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
+    from nnunet_diffrefine.refine.registry import available_refiners
+
+    p = add_command(
+        subparsers,
         "refine",
-        help="refine the probabilities written by nnUNetv2_predict --save_probabilities",
-        description="Refine an nnUNetv2_predict --save_probabilities folder with the refiner(s) trained next to the "
-        "base model (fold_N/refiner_NAME), averaging the folds' refined probabilities, and write .npz/.pkl/"
-        "segmentations in nnU-Net's format (nnUNetv2_ensemble and nnUNetv2_evaluate_folder accept the folder). "
-        "Finished cases are skipped on a re-run.",
+        run,
+        "refine the probabilities written by nnUNetv2_predict --save_probabilities",
+        "Refine an nnUNetv2_predict --save_probabilities folder with the refiner(s) trained next to the base "
+        "model (fold_N/refiner_NAME), averaging the folds' refined probabilities, and write .npz/.pkl/"
+        "segmentations in nnU-Net's format (nnUNetv2_ensemble and nnUNetv2_evaluate_folder accept the "
+        "folder). Warns when the priors were predicted otherwise than those the refiners learned on "
+        "(mirroring, number of folds averaged). Finished cases are skipped on a re-run.",
     )
     p.add_argument("-i", required=True, help="folder written by nnUNetv2_predict --save_probabilities")
     p.add_argument("-o", required=True, help="output folder")
-    p.add_argument("-d", required=True, help="dataset id or name")
-    p.add_argument("-c", default="3d_fullres", help="configuration (default: 3d_fullres)")
-    p.add_argument(
-        "-tr",
-        default="MedNeXtCorrDiffTrainer",
-        help="trainer of the base model (default: MedNeXtCorrDiffTrainer)",
-    )
-    p.add_argument("-p", default="nnUNetPlans", help="plans of the base model (default: nnUNetPlans)")
-    p.add_argument(
-        "-f",
-        nargs="+",
-        default=["0", "1", "2", "3", "4"],
-        help="folds whose refiners to use (default: 0 1 2 3 4)",
-    )
+    add_model_arguments(p, "MedNeXtCorrDiffTrainer", ["0", "1", "2", "3", "4"], "folds whose refiners to use")
     p.add_argument(
         "--images", required=True, help="the raw images the predictions were made from (e.g. imagesTs)"
     )
-    p.add_argument("--refiner", default=None, help="refiner name (default: the only one in the fold folders)")
-    p.add_argument("--steps", type=int, default=None, help="reverse diffusion steps (default: the refiner's)")
     p.add_argument(
-        "--num-samples", type=int, default=None, help="samples per case, averaged (default: the refiner's)"
-    )
-    p.add_argument("-device", default="cpu", choices=["cpu", "cuda"], help="device (default: cpu)")
-    p.add_argument(
-        "--num_parts", type=int, default=1, help="split the cases into this many parts (default: 1)"
-    )
-    p.add_argument("--part_id", type=int, default=0, help="which part this process refines (default: 0)")
-    p.add_argument(
-        "--no-postprocess", action="store_true", help="no morphological postprocessing of the masks"
+        "--refiner",
+        default=None,
+        choices=available_refiners(),
+        help="default: the only one in the fold folders",
     )
     p.add_argument(
-        "--pp-min-size", type=int, default=10, help="remove components smaller than this (voxels; default 10)"
+        "--steps", type=positive_int, default=None, help="reverse diffusion steps (default: the refiner's)"
     )
     p.add_argument(
+        "--num-samples",
+        type=positive_int,
+        default=None,
+        help="samples per case, averaged (default: the refiner's)",
+    )
+    add_device(p)
+    p.add_argument(
+        "--num_parts", type=positive_int, default=1, help="split the cases into this many parts (default: 1)"
+    )
+    p.add_argument(
+        "--part_id", type=non_negative_int, default=0, help="which part this process refines (default: 0)"
+    )
+    priors = p.add_argument_group("how the priors were predicted (when the folder does not record it)")
+    priors.add_argument(
+        "--prior-disable-tta", action="store_true", help="they were predicted with --disable_tta"
+    )
+    priors.add_argument(
+        "--prior-folds",
+        type=positive_int,
+        default=None,
+        help="folds averaged per prior (default: those of -f)",
+    )
+    pp = p.add_argument_group("post-processing of the masks")
+    pp.add_argument("--no-postprocess", action="store_true", help="no morphological post-processing")
+    pp.add_argument(
+        "--pp-min-size",
+        type=non_negative_int,
+        default=10,
+        help="remove smaller components (voxels; default 10)",
+    )
+    pp.add_argument(
         "--pp-fill-holes",
         nargs="*",
         default=["WT", "TC"],
         help="regions whose holes are filled (default: WT TC)",
     )
-    p.add_argument(
-        "--overwrite", action="store_true", help="redo finished cases / replace another refinement's output"
-    )
-    p.set_defaults(func=run)
+    add_overwrite(p, "redo finished cases / replace another refinement's output")

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 
+from nnunet_diffrefine.cli.arguments import (
+    add_command,
+    add_overwrite,
+    add_workers,
+    non_negative_int,
+    positive_float,
+)
 from nnunet_diffrefine.errors import InputError
 
 _DESCRIPTION = (
@@ -22,27 +28,6 @@ _DESCRIPTION = (
     "the figures and the case id are sent (default case id: the segmentation's file name without "
     "suffix). Batch mode: --pred-folder PRED --images-folder IMAGES writes OUT_DIR/CASE/ per case."
 )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,10 +108,12 @@ def _run_batch(args: argparse.Namespace, settings, options: dict) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "report",
-        help="draft radiology report of a segmented case (LLM or offline template)",
-        description=_DESCRIPTION,
+        run,
+        "draft radiology report of a segmented case (LLM or offline template)",
+        _DESCRIPTION,
     )
     one = p.add_argument_group("one case")
     one.add_argument(
@@ -151,16 +138,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--images-folder", metavar="IMAGES", help="folder of CASE_0000.nii.gz .. CASE_0003.nii.gz"
     )
     many.add_argument("--reference-folder", metavar="LABELS", help="folder of CASE.nii.gz references")
-    many.add_argument(
-        "-np",
-        type=_positive_int,
-        default=1,
-        help="worker processes (default: 1; each case runs its own request)",
-    )
+    add_workers(many, 1, "worker processes, each case running its own request")
     p.add_argument(
         "-o", required=True, metavar="OUT_DIR", help="report folder (batch: one sub-folder per case)"
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    add_overwrite(p, "replace an existing report")
     llm = p.add_argument_group("language model")
     llm.add_argument("--offline", action="store_true", help="no request: the deterministic template report")
     llm.add_argument("--model", help="model name (default: $DIFFREFINE_REPORT_MODEL, else gpt-4o)")
@@ -176,18 +158,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     llm.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_float,
         default=60.0,
         metavar="S",
         help="request time-out in s (default: 60)",
     )
     llm.add_argument(
         "--max-retries",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=2,
         help="retries on connection errors, 429 and 5xx (default: 2)",
     )
     llm.add_argument(
         "--no-images", action="store_true", help="send only the measurements (for text-only models)"
     )
-    p.set_defaults(func=run)

@@ -5,6 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 
+from nnunet_diffrefine.cli.arguments import (
+    add_command,
+    add_overwrite,
+    add_workers,
+    non_negative_int,
+    positive_int,
+)
 from nnunet_diffrefine.errors import InputError
 
 
@@ -57,21 +64,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "synth",
-        help="write a synthetic BraTS-like nnU-Net raw dataset (MNI anatomy, irregular tumors, 4 contrasts)",
-        description="Write DatasetXXX_NAME into the nnU-Net raw folder: synthetic multimodal brain tumor MRI "
+        run,
+        "write a synthetic BraTS-like nnU-Net raw dataset (MNI anatomy, irregular tumors, 4 contrasts)",
+        "Write DatasetXXX_NAME into the nnU-Net raw folder: synthetic multimodal brain tumor MRI "
         "(T1n, T1c, T2w, T2-FLAIR) built on the MNI ICBM152 2009 template with BraTS labels "
         "(1 necrotic/non-enhancing core, 2 edema, 3 enhancing) and the region-based dataset.json (WT/TC/ET). "
         "The same arguments give byte-identical files.",
     )
     p.add_argument("-d", dest="dataset_id", type=int, required=True, help="dataset id (1-999)")
     p.add_argument("-n", dest="name", default="SynthBraTS", help="dataset name (default: SynthBraTS)")
+    p.add_argument("--num-train", type=positive_int, default=20, help="labelled training cases (default: 20)")
     p.add_argument(
-        "--num-train", type=int, default=20, help="number of labelled training cases (default: 20)"
-    )
-    p.add_argument(
-        "--num-test", type=int, default=5, help="number of test cases in imagesTs/labelsTs (default: 5)"
+        "--num-test", type=non_negative_int, default=5, help="test cases in imagesTs/labelsTs (default: 5)"
     )
     p.add_argument(
         "--shape",
@@ -115,16 +122,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="also write the cases in the BraTS 2023 folder layout into DIR (test cases without -seg)",
     )
-    p.add_argument(
-        "-np", type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default: min(2, CPUs))"
-    )
+    add_workers(p)
     p.add_argument(
         "--label-based",
         action="store_true",
         help="write a label-based dataset.json (softmax over background, NC, ED, ET) instead of the "
         "region-based one (sigmoid WT/TC/ET, as BraTS scores)",
     )
-    p.add_argument(
-        "--overwrite", action="store_true", help="replace an existing dataset folder of the same name"
-    )
-    p.set_defaults(func=run)
+    add_overwrite(p, "replace an existing dataset folder of the same name")

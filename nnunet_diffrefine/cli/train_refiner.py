@@ -3,125 +3,141 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-from pathlib import Path
+import sys
+
+from nnunet_diffrefine.cli.arguments import (
+    add_command,
+    add_device,
+    add_model_arguments,
+    add_overwrite,
+    key_value,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+
+# flag -> the refiner setting it sets
+SCHEDULE_FLAGS = {
+    "epochs": "max_epochs",
+    "iters_per_epoch": "iterations_per_epoch",
+    "patience": "patience",
+    "lr": "learning_rate",
+    "weight_decay": "weight_decay",
+    "batch_size": "batch_size",
+    "steps": "inference_steps",
+    "patch_size": "patch_size",
+    "seed": "seed",
+}
 
 
-def train_refiner_for_model(
-    dataset: str | int,
-    trainer: str,
-    plans: str,
-    configuration: str,
-    folds: list[int],
-    refiner: str,
-    out_of_fold_from: list[int] | None = None,
-    device: str = "cpu",
-    overwrite: bool = False,
-    log=print,
-) -> list[Path]:
-    """Train ``refiner`` for each fold of ``nnUNet_results/DatasetXXX/TRAINER__PLANS__CONFIGURATION``.
+def settings_from_args(args: argparse.Namespace):
+    """The refiner's typed settings: its defaults (the paper's), ``--preset``, the flags, then ``--set``."""
+    from nnunet_diffrefine.refine.registry import refiner_settings
 
-    Each fold's refiner trains on that fold's out-of-fold probabilities (``fold_N/validation/*.npz``,
-    from ``nnUNetv2_train ... --npz``), or on those of the folds ``out_of_fold_from`` together. Returns
-    the ``fold_N/refiner_<name>`` folders.
-    """
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
-    from nnunet_diffrefine.errors import InputError
-    from nnunet_diffrefine.refine.base import check_refiner_name
-    from nnunet_diffrefine.refine.run import model_folder_for
-    from nnunet_diffrefine.training.refiner_stage import train_refiner
-
-    check_refiner_name(refiner)
-    model = model_folder_for(dataset, trainer, plans, configuration)
-    plans_manager = PlansManager(str(model / "plans.json"))
-    dataset_json = json.loads((model / "dataset.json").read_text())
-    try:
-        configuration_manager = plans_manager.get_configuration(configuration)
-    except Exception as e:  # nnU-Net raises a bare RuntimeError for an unknown configuration
-        raise InputError(f"{model / 'plans.json'}: {e}") from None
-    preprocessed = (
-        Path(os.environ.get("nnUNet_preprocessed", ""))
-        / plans_manager.dataset_name
-        / configuration_manager.data_identifier
-    )
-    if not os.environ.get("nnUNet_preprocessed") or not preprocessed.is_dir():
-        raise InputError(
-            f"{preprocessed} does not exist: the refiner trains on the base model's preprocessed data "
-            f"(set nnUNet_preprocessed and run nnUNetv2_plan_and_preprocess)"
-        )
-    sources = None
-    if out_of_fold_from:
-        sources = [model / f"fold_{f}" / "validation" for f in out_of_fold_from]
-    done = []
-    for fold in folds:
-        fold_folder = model / f"fold_{fold}"
-        if not (fold_folder / "checkpoint_final.pth").is_file():
-            raise InputError(
-                f"{fold_folder / 'checkpoint_final.pth'} does not exist: finish nnUNetv2_train for fold {fold} first"
-            )
-        log(f"fold {fold}: training the {refiner} refiner")
-        done.append(
-            train_refiner(
-                fold_folder,
-                refiner,
-                preprocessed,
-                plans_manager,
-                configuration_manager,
-                dataset_json,
-                device=device,
-                validation_folders=sources,
-                overwrite=overwrite,
-                log=log,
-            )
-        )
-    return done
+    changes = {
+        key: getattr(args, flag) for flag, key in SCHEDULE_FLAGS.items() if getattr(args, flag) is not None
+    }
+    changes.update(dict(args.set or []))
+    return refiner_settings(args.refiner, args.preset, **changes)
 
 
 def run(args: argparse.Namespace) -> int:
+    from nnunet_diffrefine.refine.train import train_refiner_for_model
+
+    settings = settings_from_args(args)
+    print(f"{args.refiner} settings: {settings.summary()}")
     folders = train_refiner_for_model(
         args.d,
         args.tr,
         args.p,
         args.c,
-        [int(f) for f in args.f],
+        args.f,
         args.refiner,
-        [int(f) for f in args.oof_from] if args.oof_from else None,
-        device=args.device,
-        overwrite=args.overwrite,
+        settings,
+        args.oof_from,
+        args.device,
+        args.overwrite,
     )
     for folder in folders:
         print(f"trained refiner in {folder}")
     return 0
 
 
+def settings_table() -> str:
+    """Every refiner's settings and defaults (imports the refiners, so only built for ``--help``)."""
+    from nnunet_diffrefine.refine.registry import refiner_class, trainable_refiners
+
+    lines = ["settings of each refiner (default = the paper's; --set KEY=VALUE changes any of them):"]
+    for name in trainable_refiners():
+        cls = refiner_class(name).settings_class
+        presets = ", ".join(p for p in cls.presets() if p != "paper")
+        lines.append(f"\n{name} (presets: paper, {presets}):")
+        lines += [
+            f"  {key:<21} {default!r:<16} {text}" for key, default, text in cls.describe() if key != "preset"
+        ]
+    return "\n".join(lines)
+
+
+class _HelpWithSettings(argparse.Action):
+    """``-h``: the usual help followed by :func:`settings_table`."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.print_help()
+        print("\n" + settings_table())
+        sys.exit(0)
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
+    from nnunet_diffrefine.refine.registry import trainable_refiners
+
+    names = trainable_refiners()
+    p = add_command(
+        subparsers,
         "train-refiner",
-        help="train a diffusion refiner on a trained model's out-of-fold probabilities",
-        description="Train a refiner (corrdiff, ddpm, ddpm_scratch, medsegdiff, medsegdiff_scratch) for each "
-        "fold of a model trained with nnUNetv2_train ... --npz (any trainer, stock nnU-Net included). It "
-        "trains on the fold's out-of-fold validation probabilities in the model's preprocessed space and is "
-        "saved in fold_N/refiner_NAME, where 'nnunet-diffrefine refine' finds it. An interrupted run "
-        "resumes; a finished refiner is kept unless --overwrite. The schedule follows the "
-        "DIFFREFINE_REFINER_* variables (see the README).",
+        run,
+        "train a diffusion refiner on a trained model's out-of-fold probabilities",
+        "Train a refiner for each fold of a model trained with nnUNetv2_train ... --npz (any trainer, stock "
+        "nnU-Net included) on the fold's out-of-fold validation probabilities in the model's preprocessed "
+        "space; it is saved in fold_N/refiner_NAME, where 'nnunet-diffrefine refine' finds it. Settings: the "
+        "paper's by default, changed by --preset, the flags below and --set; they are printed, written to "
+        "the training log and saved with every checkpoint. An interrupted run resumes; a finished refiner "
+        "is kept unless --overwrite.",
+        add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("-d", required=True, help="dataset id or name")
-    p.add_argument("-c", default="3d_fullres", help="configuration (default: 3d_fullres)")
-    p.add_argument("-tr", default="nnUNetTrainer", help="trainer of the base model (default: nnUNetTrainer)")
-    p.add_argument("-p", default="nnUNetPlans", help="plans of the base model (default: nnUNetPlans)")
-    p.add_argument("-f", nargs="+", default=["0"], help="folds to train a refiner for (default: 0)")
     p.add_argument(
-        "--refiner", required=True, help="corrdiff, ddpm, ddpm_scratch, medsegdiff or medsegdiff_scratch"
+        "-h", "--help", action=_HelpWithSettings, help="show this help and every refiner's settings"
     )
+    add_model_arguments(p, "nnUNetTrainer", ["0"], "folds to train a refiner for")
+    p.add_argument("--refiner", required=True, choices=names, help=", ".join(names))
     p.add_argument(
         "--oof-from",
         nargs="+",
+        type=non_negative_int,
         default=None,
         help="train on the out-of-fold probabilities of these folds together (e.g. 0 1 2 3 4 after a full "
         "cross-validation; default: each fold's own)",
     )
-    p.add_argument("-device", default="cpu", choices=["cpu", "cuda"], help="device (default: cpu)")
-    p.add_argument("--overwrite", action="store_true", help="retrain a refiner that is already trained")
-    p.set_defaults(func=run)
+    p.add_argument(
+        "--preset", default="paper", help="named settings: paper (default), cpu (short CPU schedules), tiny"
+    )
+    schedule = p.add_argument_group("schedule (default: the preset's)")
+    schedule.add_argument("--epochs", type=positive_int, help="maximum epochs")
+    schedule.add_argument("--iters-per-epoch", type=positive_int, help="training iterations per epoch")
+    schedule.add_argument("--patience", type=positive_int, help="early stopping: epochs without improvement")
+    schedule.add_argument("--lr", type=positive_float, help="peak AdamW learning rate")
+    schedule.add_argument("--weight-decay", type=float, help="AdamW weight decay")
+    schedule.add_argument(
+        "--batch-size", type=positive_int, help="patches (MedSegDiff: slices) per iteration"
+    )
+    schedule.add_argument("--steps", type=positive_int, help="reverse diffusion steps at inference")
+    schedule.add_argument("--patch-size", help="training patch Z,Y,X (none: the base model's)")
+    schedule.add_argument("--seed", type=non_negative_int, help="seed of weights, sampling and noise")
+    schedule.add_argument(
+        "--set", action="append", type=key_value, metavar="KEY=VALUE", help="any other setting"
+    )
+    add_device(p)
+    add_overwrite(p, "retrain a refiner that is already trained")

@@ -225,6 +225,63 @@ def _geometry_value(img: sitk.Image, what: str) -> str:
     return str(tuple(value)) if what == "size" else _fmt(value)
 
 
+def _case_files(folder: Path, spec: Layout) -> tuple[list[Path], Path | None, str | None]:
+    """``(images, segmentation or None, problem)``: the four images and the optional segmentation."""
+    case = folder.name
+    images: list[Path] = []
+    missing: list[str] = []
+    for suffix in spec.modalities:
+        path, problem = _find_file(folder, case + spec.tag(suffix))
+        if problem:
+            return [], None, f"{case}: {problem}"
+        if path is None:
+            missing.append(suffix)
+        else:
+            images.append(path)
+    if missing:
+        expected = ", ".join(str(folder / f"{case}{spec.tag(s)}{FILE_ENDING}") for s in missing)
+        return [], None, f"{case}: missing {', '.join(missing)} (expected {expected})"
+    seg, problem = _find_file(folder, case + spec.tag(spec.seg))
+    return images, seg, (f"{case}: {problem}" if problem else None)
+
+
+def _read_scalar_3d(path: Path, case: str) -> tuple[sitk.Image | None, str | None]:
+    """The image at ``path`` read fully, or the reason it is not a complete scalar 3D image."""
+    try:
+        img = sitk.ReadImage(str(path))
+    except RuntimeError as e:
+        return None, f"{case}: {path.name} is unreadable: {_sitk_message(e)}"
+    problem = _nifti_payload_problem(path)
+    if problem:
+        return None, f"{case}: {path.name} is unreadable: {problem}"
+    if img.GetDimension() != 3:
+        return None, f"{case}: {path.name} is {img.GetDimension()}D, expected a 3D image"
+    if img.GetNumberOfComponentsPerPixel() != 1:
+        return None, (
+            f"{case}: {path.name} has {img.GetNumberOfComponentsPerPixel()} components per voxel, "
+            "expected a scalar image"
+        )
+    return img, None
+
+
+def _label_problem(img: sitk.Image, path: Path, case: str, spec: Layout) -> str | None:
+    """Why the segmentation's values are not the layout's integer labels (None when they are)."""
+    values = np.unique(sitk.GetArrayViewFromImage(img))
+    if np.issubdtype(values.dtype, np.floating):
+        odd = values[~np.isfinite(values) | (values != np.round(values))]
+        if odd.size:
+            return f"{case}: {path.name} contains non-integer label {float(odd[0])}"
+    unknown = sorted(int(v) for v in values if int(v) not in spec.labels)
+    if not unknown:
+        return None
+    allowed = ",".join(str(v) for v in spec.labels)
+    if len(unknown) == 1:
+        what = f"label {unknown[0]}, not a {spec.title} label"
+    else:
+        what = f"labels {', '.join(map(str, unknown))}, not {spec.title} labels"
+    return f"{case}: {path.name} contains {what} (allowed {allowed})"
+
+
 def check_case(folder: str | os.PathLike, layout: str, tolerance: float = 1e-3) -> CaseCheck:
     """Validate one case folder of the given layout; never raises for a bad case.
 
@@ -239,71 +296,27 @@ def check_case(folder: str | os.PathLike, layout: str, tolerance: float = 1e-3) 
     folder = Path(folder)
     spec = LAYOUTS[layout]
     case = folder.name
-
-    images: list[Path] = []
-    missing: list[str] = []
-    for suffix in spec.modalities:
-        path, problem = _find_file(folder, case + spec.tag(suffix))
-        if problem:
-            return CaseCheck(case, reason=f"{case}: {problem}")
-        if path is None:
-            missing.append(suffix)
-        else:
-            images.append(path)
-    if missing:
-        expected = ", ".join(str(folder / f"{case}{spec.tag(s)}{FILE_ENDING}") for s in missing)
-        return CaseCheck(case, reason=f"{case}: missing {', '.join(missing)} (expected {expected})")
-    seg, problem = _find_file(folder, case + spec.tag(spec.seg))
+    images, seg, problem = _case_files(folder, spec)
     if problem:
-        return CaseCheck(case, reason=f"{case}: {problem}")
-
+        return CaseCheck(case, reason=problem)
     tags = [spec.tag(s) for s in spec.modalities] + ([spec.tag(spec.seg)] if seg else [])
     ref: sitk.Image | None = None
     for path, tag in zip([*images, *([seg] if seg else [])], tags, strict=True):
-        try:
-            img = sitk.ReadImage(str(path))
-        except RuntimeError as e:
-            return CaseCheck(case, reason=f"{case}: {path.name} is unreadable: {_sitk_message(e)}")
-        problem = _nifti_payload_problem(path)
+        img, problem = _read_scalar_3d(path, case)
         if problem:
-            return CaseCheck(case, reason=f"{case}: {path.name} is unreadable: {problem}")
-        if img.GetDimension() != 3:
-            return CaseCheck(
-                case, reason=f"{case}: {path.name} is {img.GetDimension()}D, expected a 3D image"
-            )
-        if img.GetNumberOfComponentsPerPixel() != 1:
+            return CaseCheck(case, reason=problem)
+        what = _same_geometry(img, ref, tolerance) if ref is not None else None
+        if what:
             return CaseCheck(
                 case,
-                reason=f"{case}: {path.name} has {img.GetNumberOfComponentsPerPixel()} components per voxel, "
-                "expected a scalar image",
+                reason=f"{case}: {what} of {tag} {_geometry_value(img, what)} differs from "
+                f"{tags[0]} {_geometry_value(ref, what)}",
             )
         if ref is None:
             ref = img
-        else:
-            what = _same_geometry(img, ref, tolerance)
-            if what:
-                return CaseCheck(
-                    case,
-                    reason=f"{case}: {what} of {tag} {_geometry_value(img, what)} differs from "
-                    f"{tags[0]} {_geometry_value(ref, what)}",
-                )
-        if path != seg:
-            continue
-        values = np.unique(sitk.GetArrayViewFromImage(img))
-        if np.issubdtype(values.dtype, np.floating):
-            odd = values[~np.isfinite(values) | (values != np.round(values))]
-            if odd.size:
-                return CaseCheck(
-                    case, reason=f"{case}: {path.name} contains non-integer label {float(odd[0])}"
-                )
-        unknown = sorted(int(v) for v in values if int(v) not in spec.labels)
-        if unknown:
-            allowed = ",".join(str(v) for v in spec.labels)
-            if len(unknown) == 1:
-                what = f"label {unknown[0]}, not a {spec.title} label"
-            else:
-                what = f"labels {', '.join(map(str, unknown))}, not {spec.title} labels"
-            return CaseCheck(case, reason=f"{case}: {path.name} contains {what} (allowed {allowed})")
+        problem = _label_problem(img, path, case, spec) if path == seg else None
+        if problem:
+            return CaseCheck(case, reason=problem)
     return CaseCheck(case, images=tuple(str(p) for p in images), seg=str(seg) if seg else None)
 
 
@@ -382,6 +395,85 @@ def _resolve_raw_root(raw_root: str | os.PathLike | None) -> Path:
     return Path(raw_root)
 
 
+def _target_folder(source: Path, raw_root: Path, dataset_id: int, name: str, overwrite: bool) -> Path:
+    """``raw_root/DatasetXXX_NAME``, refused when it overlaps the source, exists (without ``overwrite``)
+    or its id is taken by another dataset."""
+    try:
+        folder_name = dataset_folder_name(dataset_id, name)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    final = raw_root / folder_name
+    src_resolved, final_resolved = source.resolve(), final.resolve()
+    if (
+        final_resolved == src_resolved
+        or src_resolved in final_resolved.parents
+        or final_resolved in src_resolved.parents
+    ):
+        raise InputError(f"the dataset folder {final} and the source {source} must not contain each other")
+    if final.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{final} already exists; refusing to overwrite it (remove it or pass --overwrite)"
+        )
+    other = existing_dataset_with_id(raw_root, dataset_id)
+    if other is not None and other.name != folder_name:
+        raise InputError(
+            f"dataset id {int(dataset_id)} is already used by {other}; nnU-Net needs unique ids "
+            "(choose another id or remove that folder)"
+        )
+    return final
+
+
+def _valid_cases(source: Path, key: str, tolerance: float, num_processes: int, strict: bool):
+    """``(valid, invalid)`` checks of every case folder (errors: none valid, or any invalid with ``strict``)."""
+    folders = _case_folders(source)
+    if not folders:
+        raise InputError(f"{source} contains no case folders")
+    checks = check_cases(folders, key, tolerance=tolerance, num_processes=num_processes)
+    bad = [c for c in checks if c.reason]
+    good = [c for c in checks if not c.reason]
+    if strict and bad:
+        raise InputError(
+            f"{len(bad)} of {len(checks)} cases are invalid (--strict, nothing written): "
+            + "; ".join(c.reason or "" for c in bad)
+        )
+    if not good:
+        more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise InputError(f"no valid case in {source}; " + "; ".join(c.reason or "" for c in bad[:5]) + more)
+    return good, bad
+
+
+def _write_cases(folder: Path, good: list[CaseCheck], spec: Layout, linker: _Linker) -> None:
+    """imagesTr, labelsTr and (for cases without segmentation) imagesTs under ``folder``."""
+    for sub in ("imagesTr", "labelsTr") + (("imagesTs",) if any(not c.seg for c in good) else ()):
+        (folder / sub).mkdir()
+    for c in tqdm(good, desc="writing cases", unit="case", disable=None):
+        images_dir = folder / ("imagesTr" if c.seg else "imagesTs")
+        for channel, src in enumerate(c.images):
+            _write_image(Path(src), images_dir / f"{c.case}_{channel:04d}{FILE_ENDING}", linker)
+        if c.seg:
+            _write_seg(Path(c.seg), folder / "labelsTr" / f"{c.case}{FILE_ENDING}", spec, linker)
+
+
+def _conversion_report(
+    source: Path, key: str, final: Path, good, bad, linker: _Linker, tolerance: float
+) -> dict:
+    train, test = [c for c in good if c.seg], [c for c in good if not c.seg]
+    return {
+        "source": str(source.resolve()),
+        "layout": key,
+        "dataset": final.name,
+        "label_map": {str(k): v for k, v in LAYOUTS[key].label_map.items()},
+        "hardlinked": bool(linker.hardlink),
+        "tolerance": tolerance,
+        "num_train": len(train),
+        "num_test": len(test),
+        "num_skipped": len(bad),
+        "train": [c.case for c in train],
+        "test": [c.case for c in test],
+        "skipped": [{"case": c.case, "reason": c.reason} for c in bad],
+    }
+
+
 def convert_brats(
     source: str | os.PathLike,
     raw_root: str | os.PathLike | None,
@@ -413,85 +505,17 @@ def convert_brats(
         raise InputError(f"unknown layout {layout!r}; use auto, {', '.join(LAYOUTS)}")
     if not tolerance >= 0:
         raise InputError(f"tolerance must be >= 0, got {tolerance}")
-    raw_root = _resolve_raw_root(raw_root)
-    try:
-        folder_name = dataset_folder_name(dataset_id, name)
-    except ValueError as e:
-        raise InputError(str(e)) from None
-    final = raw_root / folder_name
-
-    src_resolved, final_resolved = source.resolve(), final.resolve()
-    if (
-        final_resolved == src_resolved
-        or src_resolved in final_resolved.parents
-        or (final_resolved in src_resolved.parents)
-    ):
-        raise InputError(f"the dataset folder {final} and the source {source} must not contain each other")
-    if final.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{final} already exists; refusing to overwrite it (remove it or pass --overwrite)"
-        )
-    other = existing_dataset_with_id(raw_root, dataset_id)
-    if other is not None and other.name != folder_name:
-        raise InputError(
-            f"dataset id {int(dataset_id)} is already used by {other}; nnU-Net needs unique ids "
-            "(choose another id or remove that folder)"
-        )
-
+    final = _target_folder(source, _resolve_raw_root(raw_root), dataset_id, name, overwrite)
     key = detect_layout(source) if layout == "auto" else layout
-    spec = LAYOUTS[key]
-    folders = _case_folders(source)
-    if not folders:
-        raise InputError(f"{source} contains no case folders")
-
-    checks = check_cases(folders, key, tolerance=tolerance, num_processes=num_processes)
-    bad = [c for c in checks if c.reason]
-    good = [c for c in checks if not c.reason]
-    if strict and bad:
-        raise InputError(
-            f"{len(bad)} of {len(checks)} cases are invalid (--strict, nothing written): "
-            + "; ".join(c.reason or "" for c in bad)
-        )
-    if not good:
-        raise InputError(
-            f"no valid case in {source}; "
-            + "; ".join(c.reason or "" for c in bad[:5])
-            + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
-        )
-    train = [c for c in good if c.seg]
-    test = [c for c in good if not c.seg]
-
+    good, bad = _valid_cases(source, key, tolerance, num_processes, strict)
     linker = _Linker(hardlink)
     with atomic_output_dir(final, overwrite=overwrite) as tmp:
-        for sub in ("imagesTr", "labelsTr") + (("imagesTs",) if test else ()):
-            (tmp / sub).mkdir()
-        for c in tqdm(good, desc="writing cases", unit="case", disable=None):
-            images_dir = tmp / ("imagesTr" if c.seg else "imagesTs")
-            for channel, src in enumerate(c.images):
-                _write_image(Path(src), images_dir / f"{c.case}_{channel:04d}{FILE_ENDING}", linker)
-            if c.seg:
-                _write_seg(Path(c.seg), tmp / "labelsTr" / f"{c.case}{FILE_ENDING}", spec, linker)
+        _write_cases(tmp, good, LAYOUTS[key], linker)
+        num_train = sum(1 for c in good if c.seg)
+        description = f"{LAYOUTS[key].title} cases converted by nnunet-diffrefine convert"
         dataset_json = brats_dataset_json(
-            len(train),
-            name,
-            label_based,
-            description=f"{spec.title} cases converted by nnunet-diffrefine convert",
-            file_ending=FILE_ENDING,
+            num_train, name, label_based, description=description, file_ending=FILE_ENDING
         )
         write_json(dataset_json, tmp / "dataset.json")
-        report = {
-            "source": str(src_resolved),
-            "layout": key,
-            "dataset": folder_name,
-            "label_map": {str(k): v for k, v in spec.label_map.items()},
-            "hardlinked": bool(hardlink and linker.hardlink),
-            "tolerance": tolerance,
-            "num_train": len(train),
-            "num_test": len(test),
-            "num_skipped": len(bad),
-            "train": [c.case for c in train],
-            "test": [c.case for c in test],
-            "skipped": [{"case": c.case, "reason": c.reason} for c in bad],
-        }
-        write_json(report, tmp / REPORT_FILE)
+        write_json(_conversion_report(source, key, final, good, bad, linker, tolerance), tmp / REPORT_FILE)
     return final

@@ -2,11 +2,17 @@
 
 Stages: synthesize a BraTS-like dataset -> nnU-Net planning and preprocessing (with its integrity
 check) -> the small-CPU plans presets -> train stock nnU-Net (``nnUNetTrainerCustomSchedule``) and
-``MedNeXtCorrDiffTrainer`` briefly on fold 0 -> the benchmark on the test split (prediction with
-probabilities, CorrDiff refinement, BraTS evaluation of all three, table + CSV + PNG) -> the report
-of one test case (offline unless an OpenAI-compatible endpoint is configured). Every stage shows
-progress, is skipped on a re-run when its outputs exist, and fails with one line naming the stage.
-``tiny`` shrinks sizes and iterations on the same code path (for CI).
+MedNeXt (``MedNeXtTrainer``, ``--npz``) briefly on fold 0 -> train CorrDiff on MedNeXt's out-of-fold
+probabilities (typed settings, the ``cpu`` preset) -> the benchmark on the test split (prediction
+with probabilities and test-time mirroring, as the out-of-fold priors were predicted; CorrDiff
+refinement; BraTS evaluation of all three; table + CSV + PNG) -> the report of one refined test case
+(offline unless an OpenAI-compatible endpoint is configured). Every stage shows progress, is skipped
+on a re-run when its outputs exist, and fails with one line naming the stage. ``tiny`` shrinks sizes
+and iterations on the same code path (for CI).
+
+nnU-Net's trainers are built by ``nnUNetv2_train`` with a fixed constructor: their short schedule
+reaches them through the ``DIFFREFINE_*`` variables (:mod:`nnunet_diffrefine.training.schedule`), the
+only door there is. Everything else gets its settings as arguments.
 """
 
 from __future__ import annotations
@@ -18,9 +24,12 @@ from pathlib import Path
 
 from nnunet_diffrefine.data.brats import dataset_folder_name
 from nnunet_diffrefine.demo.stages import Stage, command_path, run_command, run_stages
+from nnunet_diffrefine.utils.nnunet_folders import trainer_folder
 
 STOCK = ("nnUNetTrainerCustomSchedule", "nnUNetPlansCPU")
-COMNET = ("MedNeXtCorrDiffTrainer", "nnUNetPlansMedNeXtCPU")
+MEDNEXT = ("MedNeXtTrainer", "nnUNetPlansMedNeXtCPU")
+REFINER = "corrdiff"
+ROWS = {"stock": "nnU-Net", "mednext": "MedNeXt"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,7 @@ class DemoConfig:
     num_processes: int = 2
     epochs: int = 5
     iterations: int = 20
+    refiner_preset: str = "cpu"
     refiner_epochs: int = 5
     refiner_iterations: int = 20
     refiner_steps: int = 10
@@ -52,6 +62,7 @@ class DemoConfig:
             shape=40,
             epochs=1,
             iterations=2,
+            refiner_preset="tiny",
             refiner_epochs=1,
             refiner_iterations=2,
             refiner_steps=2,
@@ -59,210 +70,251 @@ class DemoConfig:
         base.update(overrides)
         return cls(output=output, **base)
 
+    def refiner_settings(self):
+        """CorrDiff's typed settings: the preset, with the demo's schedule."""
+        from nnunet_diffrefine.refine.registry import refiner_settings
 
-def nnunet_folders(config: DemoConfig) -> dict[str, str]:
-    """nnU-Net's three folders: from the environment where set, else inside ``config.output``."""
-    return {
-        name: os.environ.get(name) or str((config.output / name).resolve())
-        for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
-    }
+        return refiner_settings(
+            REFINER,
+            self.refiner_preset,
+            max_epochs=self.refiner_epochs,
+            iterations_per_epoch=self.refiner_iterations,
+            inference_steps=self.refiner_steps,
+            warmup_epochs=min(2, self.refiner_epochs - 1),
+        )
 
 
-def build_stages(config: DemoConfig) -> tuple[list[Stage], dict[str, Path]]:
-    from nnunet_diffrefine.cli.env import trainer_folder
+@dataclass(frozen=True)
+class DemoPaths:
+    """Where the demo's stages read and write."""
 
-    folders = nnunet_folders(config)
+    folders: dict[str, str]
+    raw: Path
+    preprocessed: Path
+    results: Path
+    benchmark: Path
+    report: Path
+
+    @classmethod
+    def of(cls, config: DemoConfig) -> DemoPaths:
+        folders = {
+            name: os.environ.get(name) or str((config.output / name).resolve())
+            for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+        }
+        dataset = dataset_folder_name(config.dataset_id, config.name)
+        results = Path(folders["nnUNet_results"]) / dataset
+        return cls(
+            folders,
+            Path(folders["nnUNet_raw"]) / dataset,
+            Path(folders["nnUNet_preprocessed"]) / dataset,
+            results,
+            results / "benchmark_test",
+            config.output / "report",
+        )
+
+    def model(self, model: tuple[str, str]) -> Path:
+        return self.results / f"{model[0]}__{model[1]}__3d_fullres"
+
+
+def nnunet_environment(config: DemoConfig, paths: DemoPaths) -> dict[str, str]:
+    """The environment of the nnU-Net commands: the folders, this project's trainers and the short
+    schedule of nnU-Net's trainers (see the module docstring)."""
     env = dict(
         os.environ,
-        **folders,
+        **paths.folders,
         nnUNet_extTrainer=str(trainer_folder()),
         DIFFREFINE_NUM_EPOCHS=str(config.epochs),
         DIFFREFINE_ITERS_PER_EPOCH=str(config.iterations),
         DIFFREFINE_VAL_ITERS_PER_EPOCH=str(max(1, config.iterations // 4)),
         DIFFREFINE_WARMUP_EPOCHS=str(min(5, max(0, config.epochs - 1))),
-        DIFFREFINE_REFINER_EPOCHS=str(config.refiner_epochs),
-        DIFFREFINE_REFINER_ITERS=str(config.refiner_iterations),
-        DIFFREFINE_REFINER_STEPS=str(config.refiner_steps),
     )
     env.setdefault("nnUNet_n_proc_DA", str(config.num_processes))
-    dataset = dataset_folder_name(config.dataset_id, config.name)
-    raw = Path(folders["nnUNet_raw"]) / dataset
-    pre = Path(folders["nnUNet_preprocessed"]) / dataset
-    results = Path(folders["nnUNet_results"]) / dataset
-    benchmark_dir = results / "benchmark_test"
-    report_dir = config.output / "report"
+    return env
 
-    def model_folder(model: tuple[str, str]) -> Path:
-        return results / f"{model[0]}__{model[1]}__3d_fullres"
 
-    def synth() -> None:
-        from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
+class _nnUNetFolders:  # noqa: N801 - nnU-Net's spelling
+    """Within the block, this process sees the demo's nnU-Net folders (the library reads them from there)."""
 
-        cfg = SynthConfig(shape=(config.shape,) * 3, seed=config.seed, phenotype=config.phenotype)
-        synthesize_dataset(
-            folders["nnUNet_raw"],
+    def __init__(self, env: dict[str, str]) -> None:
+        self.values = {
+            k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer")
+        }
+
+    def __enter__(self) -> None:
+        self.old = {k: os.environ.get(k) for k in self.values}
+        os.environ.update(self.values)
+
+    def __exit__(self, *exc) -> None:
+        for k, v in self.old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def synthesize(config: DemoConfig, paths: DemoPaths) -> None:
+    from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
+
+    cfg = SynthConfig(shape=(config.shape,) * 3, seed=config.seed, phenotype=config.phenotype)
+    synthesize_dataset(
+        paths.folders["nnUNet_raw"],
+        config.dataset_id,
+        config.name,
+        config.num_train,
+        config.num_test,
+        cfg,
+        num_processes=config.num_processes,
+    )
+
+
+def preprocessed_complete(paths: DemoPaths) -> bool:
+    data = paths.preprocessed / "nnUNetPlans_3d_fullres"
+    if not (paths.preprocessed / "nnUNetPlans.json").is_file() or not data.is_dir() or not paths.raw.is_dir():
+        return False
+    cases = [p.name[: -len(".nii.gz")] for p in (paths.raw / "labelsTr").glob("*.nii.gz")]
+    return all((data / f"{c}.pkl").is_file() for c in cases)
+
+
+def plan_and_preprocess(config: DemoConfig, env: dict) -> None:
+    command = [command_path("nnUNetv2_plan_and_preprocess"), "-d", str(config.dataset_id)]
+    command += ["--verify_dataset_integrity", "-c", "3d_fullres", "-np", str(config.num_processes)]
+    run_command(command, env, "plan_and_preprocess")
+
+
+def write_presets(config: DemoConfig, paths: DemoPaths) -> None:
+    from nnunet_diffrefine.training.plans_presets import write_plans_preset
+
+    for arch in ("nnunet", "mednext"):
+        write_plans_preset(
+            config.dataset_id, arch, cpu=True, overwrite=True, preprocessed_root=paths.preprocessed.parent
+        )
+
+
+def train_base(config: DemoConfig, env: dict, model: tuple[str, str], stage: str) -> None:
+    command = [command_path("nnUNetv2_train"), str(config.dataset_id), "3d_fullres", "0", "-tr", model[0]]
+    command += ["-p", model[1], "-device", config.device, "--npz", "--c"]
+    run_command(command, env, stage)
+
+
+def base_trained(paths: DemoPaths, model: tuple[str, str]) -> bool:
+    fold = paths.model(model) / "fold_0"
+    return (fold / "checkpoint_final.pth").is_file() and (fold / "validation" / "summary.json").is_file()
+
+
+def train_corrdiff(config: DemoConfig, env: dict) -> None:
+    from nnunet_diffrefine.refine.train import train_refiner_for_model
+
+    with _nnUNetFolders(env):
+        train_refiner_for_model(
             config.dataset_id,
-            config.name,
-            config.num_train,
-            config.num_test,
-            cfg,
-            num_processes=config.num_processes,
+            *MEDNEXT,
+            "3d_fullres",
+            [0],
+            REFINER,
+            config.refiner_settings(),
+            device=config.device,
         )
 
-    def preprocessed_complete() -> bool:
-        data = pre / "nnUNetPlans_3d_fullres"
-        if not (pre / "nnUNetPlans.json").is_file() or not data.is_dir() or not raw.is_dir():
-            return False
-        cases = [p.name[: -len(".nii.gz")] for p in (raw / "labelsTr").glob("*.nii.gz")]
-        return all((data / f"{c}.pkl").is_file() for c in cases)
 
-    def plan_and_preprocess() -> None:
-        run_command(
-            [
-                command_path("nnUNetv2_plan_and_preprocess"),
-                "-d",
-                str(config.dataset_id),
-                "--verify_dataset_integrity",
-                "-c",
-                "3d_fullres",
-                "-np",
-                str(config.num_processes),
-            ],
-            env,
-            "plan_and_preprocess",
+def benchmark(config: DemoConfig, env: dict, paths: DemoPaths) -> None:
+    from nnunet_diffrefine.benchmark.models import parse_model
+    from nnunet_diffrefine.benchmark.run import run_benchmark
+
+    models = [
+        parse_model(f"{ROWS['stock']}={STOCK[0]}:{STOCK[1]}"),
+        parse_model(f"{ROWS['mednext']}={MEDNEXT[0]}:{MEDNEXT[1]}+{REFINER}"),
+    ]
+    with _nnUNetFolders(env):
+        out = run_benchmark(
+            config.dataset_id,
+            models,
+            [0],
+            split="test",
+            output=paths.benchmark,
+            device=config.device,
+            overwrite=True,
         )
+    print((out / "benchmark.md").read_text())
 
-    def presets() -> None:
-        from nnunet_diffrefine.training.plans_presets import write_plans_preset
 
-        for arch in ("nnunet", "mednext"):
-            write_plans_preset(
-                config.dataset_id, arch, cpu=True, overwrite=True, preprocessed_root=pre.parent
-            )
+def report(paths: DemoPaths) -> None:
+    from nnunet_diffrefine.report import load_case, write_report
 
-    def train(model: tuple[str, str], stage: str):
-        def run() -> None:
-            run_command(
-                [
-                    command_path("nnUNetv2_train"),
-                    str(config.dataset_id),
-                    "3d_fullres",
-                    "0",
-                    "-tr",
-                    model[0],
-                    "-p",
-                    model[1],
-                    "-device",
-                    config.device,
-                    "--npz",
-                    "--c",
-                ],
-                env,
-                stage,
-            )
+    refined = paths.benchmark / "predictions" / f"{ROWS['mednext']}_{REFINER}" / "fold_0"
+    seg = sorted(refined.glob("*.nii.gz"))[0]
+    case = seg.name[: -len(".nii.gz")]
+    images = [paths.raw / "imagesTs" / f"{case}_{c:04d}.nii.gz" for c in range(4)]
+    reference = paths.raw / "labelsTs" / f"{case}.nii.gz"
+    outcome = write_report(
+        load_case(seg, images, reference=reference, case_id=case), paths.report, overwrite=True
+    )
+    print(f"report for {case}: {outcome.folder / 'report.md'} ({outcome.source})")
 
-        return run
 
-    def benchmark() -> None:
-        from nnunet_diffrefine.benchmark.models import parse_model
-        from nnunet_diffrefine.benchmark.run import run_benchmark
-
-        old = {k: os.environ.get(k) for k in (*folders, "nnUNet_extTrainer")}
-        os.environ.update({**folders, "nnUNet_extTrainer": env["nnUNet_extTrainer"]})
-        try:
-            models = [
-                parse_model(f"nnU-Net={STOCK[0]}:{STOCK[1]}"),
-                parse_model(f"CoMNeT={COMNET[0]}:{COMNET[1]}+corrdiff"),
-            ]
-            out = run_benchmark(
-                config.dataset_id,
-                models,
-                [0],
-                split="test",
-                output=benchmark_dir,
-                device=config.device,
-                use_mirroring=False,
-                overwrite=True,
-            )
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-        print((out / "benchmark.md").read_text())
-
-    def report() -> None:
-        from nnunet_diffrefine.report import load_case, write_report
-
-        refined = benchmark_dir / "predictions" / "CoMNeT_corrdiff" / "fold_0"
-        seg = sorted(refined.glob("*.nii.gz"))[0]
-        case = seg.name[: -len(".nii.gz")]
-        images = [raw / "imagesTs" / f"{case}_{c:04d}.nii.gz" for c in range(4)]
-        reference = raw / "labelsTs" / f"{case}.nii.gz"
-        outcome = write_report(
-            load_case(seg, images, reference=reference, case_id=case), report_dir, overwrite=True
-        )
-        print(f"report for {case}: {outcome.folder / 'report.md'} ({outcome.source})")
-
-    def trained(model: tuple[str, str], refiner: bool = False) -> bool:
-        fold = model_folder(model) / "fold_0"
-        done = (fold / "checkpoint_final.pth").is_file() and (fold / "validation" / "summary.json").is_file()
-        return done and (not refiner or (fold / "refiner_corrdiff" / "refiner_final.pth").is_file())
-
+def build_stages(config: DemoConfig) -> tuple[list[Stage], dict[str, Path]]:
+    """The demo's stages in order, and the places worth showing the user."""
+    paths = DemoPaths.of(config)
+    env = nnunet_environment(config, paths)
+    refiner_done = paths.model(MEDNEXT) / "fold_0" / f"refiner_{REFINER}" / "refiner_final.pth"
+    schedule = f"{config.epochs} x {config.iterations} iterations"
     stages = [
         Stage(
             "synth",
-            f"synthesize {config.num_train}+{config.num_test} phantoms at {config.shape}^3 into {raw}",
-            synth,
-            lambda: (raw / "dataset.json").is_file(),
+            f"synthesize {config.num_train}+{config.num_test} phantoms at {config.shape}^3 into {paths.raw}",
+            lambda: synthesize(config, paths),
+            lambda: (paths.raw / "dataset.json").is_file(),
         ),
         Stage(
             "plan_and_preprocess",
             "nnUNetv2_plan_and_preprocess --verify_dataset_integrity (3d_fullres)",
-            plan_and_preprocess,
-            preprocessed_complete,
+            lambda: plan_and_preprocess(config, env),
+            lambda: preprocessed_complete(paths),
         ),
         Stage(
             "plans",
             "small-CPU plans presets for stock nnU-Net and MedNeXt",
-            presets,
-            lambda: all((pre / f"{p}.json").is_file() for p in (STOCK[1], COMNET[1])),
+            lambda: write_presets(config, paths),
+            lambda: all((paths.preprocessed / f"{p}.json").is_file() for p in (STOCK[1], MEDNEXT[1])),
         ),
         Stage(
             "train_nnunet",
-            f"nnUNetv2_train fold 0 -tr {STOCK[0]} -p {STOCK[1]} ({config.epochs} x {config.iterations} iterations)",
-            train(STOCK, "train_nnunet"),
-            lambda: trained(STOCK),
+            f"nnUNetv2_train fold 0 -tr {STOCK[0]} -p {STOCK[1]} ({schedule})",
+            lambda: train_base(config, env, STOCK, "train_nnunet"),
+            lambda: base_trained(paths, STOCK),
         ),
         Stage(
-            "train_comnet",
-            f"nnUNetv2_train fold 0 -tr {COMNET[0]} -p {COMNET[1]} (MedNeXt, then CorrDiff "
-            f"{config.refiner_epochs} x {config.refiner_iterations})",
-            train(COMNET, "train_comnet"),
-            lambda: trained(COMNET, refiner=True),
+            "train_mednext",
+            f"nnUNetv2_train fold 0 -tr {MEDNEXT[0]} -p {MEDNEXT[1]} --npz ({schedule})",
+            lambda: train_base(config, env, MEDNEXT, "train_mednext"),
+            lambda: base_trained(paths, MEDNEXT),
+        ),
+        Stage(
+            "train_corrdiff",
+            f"CorrDiff on MedNeXt's out-of-fold probabilities ({config.refiner_settings().summary()})",
+            lambda: train_corrdiff(config, env),
+            refiner_done.is_file,
         ),
         Stage(
             "benchmark",
             "predict the test split, refine with CorrDiff, evaluate, table + CSV + PNG",
-            benchmark,
-            lambda: (benchmark_dir / "benchmark.md").is_file(),
+            lambda: benchmark(config, env, paths),
+            lambda: (paths.benchmark / "benchmark.md").is_file(),
         ),
         Stage(
             "report",
             "radiology-style report of one refined test case",
-            report,
-            lambda: (report_dir / "report.md").is_file(),
+            lambda: report(paths),
+            lambda: (paths.report / "report.md").is_file(),
         ),
     ]
     places = {
-        "raw dataset": raw,
-        "preprocessed": pre,
-        "stock nnU-Net": model_folder(STOCK),
-        "MedNeXt + CorrDiff": model_folder(COMNET),
-        "benchmark": benchmark_dir,
-        "report": report_dir,
-        **{k: Path(v) for k, v in folders.items()},
+        "raw dataset": paths.raw,
+        "preprocessed": paths.preprocessed,
+        "stock nnU-Net": paths.model(STOCK),
+        "MedNeXt + CorrDiff": paths.model(MEDNEXT),
+        "benchmark": paths.benchmark,
+        "report": paths.report,
+        **{k: Path(v) for k, v in paths.folders.items()},
     }
     return stages, places
 

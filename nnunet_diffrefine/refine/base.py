@@ -1,31 +1,47 @@
-"""The interface every refiner implements, and how refiners are saved next to the base checkpoint.
+"""The contract every refiner fulfils, and how a refiner is saved next to the base checkpoint.
 
 A refiner maps a prior to refined probabilities in the base model's preprocessed space::
 
-    refined = refiner.refine(prior, image)      # (C, Z, Y, X) probabilities, (I, Z, Y, X) image
+    refined, std = refiner.refine_with_uncertainty(prior, image, seed)   # (C, Z, Y, X) each
+    refined = refiner.refine(prior, image, seed)
 
-where ``C`` is the number of nnU-Net outputs (sigmoid region channels, or softmax classes with
-background) and ``I`` the number of input channels. ``fit`` trains it on out-of-fold cases;
-``save``/``load`` keep ``refiner.json`` (name, settings, the dataset it was trained for) and the
-weights in ``fold_N/refiner_<name>/``.
+where ``prior`` are the base model's probabilities ``(C, Z, Y, X)`` (``C`` nnU-Net outputs: sigmoid
+region channels, or softmax classes with background), ``image`` the preprocessed MRI ``(I, Z, Y, X)``
+and ``std`` the per-voxel standard deviation over ``settings.num_samples`` samples (0 for one sample
+or a deterministic refiner).
+
+A refiner subclass declares ``name``, its ``settings_class`` (:mod:`.settings`) and, when it has
+weights, builds them in :meth:`Refiner.build` (run under ``torch.manual_seed(settings.seed)``, so the
+seed controls the initialisation), returns them from :attr:`Refiner.network` and gives the training
+loop one batch of losses in :meth:`Refiner.training_losses`; :meth:`Refiner.fit` is the one training
+loop of :mod:`.training_loop`. ``uses_prior = False`` marks an unconditional ("scratch") refiner,
+whose output the framework never mixes with the prior. New refiners are registered through the
+``nnunet_diffrefine.refiners`` entry-point group (:mod:`.registry`).
+
+Saved in ``fold_N/refiner_<name>/``: ``refiner.json`` (name, settings, the dataset it was trained
+for, provenance) and ``refiner_final.pth`` (settings, weights and extra state such as values chosen
+on the validation cases).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from nnunet_diffrefine.errors import InputError
+from nnunet_diffrefine.refine.metrics import ValidationResult, validation_dice
+from nnunet_diffrefine.refine.settings import RefinerSettings
 from nnunet_diffrefine.utils.io import atomic_output_file, write_json
 
 CONFIG_FILE = "refiner.json"
 WEIGHTS_FILE = "refiner_final.pth"
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -75,117 +91,137 @@ class TrainingCase:
     target: np.ndarray
 
 
-@dataclass
-class RefinerSettings:
-    """Training settings shared by the refiners; each refiner documents which ones it uses."""
-
-    max_epochs: int = 50
-    iterations_per_epoch: int = 100
-    patience: int = 15
-    learning_rate: float = 1e-4
-    weight_decay: float = 1e-5
-    batch_size: int = 2
-    patch_size: tuple[int, ...] = (64, 64, 64)
-    grad_clip: float = 1.0
-    seed: int = 0
-    extra: dict = field(default_factory=dict)
-
-
 class Refiner(ABC):
     """Base class of every refiner (see the module docstring)."""
 
-    name: str = ""
+    name: ClassVar[str] = ""
+    settings_class: ClassVar[type[RefinerSettings]] = RefinerSettings
+    uses_prior: ClassVar[bool] = True
+    """False for unconditional refiners: their output replaces the prior instead of correcting it."""
 
-    def __init__(self, signature: DatasetSignature, device: str | torch.device = "cpu", **settings) -> None:
-        self.signature = signature
-        self.device = torch.device(device)
-        self.settings = dict(settings)
+    def __init__(
+        self,
+        signature: DatasetSignature,
+        settings: RefinerSettings | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        settings = self.settings_class() if settings is None else settings
+        if type(settings) is not self.settings_class:
+            raise InputError(
+                f"{self.name}: expected {self.settings_class.__name__}, got {type(settings).__name__}"
+            )
+        self.signature, self.settings, self.device = signature, settings, torch.device(device)
+        self.regions = signature.regions
+        self.check_settings()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(settings.seed)
+            self.build()
+
+    # --- what a refiner provides ----------------------------------------------------------------------
+    def check_settings(self) -> None:
+        """Refuse settings this refiner cannot work with (one clear :class:`InputError`)."""
+        patch, multiple = self.settings.patch_size, self.patch_multiple
+        if patch is not None and any(p % multiple for p in self.patch_axes(patch)):
+            raise InputError(f"{self.name}: the patch size {list(patch)} must be a multiple of {multiple}")
+        if not self.uses_prior and getattr(self.settings, "roi", False):
+            raise InputError(
+                f"{self.name}: an unconditional refiner cannot use roi (it never sees the prior)"
+            )
+
+    def build(self) -> None:  # noqa: B027 - refiners without weights build nothing
+        """Create the networks (called under ``torch.manual_seed(settings.seed)``)."""
+
+    @classmethod
+    def patch_multiple_of(cls, settings: RefinerSettings) -> int:
+        """Every patch side in :meth:`patch_axes` must be a multiple of this (the networks' downsampling)."""
+        return 1
 
     @property
     def patch_multiple(self) -> int:
-        """Every side of a training patch must be a multiple of this (the networks' total downsampling)."""
-        return 1
+        return self.patch_multiple_of(self.settings)
+
+    @staticmethod
+    def patch_axes(patch: tuple[int, ...]) -> tuple[int, ...]:
+        """The patch sides the networks downsample (all three; 2D refiners: the last two)."""
+        return tuple(patch)
+
+    @property
+    def network(self) -> torch.nn.Module | None:
+        """The trainable module (None: nothing to train)."""
+        return None
 
     @abstractmethod
+    def refine_with_uncertainty(
+        self, prior: np.ndarray, image: np.ndarray, seed: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Refined probabilities and their per-voxel standard deviation, both ``(C, Z, Y, X)`` float32."""
+
     def refine(self, prior: np.ndarray, image: np.ndarray, seed: int = 0) -> np.ndarray:
         """Refined probabilities ``(C, Z, Y, X)`` float32 from ``prior`` ``(C, Z, Y, X)`` and ``image``."""
+        return self.refine_with_uncertainty(prior, image, seed)[0]
+
+    def training_losses(self, cases: list[TrainingCase], rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """Losses of one training batch drawn from ``cases`` with ``rng``; ``"loss"`` is optimised."""
+        raise NotImplementedError(f"{self.name} has no weights to train")
+
+    def validate(self, cases: list[TrainingCase]) -> ValidationResult:
+        """Mean validation Dice of the refined masks and of the priors (case ``i`` sampled with seed ``i``)."""
+        return validation_dice(self.refine, cases, self.regions)
+
+    def apply_choices(self, choices: dict) -> None:  # noqa: B027 - only some refiners choose values
+        """Adopt values chosen on the validation cases (:attr:`ValidationResult.choices`)."""
+
+    def extra_state(self) -> dict:
+        """Values saved next to the weights (e.g. choices made on the validation cases)."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:  # noqa: B027
+        """Restore :meth:`extra_state`."""
 
     def fit(
-        self,
-        train: list[TrainingCase],
-        val: list[TrainingCase],
-        folder: Path,
-        settings: RefinerSettings,
-        log=print,
+        self, train: list[TrainingCase], val: list[TrainingCase], folder: str | os.PathLike, log=print
     ) -> dict:
-        """Train on out-of-fold cases; returns a history. Refiners without weights need no training."""
-        return {}
+        """Train with :func:`~nnunet_diffrefine.refine.training_loop.fit_refiner`; returns the history."""
+        from nnunet_diffrefine.refine.training_loop import fit_refiner
 
-    # --- persistence -------------------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        return {}
+        return fit_refiner(self, train, val, Path(folder), log=log)
 
-    def load_state_dict(self, state: dict) -> None:  # noqa: B027 - refiners without weights keep this
-        """Load weights saved by :meth:`state_dict` (nothing to load for weightless refiners)."""
+    # --- persistence ----------------------------------------------------------------------------------
+    def checkpoint(self) -> dict:
+        """Settings, weights and extra state (what ``refiner_final.pth`` holds)."""
+        net = self.network
+        return {
+            "refiner": self.name,
+            "settings": self.settings.to_dict(),
+            "state_dict": net.state_dict() if net is not None else {},
+            "extra_state": self.extra_state(),
+        }
+
+    def load_checkpoint(self, checkpoint: dict, where: str) -> None:
+        net = self.network
+        try:
+            if net is not None:
+                net.load_state_dict(checkpoint["state_dict"])
+            self.load_extra_state(checkpoint.get("extra_state", {}))
+        except (KeyError, RuntimeError) as e:
+            raise InputError(
+                f"{where}: the weights do not fit {self.name} with these settings ({e})"
+            ) from None
 
     def save(self, folder: str | os.PathLike, extra: dict | None = None) -> None:
+        """Write ``refiner_final.pth`` (when the refiner has weights) and ``refiner.json`` into ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        state = self.state_dict()
-        if state:
+        if self.network is not None:
             with atomic_output_file(folder / WEIGHTS_FILE) as tmp:
-                torch.save(state, tmp)
+                torch.save(self.checkpoint(), tmp)
         write_json(
             {
                 "refiner": self.name,
-                "settings": self.settings,
+                "format_version": FORMAT_VERSION,
+                "settings": self.settings.to_dict(),
                 "dataset": vars(self.signature),
                 **(extra or {}),
             },
             folder / CONFIG_FILE,
         )
-
-
-REGISTRY: dict[str, type[Refiner]] = {}
-
-
-def register(cls: type[Refiner]) -> type[Refiner]:
-    REGISTRY[cls.name] = cls
-    return cls
-
-
-def _import_builtin_refiners() -> None:
-    from nnunet_diffrefine.refine import corrdiff, ddpm, identity, medsegdiff  # noqa: F401 - registration side effect
-
-
-def check_refiner_name(name: str) -> None:
-    """An :class:`InputError` listing the available refiners when ``name`` is not one of them."""
-    _import_builtin_refiners()
-    if name not in REGISTRY:
-        raise InputError(f"unknown refiner {name!r}; available: {', '.join(sorted(REGISTRY))}")
-
-
-def create_refiner(name: str, signature: DatasetSignature, device: str = "cpu", **settings) -> Refiner:
-    check_refiner_name(name)
-    return REGISTRY[name](signature, device=device, **settings)
-
-
-def load_refiner(folder: str | os.PathLike, device: str = "cpu", overrides: dict | None = None) -> Refiner:
-    """Load a refiner saved by :meth:`Refiner.save` (``overrides`` change inference settings, e.g. steps)."""
-    folder = Path(folder)
-    config_file = folder / CONFIG_FILE
-    if not config_file.is_file():
-        raise InputError(f"{config_file} does not exist: no trained refiner in {folder}")
-    try:
-        config = json.loads(config_file.read_text())
-        signature = DatasetSignature(**config["dataset"])
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise InputError(f"{config_file} is not a refiner configuration: {e}") from None
-    settings = {**config.get("settings", {}), **(overrides or {})}
-    refiner = create_refiner(config["refiner"], signature, device=device, **settings)
-    weights = folder / WEIGHTS_FILE
-    if weights.is_file():
-        refiner.load_state_dict(torch.load(weights, map_location=refiner.device, weights_only=True))
-    elif refiner.state_dict():
-        raise InputError(f"{weights} does not exist: the refiner in {folder} was not trained to the end")
-    return refiner

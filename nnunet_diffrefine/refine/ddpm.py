@@ -6,7 +6,7 @@ diffused as ``2 Y0 - 1``; a 3D U-Net predicts the clean map (``x0``-parameterisa
 ``[I; Y_t]`` (unconditional, ``I + C`` channels) or ``[I; Y_t; C_prior]`` (conditioned, ``I + 2C``).
 Cosine schedule, ``T = 1000``. Loss (eq. 9): ``DiceCE(Y0^, y) + 0.1 * mean_x w(x) ||s(Y0^) - Y0||^2``
 with ``s`` the sigmoid (regions) or softmax (labels) and ``w = 3`` on class edges
-(:mod:`nnunet_diffrefine.refine.diffusion_losses`). Inference: the conditioned model noises the prior
+(:mod:`nnunet_diffrefine.losses.diffusion`). Inference: the conditioned model noises the prior
 to ``t' = start_fraction * T`` and runs a few DDIM steps down to 0; the scratch model samples from
 pure noise with second-order DPM-Solver++ (:mod:`nnunet_diffrefine.refine.sampling`).
 
@@ -43,123 +43,114 @@ The paper leaves these open; our choices:
   prediction (no mirroring); the scratch model samples the whole volume and took 514 s with 10 steps,
   more than the prediction, hence its default of 6 steps (see ``benchmarks/results/refine_cost.md``).
   ``inference_steps`` and ``num_samples`` raise the cost linearly.
-- **Optimisation** (:mod:`nnunet_diffrefine.refine.training_loop`): the caller's
-  :class:`RefinerSettings` (patch size, batch, AdamW learning rate and weight decay, clipping, epochs,
-  patience); the warm-up (``warmup_epochs`` = 10) + cosine schedule of Table 2;
-  :meth:`DDPMRefiner.paper_settings` gives Table 2's values (96³ patches, batch 2, 1e-4, 1e-5,
-  1000 epochs conditioned / 300 scratch, patience 150).
+- **Optimisation**: the shared loop (:mod:`nnunet_diffrefine.refine.training_loop`) with
+  :class:`DDPMSettings`, whose defaults are Table 2's: 96³ patches, batch 2, AdamW at 1e-4 with
+  weight decay 1e-5, 10 warm-up epochs from 1e-6 then a cosine to 1e-6, clipping 1.0, at most 1000
+  epochs (scratch: 300) with early stopping after 150.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from nnunet_diffrefine.errors import InputError
-from nnunet_diffrefine.refine.base import Refiner, RefinerSettings, TrainingCase, register
-from nnunet_diffrefine.refine.diffusion_losses import boundary_mse, dice_ce, output_probabilities
+from nnunet_diffrefine.losses.diffusion import boundary_mse, dice_ce, output_probabilities
+from nnunet_diffrefine.refine.base import Refiner
 from nnunet_diffrefine.refine.patches import sample_patches, sliding_window
-from nnunet_diffrefine.refine.roi import ROI_DEFAULTS, check_roi_setting, refine_in_roi
+from nnunet_diffrefine.refine.roi import refine_in_roi
 from nnunet_diffrefine.refine.sampling import ddim_sample, dpm_solver_sample, train_scheduler
-from nnunet_diffrefine.refine.training_loop import train_with_early_stopping, validation_dice
+from nnunet_diffrefine.refine.settings import ConditionedSettings, setting
 
 
-@register
+@dataclass(frozen=True)
+class DDPMSettings(ConditionedSettings):
+    """The conditioned 3D DDPM's settings (seed 000 Table 2; see the module docstring)."""
+
+    max_epochs: int = setting(1000)
+    patience: int = setting(150)
+    patch_size: tuple[int, int, int] | None = setting((96, 96, 96))
+    inference_steps: int = setting(5)
+    channels: tuple[int, ...] = setting((8, 16, 32, 32), "denoiser U-Net channels per level")
+    num_train_timesteps: int = setting(1000, "diffusion steps T", minimum=2)
+    schedule: str = setting(
+        "cosine", "noise schedule", choices=("cosine", "linear_beta", "scaled_linear_beta")
+    )
+    start_fraction: float = setting(
+        0.4, "conditioned sampling starts from the prior noised to this share of T", above=0, maximum=1
+    )
+    prior_noising: float = setting(
+        0.5, "share of training samples noised from the prior, as at inference", minimum=0, maximum=1
+    )
+    edge_weight: float = setting(3.0, "weight of class-edge voxels in the MSE term", minimum=1)
+    mse_weight: float = setting(0.1, "weight of the edge-weighted MSE term", minimum=0)
+
+    PRESETS = {"cpu": {"learning_rate": 2e-3}, "tiny": {"channels": (8, 16, 16)}}
+
+
+@dataclass(frozen=True)
+class DDPMScratchSettings(DDPMSettings):
+    """The unconditional baseline's settings (Table 2: 300 epochs)."""
+
+    max_epochs: int = setting(300)
+    inference_steps: int = setting(6)
+    prior_noising: float = setting(0.0)
+    roi: bool = setting(False)
+
+
 class DDPMRefiner(Refiner):
-    """Conditioned 3D DDPM refiner (see the module docstring).
-
-    Settings and defaults: ``channels`` [8, 16, 32, 32], ``num_train_timesteps`` 1000, ``schedule`` "cosine",
-    ``start_fraction`` 0.4, ``inference_steps`` 5 (DDIM), ``num_samples`` 1, ``prior_noising`` 0.5,
-    ``edge_weight`` 3.0, ``mse_weight`` 0.1, ``warmup_epochs`` 10, ``patch_size`` [64, 64, 64] (set by
-    ``fit`` to the training patch), ``roi`` True, ``roi_threshold`` 0.05, ``roi_margin`` 16 (scratch: ``roi``
-    False; :mod:`nnunet_diffrefine.refine.roi`).
-    """
+    """Seed 000's conditioned 3D DDPM: denoises the label map from the prior noised to t' = 0.4 T."""
 
     name = "ddpm"
-    conditioned = True
-    defaults: dict = {
-        "channels": [8, 16, 32, 32],
-        "num_train_timesteps": 1000,
-        "schedule": "cosine",
-        "start_fraction": 0.4,
-        "inference_steps": 5,
-        "num_samples": 1,
-        "prior_noising": 0.5,
-        "edge_weight": 3.0,
-        "mse_weight": 0.1,
-        "warmup_epochs": 10,
-        "patch_size": [64, 64, 64],
-        **ROI_DEFAULTS,
-    }
+    settings_class = DDPMSettings
 
-    def __init__(self, signature, device="cpu", **settings) -> None:
-        super().__init__(signature, device, **{**self.defaults, **settings})
-        check_roi_setting(self)
+    def build(self) -> None:
         from monai.networks.nets import DiffusionModelUNet
 
-        c = signature.num_outputs
-        channels = tuple(int(ch) for ch in self.settings["channels"])
-        self.regions = signature.regions
+        c, s = self.signature.num_outputs, self.settings
         self.net = DiffusionModelUNet(
             spatial_dims=3,
-            in_channels=signature.num_input_channels + (2 if self.conditioned else 1) * c,
+            in_channels=self.signature.num_input_channels + (2 if self.uses_prior else 1) * c,
             out_channels=c,
             num_res_blocks=1,
-            channels=channels,
-            attention_levels=(False,) * len(channels),
+            channels=s.channels,
+            attention_levels=(False,) * len(s.channels),
             norm_num_groups=8,
         ).to(self.device)
-        self.scheduler = train_scheduler(
-            int(self.settings["num_train_timesteps"]), self.settings["schedule"], "sample"
-        )
-
-    @classmethod
-    def paper_settings(cls) -> RefinerSettings:
-        """Seed 000 Table 2's optimisation settings for this refiner."""
-        return RefinerSettings(
-            max_epochs=1000 if cls.conditioned else 300,
-            patience=150,
-            learning_rate=1e-4,
-            weight_decay=1e-5,
-            batch_size=2,
-            patch_size=(96, 96, 96),
-            grad_clip=1.0,
-        )
+        self.scheduler = train_scheduler(s.num_train_timesteps, s.schedule, "sample")
 
     @property
-    def patch_multiple(self) -> int:
-        return 2 ** (len(self.settings["channels"]) - 1)
+    def network(self) -> torch.nn.Module:
+        return self.net
+
+    @classmethod
+    def patch_multiple_of(cls, settings: DDPMSettings) -> int:
+        return 2 ** (len(settings.channels) - 1)
 
     @property
     def start_timestep(self) -> int:
-        t = int(self.settings["num_train_timesteps"])
-        return int(min(max(round(float(self.settings["start_fraction"]) * t), 1), t - 1))
-
-    def state_dict(self) -> dict:
-        return self.net.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.net.load_state_dict(state)
+        t = self.settings.num_train_timesteps
+        return int(min(max(round(self.settings.start_fraction * t), 1), t - 1))
 
     # --- the denoiser --------------------------------------------------------------------------------
     def logits(
         self, image: torch.Tensor, y_t: torch.Tensor, prior: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor:
         """Clean-map logits ``(B, C, ...)`` from the image ``(B, I, ...)``, ``Y_t`` and the prior ``(B, C, ...)``."""
-        parts = [image, y_t] + ([2 * prior - 1] if self.conditioned else [])
+        parts = [image, y_t] + ([2 * prior - 1] if self.uses_prior else [])
         return self.net(torch.cat(parts, 1), t)
 
     def losses(
         self, image: torch.Tensor, prior: torch.Tensor, target: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Eq. (9) on a batch ``(B, ..., Z, Y, X)`` (see the module docstring for the prior-noised samples)."""
-        b, total = target.shape[0], int(self.settings["num_train_timesteps"])
+        s = self.settings
+        b, total = target.shape[0], s.num_train_timesteps
         source = 2 * target - 1
         t = torch.randint(0, total, (b,), device=self.device)
-        if self.conditioned and float(self.settings["prior_noising"]) > 0:
-            from_prior = torch.rand(b, device=self.device) < float(self.settings["prior_noising"])
+        if self.uses_prior and s.prior_noising > 0:
+            from_prior = torch.rand(b, device=self.device) < s.prior_noising
             t = torch.where(
                 from_prior, torch.randint(0, self.start_timestep + 1, (b,), device=self.device), t
             )
@@ -167,10 +158,12 @@ class DDPMRefiner(Refiner):
         y_t = self.scheduler.add_noise(source, torch.randn_like(source), t)
         logits = self.logits(image, y_t, prior, t)
         seg = dice_ce(logits, target, self.regions)
-        mse = boundary_mse(
-            output_probabilities(logits, self.regions), target, float(self.settings["edge_weight"])
-        )
-        return {"loss": seg + float(self.settings["mse_weight"]) * mse, "dice_ce": seg, "boundary_mse": mse}
+        mse = boundary_mse(output_probabilities(logits, self.regions), target, s.edge_weight)
+        return {"loss": seg + s.mse_weight * mse, "dice_ce": seg, "boundary_mse": mse}
+
+    def training_losses(self, cases, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        arrays = sample_patches(cases, rng, self.settings.batch_size, self.settings.patch_size, self.regions)
+        return self.losses(*[torch.from_numpy(a).to(self.device) for a in arrays])
 
     # --- inference -----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -183,11 +176,11 @@ class DDPMRefiner(Refiner):
         def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return 2 * output_probabilities(self.logits(image, x, prior, t), self.regions) - 1
 
-        steps, betas = int(self.settings["inference_steps"]), self.scheduler.betas
+        steps, betas = self.settings.inference_steps, self.scheduler.betas
         samples = []
-        for _ in range(int(self.settings["num_samples"])):
+        for _ in range(self.settings.num_samples):
             noise = torch.randn(prior.shape, generator=generator).to(self.device)
-            if self.conditioned:
+            if self.uses_prior:
                 t0 = self.start_timestep
                 start = self.scheduler.add_noise(2 * prior - 1, noise, torch.full((prior.shape[0],), t0))
                 x0 = ddim_sample(model, start, betas, t0, steps, "sample")
@@ -203,10 +196,11 @@ class DDPMRefiner(Refiner):
         self.net.eval()
         generator = torch.Generator().manual_seed(int(seed))
         inputs = np.concatenate([image, prior], 0).astype(np.float32)
-        roi = [int(p) for p in self.settings["patch_size"]]
-        out = sliding_window(inputs[None], roi, lambda w: self._sample_window(w, generator))[0].float()
+        out = sliding_window(
+            inputs[None], self.settings.patch_size, lambda w: self._sample_window(w, generator)
+        )[0]
         c = self.signature.num_outputs
-        return out[:c].clamp(0, 1).numpy(), out[c:].clamp_min(0).numpy()
+        return out[:c].float().clamp(0, 1).numpy(), out[c:].float().clamp_min(0).numpy()
 
     def refine_with_uncertainty(
         self, prior: np.ndarray, image: np.ndarray, seed: int = 0
@@ -222,45 +216,10 @@ class DDPMRefiner(Refiner):
             ("prior", "zero"),
         )
 
-    def refine(self, prior: np.ndarray, image: np.ndarray, seed: int = 0) -> np.ndarray:
-        return self.refine_with_uncertainty(prior, image, seed)[0]
 
-    # --- training ------------------------------------------------------------------------------------
-    def fit(
-        self,
-        train: list[TrainingCase],
-        val: list[TrainingCase],
-        folder: Path,
-        settings: RefinerSettings,
-        log=print,
-    ) -> dict:
-        multiple = self.patch_multiple
-        if any(int(p) % multiple for p in settings.patch_size):
-            raise InputError(
-                f"DDPM: the patch size {list(settings.patch_size)} must be a multiple of {multiple}"
-            )
-        self.settings["patch_size"] = [int(p) for p in settings.patch_size]
-
-        def batch_losses(rng: np.random.Generator) -> dict[str, torch.Tensor]:
-            arrays = sample_patches(train, rng, settings.batch_size, settings.patch_size)
-            return self.losses(*[torch.from_numpy(a).to(self.device) for a in arrays])
-
-        return train_with_early_stopping(
-            "DDPM" if self.conditioned else "DDPM (scratch)",
-            self.net,
-            batch_losses,
-            lambda: validation_dice(self.refine, val, self.regions),
-            folder,
-            settings,
-            int(self.settings["warmup_epochs"]),
-            log,
-        )
-
-
-@register
 class DDPMScratchRefiner(DDPMRefiner):
-    """The unconditional baseline: ``[I; Y_t]`` only, 6 DPM-Solver++(2M) steps from pure noise."""
+    """Seed 000's unconditional DDPM baseline: 6 DPM-Solver++(2M) steps from pure noise, no prior."""
 
     name = "ddpm_scratch"
-    conditioned = False
-    defaults = {**DDPMRefiner.defaults, "inference_steps": 6, "prior_noising": 0.0, "roi": False}
+    settings_class = DDPMScratchSettings
+    uses_prior = False

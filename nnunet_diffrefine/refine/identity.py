@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnunet_diffrefine.refine.base import Refiner, register
+from nnunet_diffrefine.refine.base import Refiner
 
 
-@register
 class IdentityRefiner(Refiner):
+    """Returns the prior unchanged: refining with it reproduces nnU-Net's own files exactly."""
+
     name = "identity"
 
-    def refine(self, prior: np.ndarray, image: np.ndarray, seed: int = 0) -> np.ndarray:
-        return np.asarray(prior, dtype=np.float32)
+    def refine_with_uncertainty(self, prior: np.ndarray, image: np.ndarray, seed: int = 0):
+        prior = np.asarray(prior, dtype=np.float32)
+        return prior, np.zeros_like(prior)

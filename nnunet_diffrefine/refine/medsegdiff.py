@@ -19,10 +19,10 @@ The paper leaves these open; our choices:
 - **Inputs**: the paper's ``x_t = [I; s_t; C]`` is split between the branches: ``s_t`` goes to the
   denoiser, ``[I; 2p - 1]`` (``[I]`` for scratch) to the highway. The highway's features are
   computed once per window and reused by every sampling step.
-- **Batch**: each of the ``batch_size`` cases drawn per iteration gives ``slices_per_case`` (16)
-  slices, so the refiner stage's batch of 2 is the paper's 32 slices.
+- **Batch**: ``batch_size`` slices per iteration (Table 2: 32), ``slices_per_case`` (16) from each of
+  ``batch_size / slices_per_case`` randomly drawn cases.
 - **DiceCE**: soft Dice (eq. 2, batch Dice over the slices) + BCE per region channel (softmax Dice over
-  the foreground + CE for label-based outputs), see :mod:`nnunet_diffrefine.refine.diffusion_losses`.
+  the foreground + CE for label-based outputs), see :mod:`nnunet_diffrefine.losses.diffusion`.
 - **Sampling**: ``inference_steps`` = 10 DPM-Solver++(2M) steps, every ``x0`` estimate clipped to
   [-1, 1] (MedSegDiff's ``clip_denoised``). The diffusion mask ``p_d = (s0 + 1) / 2`` (clipped to [0, 1];
   renormalised over the classes for softmax outputs, uniform where all are 0).
@@ -42,117 +42,126 @@ The paper leaves these open; our choices:
   :mod:`nnunet_diffrefine.refine.roi`) and 300 s scratch (every slice), against 346 s for Swin-UNETR's
   own prediction (no mirroring). The 2D net has 0.36 M convolution parameters, plus the FF-Parser maps
   (0.12 M for 64 x 64 slices, 0.47 M for 128 x 128).
-- **Optimisation** (:mod:`nnunet_diffrefine.refine.training_loop`): the caller's
-  :class:`RefinerSettings`; warm-up (``warmup_epochs`` = 10) + cosine; :meth:`MedSegDiffRefiner.paper_settings`
-  gives Table 2's (lr 4e-4, no weight decay, 300 epochs, patience 100, 128 x 128 slices).
+- **Optimisation**: the shared loop (:mod:`nnunet_diffrefine.refine.training_loop`) with
+  :class:`MedSegDiffSettings`, whose defaults are Table 2's: 128 x 128 slices, batch 32, AdamW at
+  4e-4 without weight decay, 10 warm-up epochs from 1e-6 then a cosine to 1e-6, clipping 1.0, at most
+  300 epochs with early stopping after 100.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from nnunet_diffrefine.errors import InputError
-from nnunet_diffrefine.refine.base import Refiner, RefinerSettings, TrainingCase, register
-from nnunet_diffrefine.refine.diffusion_losses import dice_ce, output_probabilities
+from nnunet_diffrefine.losses.diffusion import dice_ce, output_probabilities
+from nnunet_diffrefine.refine.base import Refiner
+from nnunet_diffrefine.refine.metrics import ValidationResult, masks, mean_dice
 from nnunet_diffrefine.refine.patches import sample_slices, sliding_window
-from nnunet_diffrefine.refine.roi import ROI_DEFAULTS, check_roi_setting, refine_in_roi
+from nnunet_diffrefine.refine.roi import refine_in_roi
 from nnunet_diffrefine.refine.sampling import dpm_solver_sample, train_scheduler
-from nnunet_diffrefine.refine.training_loop import masks, mean_dice, train_with_early_stopping
+from nnunet_diffrefine.refine.settings import ConditionedSettings, setting
 
 FUSION_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 DEFAULT_FUSION_WEIGHT = 0.5
-FUSION_KEY = "fusion_weight"  # saved with the network weights
 
 
-@register
-class MedSegDiffRefiner(Refiner):
-    """Conditioned MedSegDiff (see the module docstring).
+@dataclass(frozen=True)
+class MedSegDiffSettings(ConditionedSettings):
+    """Conditioned MedSegDiff's settings (seed 000 Table 2; see the module docstring)."""
 
-    Settings and defaults: ``channels`` [16, 32, 64], ``num_train_timesteps`` 1000, ``schedule`` "linear_beta",
-    ``inference_steps`` 10, ``num_samples`` 1, ``calibration_weight`` 10.0, ``fusion_weight`` "auto",
-    ``slices_per_case`` 16, ``slice_batch`` 32, ``warmup_epochs`` 10, ``patch_size`` [64, 64, 64] (its
-    last two entries are the slice size; ``fit`` sets it to the training patch), ``roi`` True,
-    ``roi_threshold`` 0.05, ``roi_margin`` 16 (scratch: ``roi`` False; :mod:`nnunet_diffrefine.refine.roi`).
-    """
+    max_epochs: int = setting(300)
+    patience: int = setting(100)
+    learning_rate: float = setting(4e-4)
+    weight_decay: float = setting(0.0)
+    batch_size: int = setting(32)
+    patch_size: tuple[int, int, int] | None = setting((1, 128, 128))
+    channels: tuple[int, ...] = setting((16, 32, 64), "U-Net channels per level (highway and denoiser)")
+    num_train_timesteps: int = setting(1000, "diffusion steps T", minimum=2)
+    schedule: str = setting(
+        "linear_beta", "noise schedule", choices=("cosine", "linear_beta", "scaled_linear_beta")
+    )
+    calibration_weight: float = setting(10.0, "weight of the highway's DiceCE in eq. (12)", minimum=0)
+    fusion_weight: float | str = setting(
+        "auto",
+        "weight of the diffusion map in the output: a number in [0, 1], or auto (chosen on validation)",
+        minimum=0,
+        maximum=1,
+        choices=("auto",),
+    )
+    slices_per_case: int = setting(16, "slices drawn from each case of a batch", minimum=1)
+    slice_batch: int = setting(32, "slice windows per network call at inference", minimum=1)
 
-    name = "medsegdiff"
-    conditioned = True
-    defaults: dict = {
-        "channels": [16, 32, 64],
-        "num_train_timesteps": 1000,
-        "schedule": "linear_beta",
-        "inference_steps": 10,
-        "num_samples": 1,
-        "calibration_weight": 10.0,
-        "fusion_weight": "auto",
-        "slices_per_case": 16,
-        "slice_batch": 32,
-        "warmup_epochs": 10,
-        "patch_size": [64, 64, 64],
-        **ROI_DEFAULTS,
+    PRESETS = {
+        "cpu": {"learning_rate": 2e-3, "batch_size": 16, "slices_per_case": 8},
+        "tiny": {"channels": (8, 16, 16), "batch_size": 8, "slices_per_case": 4},
     }
 
-    def __init__(self, signature, device="cpu", **settings) -> None:
-        super().__init__(signature, device, **{**self.defaults, **settings})
-        check_roi_setting(self)
-        self.regions = signature.regions
-        self.scheduler = train_scheduler(
-            int(self.settings["num_train_timesteps"]), self.settings["schedule"], "epsilon"
-        )
-        self.net = self._build_net()
-        self.learned_fusion_weight = DEFAULT_FUSION_WEIGHT
 
-    def _build_net(self):
+@dataclass(frozen=True)
+class MedSegDiffScratchSettings(MedSegDiffSettings):
+    """The unconditional baseline's settings (identical optimisation, Table 2)."""
+
+    roi: bool = setting(False)
+
+
+class MedSegDiffRefiner(Refiner):
+    """Seed 000's MedSegDiff on axial slices: a highway U-Net with FF-Parsers and a noise predictor, fused."""
+
+    name = "medsegdiff"
+    settings_class = MedSegDiffSettings
+
+    def check_settings(self) -> None:
+        super().check_settings()
+        s = self.settings
+        if s.batch_size % s.slices_per_case:
+            raise InputError(
+                f"{self.name}: batch_size {s.batch_size} (slices) must be a multiple of slices_per_case {s.slices_per_case}"
+            )
+        if s.patch_size is None:
+            raise InputError(f"{self.name}: patch_size must be given (its last two sides are the slice size)")
+
+    def build(self) -> None:
         from nnunet_diffrefine.networks.medsegdiff import MedSegDiffNet
 
-        size, multiple = self.slice_size, self.patch_multiple
-        if any(s % multiple for s in size):
-            raise InputError(
-                f"MedSegDiff: the slice size {list(size)} must be a multiple of {multiple} on each axis"
-            )
-        c = self.signature.num_outputs
-        cond_channels = self.signature.num_input_channels + (c if self.conditioned else 0)
-        return MedSegDiffNet(cond_channels, c, size, [int(ch) for ch in self.settings["channels"]]).to(
-            self.device
-        )
+        c, s = self.signature.num_outputs, self.settings
+        self.scheduler = train_scheduler(s.num_train_timesteps, s.schedule, "epsilon")
+        cond_channels = self.signature.num_input_channels + (c if self.uses_prior else 0)
+        self.net = MedSegDiffNet(cond_channels, c, self.slice_size, list(s.channels)).to(self.device)
+        self.learned_fusion_weight = DEFAULT_FUSION_WEIGHT
 
     @property
-    def patch_multiple(self) -> int:
-        """Of the slice sides (the first patch axis, slices per window, is free)."""
-        return 2 ** (len(self.settings["channels"]) - 1)
+    def network(self) -> torch.nn.Module:
+        return self.net
+
+    @classmethod
+    def patch_multiple_of(cls, settings: MedSegDiffSettings) -> int:
+        """Of the slice sides (the first patch axis is free)."""
+        return 2 ** (len(settings.channels) - 1)
+
+    @staticmethod
+    def patch_axes(patch: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(patch[-2:])
 
     @property
     def slice_size(self) -> tuple[int, int]:
-        return tuple(int(p) for p in self.settings["patch_size"][-2:])
+        return tuple(int(p) for p in self.settings.patch_size[-2:])
 
-    @classmethod
-    def paper_settings(cls) -> RefinerSettings:
-        """Seed 000 Table 2's optimisation settings (batch 2 cases x 16 slices = 32 slices)."""
-        return RefinerSettings(
-            max_epochs=300,
-            patience=100,
-            learning_rate=4e-4,
-            weight_decay=0.0,
-            batch_size=2,
-            patch_size=(1, 128, 128),
-            grad_clip=1.0,
-        )
+    def extra_state(self) -> dict:
+        return {"fusion_weight": float(self.learned_fusion_weight)}
 
-    def state_dict(self) -> dict:
-        return {**self.net.state_dict(), FUSION_KEY: torch.tensor(float(self.learned_fusion_weight))}
+    def load_extra_state(self, state: dict) -> None:
+        self.learned_fusion_weight = float(state.get("fusion_weight", DEFAULT_FUSION_WEIGHT))
 
-    def load_state_dict(self, state: dict) -> None:
-        state = dict(state)
-        self.learned_fusion_weight = float(state.pop(FUSION_KEY, DEFAULT_FUSION_WEIGHT))
-        self.net.load_state_dict(state)
+    def apply_choices(self, choices: dict) -> None:
+        self.learned_fusion_weight = float(choices.get("fusion_weight", DEFAULT_FUSION_WEIGHT))
 
     def condition(self, image: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
         """The highway's input ``(B, I [+ C], H, W)``."""
-        return torch.cat([image, 2 * prior - 1], 1) if self.conditioned else image
+        return torch.cat([image, 2 * prior - 1], 1) if self.uses_prior else image
 
     def losses(
         self, image: torch.Tensor, prior: torch.Tensor, target: torch.Tensor
@@ -160,22 +169,29 @@ class MedSegDiffRefiner(Refiner):
         """Eq. (12) on a batch of slices ``(N, ..., H, W)``."""
         s0 = 2 * target - 1
         noise = torch.randn_like(s0)
-        t = torch.randint(0, int(self.settings["num_train_timesteps"]), (s0.shape[0],), device=self.device)
+        t = torch.randint(0, self.settings.num_train_timesteps, (s0.shape[0],), device=self.device)
         eps, logits = self.net(self.scheduler.add_noise(s0, noise, t), t, self.condition(image, prior))
         l_noise = F.mse_loss(eps, noise)
         l_cal = dice_ce(logits, target, self.regions)
         return {
-            "loss": l_noise + float(self.settings["calibration_weight"]) * l_cal,
+            "loss": l_noise + self.settings.calibration_weight * l_cal,
             "noise": l_noise,
             "dice_ce": l_cal,
         }
+
+    def training_losses(self, cases, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        s = self.settings
+        arrays = sample_slices(
+            cases, rng, s.batch_size // s.slices_per_case, s.slices_per_case, self.slice_size, self.regions
+        )
+        return self.losses(*[torch.from_numpy(a).to(self.device) for a in arrays])
 
     # --- inference -----------------------------------------------------------------------------------
     @property
     def fusion_weight(self) -> float:
         """The weight of the diffusion map in the fused output: the ``fusion_weight`` setting when it is a
         number, else the one selected on the validation cases (0.5 before any training)."""
-        fixed = self.settings["fusion_weight"]
+        fixed = self.settings.fusion_weight
         return float(self.learned_fusion_weight if fixed == "auto" else fixed)
 
     @torch.no_grad()
@@ -190,10 +206,11 @@ class MedSegDiffRefiner(Refiner):
             return self.net.denoise(x, t, features)
 
         samples = []
-        for _ in range(int(self.settings["num_samples"])):
+        for _ in range(self.settings.num_samples):
             noise = torch.randn((window.shape[0], c, *window.shape[2:]), generator=generator).to(self.device)
-            steps = int(self.settings["inference_steps"])
-            s0 = dpm_solver_sample(model, noise, self.scheduler.betas, steps, "epsilon", clip=True)
+            s0 = dpm_solver_sample(
+                model, noise, self.scheduler.betas, self.settings.inference_steps, "epsilon", clip=True
+            )
             diffusion = ((s0 + 1) / 2).clamp(0, 1)
             if not self.regions:
                 diffusion = (diffusion + 1e-6) / (diffusion + 1e-6).sum(1, keepdim=True)  # all 0: uniform
@@ -220,10 +237,7 @@ class MedSegDiffRefiner(Refiner):
         generator = torch.Generator().manual_seed(int(seed))
         slices = np.concatenate([image, prior], 0).astype(np.float32).transpose(1, 0, 2, 3)  # (Z, ch, Y, X)
         out = sliding_window(
-            slices,
-            self.slice_size,
-            lambda w: self._sample_window(w, generator),
-            int(self.settings["slice_batch"]),
+            slices, self.slice_size, lambda w: self._sample_window(w, generator), self.settings.slice_batch
         )
         out = out.float().permute(1, 0, 2, 3).numpy()
         c = self.signature.num_outputs
@@ -238,12 +252,9 @@ class MedSegDiffRefiner(Refiner):
         fused = (1 - w) * calibration + w * diffusion
         return np.clip(fused, 0, 1).astype(np.float32), np.maximum(w * spread, 0).astype(np.float32)
 
-    def refine(self, prior: np.ndarray, image: np.ndarray, seed: int = 0) -> np.ndarray:
-        return self.refine_with_uncertainty(prior, image, seed)[0]
-
-    def validate(self, cases: list[TrainingCase]) -> tuple[float, float, dict]:
-        """(best mean Dice over the fusion weights, mean Dice of the priors, {"fusion_weight": best})."""
-        fixed = self.settings["fusion_weight"]
+    def validate(self, cases) -> ValidationResult:
+        """The best mean Dice over the fusion weights (or the fixed one), the priors' Dice, and the weight."""
+        fixed = self.settings.fusion_weight
         grid = FUSION_GRID if fixed == "auto" else (float(fixed),)
         scores = np.zeros((len(grid), len(cases)))
         priors = []
@@ -254,49 +265,14 @@ class MedSegDiffRefiner(Refiner):
             for j, w in enumerate(grid):
                 scores[j, i] = mean_dice(masks((1 - w) * calibration + w * diffusion, self.regions), target)
         best = int(np.argmax(scores.mean(1)))
-        return float(scores[best].mean()), float(np.mean(priors)), {"fusion_weight": grid[best]}
-
-    # --- training ------------------------------------------------------------------------------------
-    def fit(
-        self,
-        train: list[TrainingCase],
-        val: list[TrainingCase],
-        folder: Path,
-        settings: RefinerSettings,
-        log=print,
-    ) -> dict:
-        patch = [int(p) for p in settings.patch_size]
-        if tuple(patch[-2:]) != self.slice_size:  # the FF-Parser maps are made for the slice size
-            self.settings["patch_size"] = patch
-            self.net = self._build_net()
-        self.learned_fusion_weight = DEFAULT_FUSION_WEIGHT
-        self.settings["patch_size"] = patch
-
-        def batch_losses(rng: np.random.Generator) -> dict[str, torch.Tensor]:
-            arrays = sample_slices(
-                train, rng, settings.batch_size, int(self.settings["slices_per_case"]), self.slice_size
-            )
-            return self.losses(*[torch.from_numpy(a).to(self.device) for a in arrays])
-
-        history = train_with_early_stopping(
-            "MedSegDiff" if self.conditioned else "MedSegDiff (scratch)",
-            self.net,
-            batch_losses,
-            lambda: self.validate(val),
-            folder,
-            settings,
-            int(self.settings["warmup_epochs"]),
-            log,
+        return ValidationResult(
+            float(scores[best].mean()), float(np.mean(priors)), {"fusion_weight": grid[best]}
         )
-        choices = history.get("best_choices") or {}
-        self.learned_fusion_weight = float(choices.get("fusion_weight", DEFAULT_FUSION_WEIGHT))
-        return history
 
 
-@register
 class MedSegDiffScratchRefiner(MedSegDiffRefiner):
-    """The unconditional baseline: the highway sees the image slice only."""
+    """Seed 000's unconditional MedSegDiff baseline: the highway sees the image slice only."""
 
     name = "medsegdiff_scratch"
-    conditioned = False
-    defaults = {**MedSegDiffRefiner.defaults, "roi": False}
+    settings_class = MedSegDiffScratchSettings
+    uses_prior = False

@@ -1,8 +1,9 @@
 """Patches: random training crops from :class:`TrainingCase` arrays (3D patches and 2D axial slices),
 and the sliding window that tiles a volume (or a stack of slices) at inference.
 
-Both samplers centre two thirds of the crops on a voxel of the tumor (target) or of the prior
-(probability > 0.5) and take the rest uniformly; arrays smaller than the crop are zero-padded
+Both samplers centre two thirds of the crops on a voxel of the tumor (target) or of what the prior
+calls tumor (probability > 0.5; for label-based data, the background channel below 0.5) and take
+the rest uniformly; arrays smaller than the crop are zero-padded
 (centred); every crop is flipped at random along each of its spatial axes. Axial slices are the
 first spatial axis ``Z`` of nnU-Net's ``(C, Z, Y, X)`` arrays. The inference windows are MONAI's
 (``sliding_window_inference``: the training crop size, 25 % overlap, Gaussian blending, zero padding
@@ -21,20 +22,39 @@ from nnunet_diffrefine.refine.base import TrainingCase
 FOREGROUND_FRACTION = 2 / 3
 
 
-def _pad_to(arrays: list[np.ndarray], need: np.ndarray) -> list[np.ndarray]:
+def _pad_to(arrays: list[np.ndarray], need: np.ndarray, regions: bool) -> list[np.ndarray]:
+    """``[image, prior, target]`` zero-padded (centred) to at least ``need``; label-based priors and
+    targets get background (channel 0 = 1) in the padding, so it is never taken for tumor."""
     shape = np.array(arrays[0].shape[1:])
     pad = np.maximum(need - shape, 0)
     if not pad.any():
         return arrays
     widths = [(0, 0)] + [(int(p // 2), int(p - p // 2)) for p in pad]
-    return [np.pad(a, widths) for a in arrays]
+    out = [np.pad(a, widths) for a in arrays]
+    if not regions:
+        inside = tuple(slice(lo, lo + n) for (lo, _), n in zip(widths[1:], shape))
+        for a in out[1:]:
+            background = np.ones(a.shape[1:], a.dtype)
+            background[inside] = a[(0, *inside)]
+            a[0] = background
+    return out
 
 
-def _crop(arrays: list[np.ndarray], need: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+def foreground(prior: np.ndarray, target: np.ndarray, regions: bool) -> np.ndarray:
+    """``(Z, Y, X)`` (or ``(Y, X)``) mask of the tumor in ``target`` or in ``prior`` (``(C, ...)`` each):
+    any region channel above 0.5, or, label-based, the background channel (0) below 0.5."""
+    if regions:
+        return (target.max(0) > 0.5) | (prior.max(0) > 0.5)
+    return (target[0] < 0.5) | (prior[0] < 0.5)
+
+
+def _crop(
+    arrays: list[np.ndarray], need: np.ndarray, rng: np.random.Generator, regions: bool
+) -> list[np.ndarray]:
     """Crop ``need`` from the trailing spatial axes of every array (channel-first), fg-centred or uniform."""
     shape = np.array(arrays[0].shape[1:])
     if rng.random() < FOREGROUND_FRACTION:
-        fg = np.argwhere((arrays[2].max(0) > 0.5) | (arrays[1].max(0) > 0.5))
+        fg = np.argwhere(foreground(arrays[1], arrays[2], regions))
         center = fg[rng.integers(len(fg))] if len(fg) else rng.integers(0, shape)
         start = np.clip(center - need // 2, 0, shape - need)
     else:
@@ -52,14 +72,18 @@ def _stack(crops: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def sample_patches(
-    cases: list[TrainingCase], rng: np.random.Generator, batch_size: int, patch: Sequence[int]
+    cases: list[TrainingCase],
+    rng: np.random.Generator,
+    batch_size: int,
+    patch: Sequence[int],
+    regions: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``batch_size`` random 3D crops: ``(image (B, I, *patch), prior (B, C, *patch), target (B, C, *patch))``."""
     need = np.array([int(p) for p in patch])
     crops = []
     for _ in range(batch_size):
         case = cases[rng.integers(len(cases))]
-        crops.append(_crop(_pad_to([case.image, case.prior, case.target], need), need, rng))
+        crops.append(_crop(_pad_to([case.image, case.prior, case.target], need, regions), need, rng, regions))
     return _stack(crops)
 
 
@@ -69,6 +93,7 @@ def sample_slices(
     num_cases: int,
     slices_per_case: int,
     size: Sequence[int],
+    regions: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``num_cases * slices_per_case`` random axial crops of ``size`` (H, W): ``(image (N, I, H, W), prior, target)``.
 
@@ -79,14 +104,14 @@ def sample_slices(
     crops = []
     for _ in range(num_cases):
         case = cases[rng.integers(len(cases))]
-        arrays = _pad_to([case.image, case.prior, case.target], np.array([1, *need]))
-        fg_slices = np.flatnonzero(((arrays[2].max(0) > 0.5) | (arrays[1].max(0) > 0.5)).any((1, 2)))
+        arrays = _pad_to([case.image, case.prior, case.target], np.array([1, *need]), regions)
+        fg_slices = np.flatnonzero(foreground(arrays[1], arrays[2], regions).any((1, 2)))
         for _ in range(slices_per_case):
             if len(fg_slices) and rng.random() < FOREGROUND_FRACTION:
                 z = int(fg_slices[rng.integers(len(fg_slices))])
             else:
                 z = int(rng.integers(arrays[0].shape[1]))
-            crops.append(_crop([a[:, z] for a in arrays], need, rng))
+            crops.append(_crop([a[:, z] for a in arrays], need, rng, regions))
     return _stack(crops)
 
 

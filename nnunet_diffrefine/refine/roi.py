@@ -19,8 +19,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-ROI_DEFAULTS = {"roi": True, "roi_threshold": 0.05, "roi_margin": 16}
-
 
 def foreground_probability(prior: np.ndarray, regions: bool) -> np.ndarray:
     """``(Z, Y, X)`` probability of any tumor from the prior ``(C, Z, Y, X)``."""
@@ -50,18 +48,19 @@ def refine_in_roi(
     prior: np.ndarray,
     image: np.ndarray,
     regions: bool,
-    settings: dict,
+    settings,
     outside: Sequence[str],
 ) -> tuple[np.ndarray, ...]:
     """Run ``refine(prior, image)`` (returning ``(C, Z, Y, X)`` arrays) on the region of interest only.
 
-    ``outside`` says what each output holds outside the region: ``"prior"`` or ``"zero"``. With
-    ``settings["roi"]`` false the whole volume is refined.
+    ``settings``: the refiner's (``roi``, ``roi_threshold``, ``roi_margin``, ``patch_size``); ``outside``
+    says what each output holds outside the region: ``"prior"`` or ``"zero"``. Without ``roi`` (or
+    with it false) the whole volume is refined.
     """
-    if not settings.get("roi", False):
+    if not getattr(settings, "roi", False):
         return refine(prior, image)
     box = roi_box(
-        prior, regions, settings["patch_size"], float(settings["roi_threshold"]), int(settings["roi_margin"])
+        prior, regions, settings.patch_size or prior.shape[1:], settings.roi_threshold, settings.roi_margin
     )
     full_box = box is not None and all(s.stop - s.start == n for s, n in zip(box, prior.shape[1:]))
     if full_box:
@@ -75,11 +74,3 @@ def refine_in_roi(
     for full, part in zip(filled, inner):
         full[(slice(None), *box)] = part
     return tuple(filled)
-
-
-def check_roi_setting(refiner) -> None:
-    """An unconditional refiner must not look at the prior, not even for its region of interest."""
-    from nnunet_diffrefine.errors import InputError
-
-    if refiner.settings.get("roi") and not getattr(refiner, "conditioned", True):
-        raise InputError(f"{refiner.name}: an unconditional refiner cannot use roi (it never sees the prior)")

@@ -2,131 +2,228 @@
 
 For every case: the raw images go through the base model's own preprocessing, the exported
 probabilities (``CASE.npz``, original image grid) are moved into the same preprocessed grid, each
-fold's refiner refines them and the results are averaged (as nnU-Net averages folds). The change the
-refiners made is moved back to the original grid and added to the exported probabilities, so an
-identity refiner reproduces nnU-Net's files exactly. Outputs, in nnU-Net's formats: ``CASE.npz``
-(``probabilities``), ``CASE.pkl`` (the properties), ``CASE<file_ending>`` (segmentation after
-postprocessing), plus ``dataset.json``, ``plans.json``, ``postprocessing.json`` and
-``refine_args.json`` and ``timings.json`` (seconds and peak memory per case, preprocessing and
-refinement, not the export), so nnUNetv2_ensemble, nnUNetv2_evaluate_folder and
-nnUNetv2_apply_postprocessing accept the folder.
+fold's refiner refines them and the results are averaged (as nnU-Net averages folds). For a
+conditioned refiner the change it made is moved back to the original grid and added to the exported
+probabilities, so an identity refiner reproduces nnU-Net's files exactly; an unconditional (scratch)
+refiner's output is moved back as it is (background outside nnU-Net's crop box), so nothing of the
+prior reaches it. Outputs, in nnU-Net's formats (:mod:`.case_io`), plus ``dataset.json``,
+``plans.json``, ``postprocessing.json``, ``refine_args.json`` (everything this run used, including how
+the priors and the refiners' training priors were predicted, :mod:`.priors`) and ``timings.json``
+(seconds and peak memory per case, preprocessing and refinement, not the export), so
+nnUNetv2_ensemble, nnUNetv2_evaluate_folder and nnUNetv2_apply_postprocessing accept the folder.
 
-With several samples per case (``--num-samples`` > 1) a refiner that can measure it also writes
-``uncertainty/CASE.npz`` (key ``std``, ``(C, z, y, x)`` on the original grid: each fold's per-voxel
-standard deviation over its samples, averaged over the folds; a subfolder, so nnU-Net's own tools
-never take it for a case).
+With several samples per case (``num_samples`` > 1) ``uncertainty/CASE.npz`` holds each fold's
+per-voxel standard deviation over its samples, averaged over the folds, on the original grid (a
+subfolder, so nnU-Net's own tools never take it for a case).
 
-Every input case of this part is checked before anything is written; finished cases are skipped
-on a re-run (resume); ``num_parts``/``part_id`` split the cases across processes or machines.
+Every input case of this part is checked before anything is written; finished cases are skipped on
+a re-run (resume); ``num_parts``/``part_id`` split the cases across processes or machines.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
+import sys
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from nnunet_diffrefine.benchmark.resources import measure
 from nnunet_diffrefine.errors import InputError
-from nnunet_diffrefine.refine.base import DatasetSignature, Refiner, load_refiner
+from nnunet_diffrefine.refine.base import DatasetSignature, Refiner
+from nnunet_diffrefine.refine.case_io import check_inputs, output_files, write_case
 from nnunet_diffrefine.refine.postprocess import PostprocessConfig, postprocess_segmentation
+from nnunet_diffrefine.refine.priors import PriorPrediction, read_prior_prediction
+from nnunet_diffrefine.refine.registry import load_refiner, read_refiner_config
 from nnunet_diffrefine.refine.spaces import original_to_preprocessed, preprocessed_to_original
-from nnunet_diffrefine.utils.io import OutputExistsError, atomic_output_file, write_json
+from nnunet_diffrefine.utils.io import OutputExistsError, write_json
+from nnunet_diffrefine.utils.resources import measure
 
 ARGS_FILE = "refine_args.json"
-UNCERTAINTY_FOLDER = "uncertainty"
+TIMINGS_FILE = "timings.json"
 
 
-def model_folder_for(dataset: str | int, trainer: str, plans: str, configuration: str) -> Path:
-    """``nnUNet_results/DatasetXXX_NAME/TRAINER__PLANS__CONFIGURATION`` (dataset by id or name)."""
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+@dataclass
+class ModelContext:
+    """A trained nnU-Net model folder and what nnU-Net builds from its plans and dataset.json."""
 
-    results = os.environ.get("nnUNet_results")
-    if not results:
-        raise InputError("nnUNet_results is not set (see 'nnunet-diffrefine env')")
-    try:
-        name = maybe_convert_to_dataset_name(dataset)
-    except RuntimeError as e:
-        raise InputError(str(e)) from None
-    folder = Path(results) / name / f"{trainer}__{plans}__{configuration}"
-    if not folder.is_dir():
-        raise InputError(f"{folder} does not exist: train the model first")
-    return folder
+    folder: Path
+    plans_manager: object
+    configuration_manager: object
+    label_manager: object
+    dataset_json: dict
+    signature: DatasetSignature
+
+    @property
+    def file_ending(self) -> str:
+        return self.dataset_json["file_ending"]
 
 
-def find_refiner_folder(fold_folder: Path, name: str | None) -> Path:
-    """``fold_N/refiner_<name>``; with ``name`` None, the only refiner the fold has."""
+def load_model_context(model_folder: str | os.PathLike) -> ModelContext:
+    """The plans, configuration and labels of ``nnUNet_results/DatasetXXX/TRAINER__PLANS__CONFIGURATION``."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    model_folder = Path(model_folder)
+    for name in ("plans.json", "dataset.json"):
+        if not (model_folder / name).is_file():
+            raise InputError(
+                f"{model_folder / name} does not exist: is {model_folder} a trained nnU-Net model?"
+            )
+    plans_manager = PlansManager(json.loads((model_folder / "plans.json").read_text()))
+    dataset_json = json.loads((model_folder / "dataset.json").read_text())
+    configuration_manager = plans_manager.get_configuration(model_folder.name.split("__")[-1])
+    return ModelContext(
+        model_folder,
+        plans_manager,
+        configuration_manager,
+        plans_manager.get_label_manager(dataset_json),
+        dataset_json,
+        DatasetSignature.from_dataset_json(plans_manager.dataset_name, dataset_json),
+    )
+
+
+def find_refiner_folder(fold_folder: Path, name: str | None) -> Path | None:
+    """``fold_N/refiner_<name>``; with ``name`` None, the only refiner the fold has (None: not found)."""
     if name:
         folder = fold_folder / f"refiner_{name}"
-        if not folder.is_dir():
-            raise InputError(f"{folder} does not exist: no '{name}' refiner was trained for this fold")
-        return folder
+        return folder if folder.is_dir() else None
     found = sorted(p for p in fold_folder.glob("refiner_*") if p.is_dir())
-    if len(found) != 1:
-        what = ", ".join(p.name[len("refiner_") :] for p in found) or "none"
-        raise InputError(f"{fold_folder}: choose a refiner with --refiner (found: {what})")
-    return found[0]
+    if len(found) > 1:
+        names = ", ".join(p.name[len("refiner_") :] for p in found)
+        raise InputError(f"{fold_folder}: choose a refiner with --refiner (found: {names})")
+    return found[0] if found else None
+
+
+def load_fold_refiners(
+    context: ModelContext, folds: list[int], name: str | None, device: str, overrides: dict | None
+) -> tuple[list[Refiner], list[dict]]:
+    """Each fold's refiner and its ``refiner.json``; one error naming every fold that has none."""
+    folders = {f: find_refiner_folder(context.folder / f"fold_{f}", name) for f in folds}
+    missing = [f for f, folder in folders.items() if folder is None]
+    if missing:
+        what = f"a '{name}' refiner" if name else "a refiner"
+        raise InputError(
+            f"{context.folder}: fold(s) {', '.join(map(str, missing))} have no trained {what} "
+            f"(train it with 'nnunet-diffrefine train-refiner', or pass -f with the folds that have one)"
+        )
+    refiners, configs = [], []
+    for folder in folders.values():
+        refiner = load_refiner(folder, device=device, overrides=overrides)
+        refiner.signature.check_matches(context.signature, str(folder))
+        refiners.append(refiner)
+        configs.append(read_refiner_config(folder))
+    if len({r.name for r in refiners}) > 1:
+        raise InputError(
+            f"the folds hold different refiners ({', '.join(r.name for r in refiners)}): pass --refiner"
+        )
+    return refiners, configs
+
+
+def prior_mismatch(configs: list[dict], priors: PriorPrediction) -> list[str]:
+    """How the priors differ from those each refiner was trained on (one entry per difference)."""
+    out: list[str] = []
+    for config in configs:
+        if config.get("training_priors"):
+            for difference in PriorPrediction(**config["training_priors"]).differences(priors):
+                if difference not in out:
+                    out.append(difference)
+    return out
 
 
 def _case_seed(case: str) -> int:
     return zlib.crc32(case.encode())
 
 
-def _refine_case(
+def refine_preprocessed(
     refiners: list[Refiner], prior: np.ndarray, image: np.ndarray, seed: int, with_spread: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The folds' mean refined probabilities ``(C, Z, Y, X)`` and, with ``with_spread``, the mean over the
     folds of each one's per-voxel standard deviation over its samples (else None)."""
-    if not with_spread:
-        return np.mean([r.refine(prior, image, seed=seed) for r in refiners], axis=0), None
     pairs = [r.refine_with_uncertainty(prior, image, seed=seed) for r in refiners]
-    return np.mean([p[0] for p in pairs], axis=0), np.mean([p[1] for p in pairs], axis=0)
+    mean = np.mean([p[0] for p in pairs], axis=0)
+    return mean, (np.mean([p[1] for p in pairs], axis=0) if with_spread else None)
 
 
-def _check_inputs(
-    cases: list[str],
-    input_folder: Path,
-    images_folder: Path,
-    file_ending: str,
-    num_inputs: int,
-    num_outputs: int,
-) -> list[str]:
-    """One message per problem found in the inputs of ``cases`` (nothing is written before they pass)."""
-    problems = []
-    for case in cases:
-        npz, pkl = input_folder / f"{case}.npz", input_folder / f"{case}.pkl"
-        if not pkl.is_file():
-            problems.append(f"{pkl}: missing (run nnUNetv2_predict with --save_probabilities)")
-        try:
-            with np.load(npz) as f:
-                if "probabilities" not in f:
-                    problems.append(f"{npz}: no 'probabilities' array")
-                    continue
-                probs = f["probabilities"]
-        except (OSError, ValueError, EOFError) as e:
-            problems.append(f"{npz}: unreadable ({e})")
-            continue
-        if probs.ndim != 4:
-            problems.append(f"{npz}: probabilities have shape {probs.shape}, expected (C, Z, Y, X)")
-        elif probs.shape[0] != num_outputs:
-            problems.append(f"{npz}: {probs.shape[0]} probability channels, the model has {num_outputs}")
-        elif not np.isfinite(probs).all():
-            problems.append(f"{npz}: probabilities contain NaN or infinite values")
-        elif probs.min() < -1e-4 or probs.max() > 1 + 1e-4:
-            problems.append(
-                f"{npz}: values outside [0, 1] ({probs.min():.3g} .. {probs.max():.3g}): not probabilities"
+def to_original_grid(
+    context: ModelContext,
+    prior: np.ndarray,
+    prior_pre: np.ndarray,
+    refined_pre: np.ndarray,
+    properties: dict,
+    uses_prior: bool,
+) -> np.ndarray:
+    """Refined probabilities on the original grid: the prior plus the refiners' change (conditioned), or
+    the refined map alone (unconditional), with background outside nnU-Net's crop box."""
+    pm, cm = context.plans_manager, context.configuration_manager
+    if uses_prior:
+        change = preprocessed_to_original(refined_pre - prior_pre, properties, pm, cm)
+        probabilities = np.clip(prior + change, 0.0, 1.0)
+    else:
+        outside = np.zeros(refined_pre.shape[0], np.float32)
+        if not context.label_manager.has_regions:
+            outside[0] = 1.0
+        probabilities = np.clip(preprocessed_to_original(refined_pre, properties, pm, cm, outside), 0.0, 1.0)
+    if not context.label_manager.has_regions:
+        probabilities /= np.maximum(probabilities.sum(0, keepdims=True), 1e-8)
+    return probabilities.astype(np.float32)
+
+
+def _refine_one(context, refiners, preprocessor, files, prior_file: Path, with_spread: bool):
+    """One case: ``(probabilities, spread or None)`` on the original grid."""
+    pm, cm = context.plans_manager, context.configuration_manager
+    data, _, properties = preprocessor.run_case(files, None, pm, cm, context.dataset_json)
+    prior = np.load(prior_file)["probabilities"].astype(np.float32)
+    try:
+        prior_pre = original_to_preprocessed(prior, properties, pm, cm, data.shape[1:])
+    except ValueError as e:
+        raise InputError(f"{prior_file}: {e}") from None
+    seed = _case_seed(prior_file.name[: -len(".npz")])
+    refined, spread = refine_preprocessed(refiners, prior_pre, data, seed, with_spread)
+    probabilities = to_original_grid(context, prior, prior_pre, refined, properties, refiners[0].uses_prior)
+    if spread is not None:
+        spread = preprocessed_to_original(spread, properties, pm, cm)
+    return probabilities, spread
+
+
+def _prepare_output(
+    output_folder: Path, input_folder: Path, context: ModelContext, args: dict, overwrite: bool
+):
+    args_file = output_folder / ARGS_FILE
+    if args_file.is_file() and not overwrite:
+        previous = json.loads(args_file.read_text())
+        if {k: previous.get(k) for k in args} != json.loads(json.dumps(args)):
+            raise OutputExistsError(
+                f"{output_folder} holds a refinement with other settings; pass --overwrite or another -o"
             )
-        for c in range(num_inputs):
-            image = images_folder / f"{case}_{c:04d}{file_ending}"
-            if not image.is_file():
-                problems.append(f"{image}: missing image channel {c} of case {case}")
-    return problems
+    output_folder.mkdir(parents=True, exist_ok=True)
+    write_json(args, args_file)
+    write_json(args["postprocessing"], output_folder / "postprocessing.json")
+    for name in ("dataset.json", "plans.json"):
+        source = input_folder / name if (input_folder / name).is_file() else context.folder / name
+        shutil.copyfile(source, output_folder / name)
+
+
+def _input_cases(input_folder: Path, images_folder: Path, num_parts: int, part_id: int) -> list[str]:
+    for folder, what in ((input_folder, "prediction"), (images_folder, "images")):
+        if not folder.is_dir():
+            raise InputError(f"{folder}: the {what} folder does not exist")
+    if not 0 <= part_id < num_parts:
+        raise InputError(f"--part_id must be in [0, {num_parts - 1}], got {part_id}")
+    cases = sorted(p.name[: -len(".npz")] for p in input_folder.glob("*.npz"))
+    if not cases:
+        raise InputError(
+            f"{input_folder}: no CASE.npz files (run nnUNetv2_predict with --save_probabilities)"
+        )
+    return cases[part_id::num_parts]
+
+
+def _warn(message: str) -> None:
+    print(f"nnunet-diffrefine refine: warning: {message}", file=sys.stderr)
 
 
 def refine_folder(
@@ -143,138 +240,108 @@ def refine_folder(
     overrides: dict | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    prior_mirroring: bool | None = None,
+    prior_folds: int | None = None,
+    warn: Callable[[str], None] = _warn,
 ) -> Path:
-    """Refine the predictions in ``input_folder`` into ``output_folder`` (see the module docstring)."""
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    """Refine the predictions in ``input_folder`` into ``output_folder`` (see the module docstring).
 
+    ``prior_mirroring`` / ``prior_folds`` state how the priors were predicted where the folder does not
+    record it (:func:`~nnunet_diffrefine.refine.priors.read_prior_prediction`); ``warn`` receives each
+    difference from the refiners' training priors."""
     postprocess = postprocess or PostprocessConfig()
-    input_folder, output_folder = Path(input_folder), Path(output_folder)
-    model_folder, images_folder = Path(model_folder), Path(images_folder)
-    if not input_folder.is_dir():
-        raise InputError(f"{input_folder}: the prediction folder does not exist")
-    if not images_folder.is_dir():
-        raise InputError(f"{images_folder}: the images folder does not exist")
+    input_folder, output_folder, images_folder = Path(input_folder), Path(output_folder), Path(images_folder)
     if input_folder.resolve() == output_folder.resolve():
         raise InputError("the output folder must differ from the input folder")
-    if not 0 <= part_id < num_parts:
-        raise InputError(f"--part_id must be in [0, {num_parts - 1}], got {part_id}")
-    for name in ("plans.json", "dataset.json"):
-        if not (model_folder / name).is_file():
-            raise InputError(
-                f"{model_folder / name} does not exist: is {model_folder} a trained nnU-Net model?"
-            )
-    plans = json.loads((model_folder / "plans.json").read_text())
-    dataset_json = json.loads((model_folder / "dataset.json").read_text())
-    configuration = model_folder.name.split("__")[-1]
-    plans_manager = PlansManager(plans)
-    configuration_manager = plans_manager.get_configuration(configuration)
-    label_manager = plans_manager.get_label_manager(dataset_json)
-    signature = DatasetSignature.from_dataset_json(plans_manager.dataset_name, dataset_json)
-    file_ending = dataset_json["file_ending"]
-
-    refiners: list[Refiner] = []
-    for fold in folds:
-        folder = find_refiner_folder(model_folder / f"fold_{fold}", refiner)
-        r = load_refiner(folder, device=device, overrides=overrides)
-        r.signature.check_matches(signature, str(folder))
-        refiners.append(r)
-
-    all_cases = sorted(p.name[: -len(".npz")] for p in input_folder.glob("*.npz"))
-    if not all_cases:
-        raise InputError(
-            f"{input_folder}: no CASE.npz files (run nnUNetv2_predict with --save_probabilities)"
-        )
-    cases = all_cases[part_id::num_parts]
-    problems = _check_inputs(
-        cases, input_folder, images_folder, file_ending, signature.num_input_channels, signature.num_outputs
+    cases = _input_cases(input_folder, images_folder, num_parts, part_id)
+    context = load_model_context(model_folder)
+    refiners, configs = load_fold_refiners(context, folds, refiner, device, overrides)
+    problems = check_inputs(
+        cases,
+        input_folder,
+        images_folder,
+        context.file_ending,
+        context.signature.num_input_channels,
+        context.signature.num_outputs,
     )
     if problems:
-        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise InputError("; ".join(problems[:5]) + more)
-
+        raise InputError(
+            "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
+        )
+    priors = read_prior_prediction(input_folder, len(folds), prior_mirroring, prior_folds)
+    mismatch = prior_mismatch(configs, priors)
+    for difference in mismatch:
+        warn(f"the refiners were trained on other priors than these: {difference} ({priors.source})")
     args = {
         "input_folder": str(input_folder.resolve()),
-        "model_folder": str(model_folder.resolve()),
+        "model_folder": str(context.folder.resolve()),
         "folds": folds,
         "refiner": refiners[0].name,
-        "settings": refiners[0].settings,
+        "settings": refiners[0].settings.to_dict(),
         "postprocessing": postprocess.to_json(),
+        "prior_prediction": priors.to_json(),
+        "refiner_training_priors": [c.get("training_priors") for c in configs],
+        "prior_mismatch": mismatch,
     }
-    args_file = output_folder / ARGS_FILE
-    if args_file.is_file() and not overwrite:
-        previous = json.loads(args_file.read_text())
-        if {k: previous.get(k) for k in args} != json.loads(json.dumps(args)):
-            raise OutputExistsError(
-                f"{output_folder} holds a refinement with other settings; pass --overwrite or another -o"
-            )
-    output_folder.mkdir(parents=True, exist_ok=True)
-    write_json(args, args_file)
-    write_json(postprocess.to_json(), output_folder / "postprocessing.json")
-    for name in ("dataset.json", "plans.json"):
-        source = input_folder / name if (input_folder / name).is_file() else model_folder / name
-        shutil.copyfile(source, output_folder / name)
-
-    with_spread = all(int(r.settings.get("num_samples", 1)) > 1 for r in refiners) and all(
-        hasattr(r, "refine_with_uncertainty") for r in refiners
+    _prepare_output(output_folder, input_folder, context, args, overwrite)
+    _refine_cases(
+        context,
+        refiners,
+        cases,
+        input_folder,
+        output_folder,
+        images_folder,
+        postprocess,
+        device,
+        overwrite,
+        progress,
     )
-    timings_file = output_folder / "timings.json"
+    return output_folder
+
+
+def _refine_cases(
+    context,
+    refiners,
+    cases,
+    input_folder,
+    output_folder,
+    images_folder,
+    postprocess,
+    device,
+    overwrite,
+    progress,
+):
+    """Refine, post-process and write every case that is not finished yet (``timings.json`` per case)."""
+    with_spread = refiners[0].settings.num_samples > 1
+    timings_file = output_folder / TIMINGS_FILE
     timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
-    preprocessor = configuration_manager.preprocessor_class(verbose=False)
-    writer = plans_manager.image_reader_writer_class()
-
-    def finished(case: str) -> bool:
-        files = [output_folder / f"{case}{e}" for e in (".npz", ".pkl", file_ending)]
-        if with_spread:
-            files.append(output_folder / UNCERTAINTY_FOLDER / f"{case}.npz")
-        return all(f.is_file() for f in files)
-
-    todo = [c for c in cases if overwrite or not finished(c)]
+    preprocessor = context.configuration_manager.preprocessor_class(verbose=False)
+    writer = context.plans_manager.image_reader_writer_class()
+    n_in, ending = context.signature.num_input_channels, context.file_ending
+    todo = [
+        c
+        for c in cases
+        if overwrite or not all(f.is_file() for f in output_files(output_folder, c, ending, with_spread))
+    ]
     for case in tqdm(
-        todo, desc=f"refining ({refiners[0].name}, {len(folds)} fold(s))", unit="case", disable=not progress
+        todo,
+        desc=f"refining ({refiners[0].name}, {len(refiners)} fold(s))",
+        unit="case",
+        disable=not progress,
     ):
+        files = [str(images_folder / f"{case}_{c:04d}{ending}") for c in range(n_in)]
         with measure(device) as cost:
-            files = [
-                str(images_folder / f"{case}_{c:04d}{file_ending}")
-                for c in range(signature.num_input_channels)
-            ]
-            data, _, properties = preprocessor.run_case(
-                files, None, plans_manager, configuration_manager, dataset_json
+            probabilities, spread = _refine_one(
+                context, refiners, preprocessor, files, input_folder / f"{case}.npz", with_spread
             )
-            prior = np.load(input_folder / f"{case}.npz")["probabilities"].astype(np.float32)
-            try:
-                prior_pre = original_to_preprocessed(
-                    prior, properties, plans_manager, configuration_manager, data.shape[1:]
-                )
-            except ValueError as e:
-                raise InputError(f"{input_folder / (case + '.npz')}: {e}") from None
-            refined, spread = _refine_case(refiners, prior_pre, data, _case_seed(case), with_spread)
-            change = preprocessed_to_original(
-                refined - prior_pre, properties, plans_manager, configuration_manager
-            )
-            if with_spread:
-                spread = preprocessed_to_original(spread, properties, plans_manager, configuration_manager)
-        probabilities = np.clip(prior + change, 0.0, 1.0).astype(np.float32)
-        if not label_manager.has_regions:
-            probabilities /= np.maximum(probabilities.sum(0, keepdims=True), 1e-8)
-        segmentation = np.asarray(label_manager.convert_probabilities_to_segmentation(probabilities))
-        segmentation = postprocess_segmentation(segmentation.astype(np.uint8), label_manager, postprocess)
-        with open(input_folder / f"{case}.pkl", "rb") as f:
-            saved_properties = pickle.load(f)
-        with atomic_output_file(output_folder / f"{case}.npz") as tmp:
-            np.savez_compressed(tmp, probabilities=probabilities)
-        with atomic_output_file(output_folder / f"{case}.pkl") as tmp:
-            with open(tmp, "wb") as f:
-                pickle.dump(saved_properties, f)
-        with atomic_output_file(output_folder / f"{case}{file_ending}") as tmp:
-            writer.write_seg(segmentation, str(tmp), saved_properties)
-        if with_spread:
-            (output_folder / UNCERTAINTY_FOLDER).mkdir(exist_ok=True)
-            with atomic_output_file(output_folder / UNCERTAINTY_FOLDER / f"{case}.npz") as tmp:
-                np.savez_compressed(tmp, std=np.clip(spread, 0.0, None).astype(np.float32))
+        segmentation = np.asarray(context.label_manager.convert_probabilities_to_segmentation(probabilities))
+        segmentation = postprocess_segmentation(
+            segmentation.astype(np.uint8), context.label_manager, postprocess
+        )
+        write_case(output_folder, case, input_folder, probabilities, segmentation, spread, writer, ending)
         timings[case] = {
             "seconds": round(cost.seconds, 4),
             "peak_rss_mb": round(cost.peak_rss_mb, 1),
             "peak_gpu_mb": cost.peak_gpu_mb,
         }
         write_json(timings, timings_file)
-    return output_folder

@@ -65,14 +65,16 @@ def _set_timesteps(scheduler, **kwargs) -> None:
         scheduler.set_timesteps(**kwargs)
 
 
-def _run(scheduler, model: ModelFn, x: torch.Tensor) -> torch.Tensor:
-    for t in scheduler.timesteps:
+def _run(scheduler, model: ModelFn, x: torch.Tensor, grad_last: bool = False) -> torch.Tensor:
+    """The reverse loop; with ``grad_last`` the last model call (and the step to ``x0``) keeps its graph."""
+    last = len(scheduler.timesteps) - 1
+    for i, t in enumerate(scheduler.timesteps):
         timestep = torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
-        x = scheduler.step(model(x, timestep), int(t), x).prev_sample
+        with torch.set_grad_enabled(grad_last and i == last):
+            x = scheduler.step(model(x, timestep), int(t), x).prev_sample
     return x
 
 
-@torch.no_grad()
 def dpm_solver_sample(
     model: ModelFn,
     noise: torch.Tensor,
@@ -94,7 +96,6 @@ def ddim_timesteps(start_timestep: int, steps: int) -> list[int]:
     return sorted({int(t) for t in points if t > 0}, reverse=True) or [max(start, 1)]
 
 
-@torch.no_grad()
 def ddim_sample(
     model: ModelFn,
     x_start: torch.Tensor,
@@ -103,8 +104,12 @@ def ddim_sample(
     steps: int,
     prediction_type: str,
     clip: bool = False,
+    grad_last: bool = False,
 ) -> torch.Tensor:
-    """Deterministic DDIM from ``x_start`` = ``x_{t'}`` (``t' = start_timestep``) in ``steps`` model calls."""
+    """Deterministic DDIM from ``x_start`` = ``x_{t'}`` (``t' = start_timestep``) in ``steps`` model calls.
+
+    ``grad_last``: gradients flow through the last model call into the returned ``x0`` (the earlier
+    steps run without a graph), so a loss on the sample trains the model the way it is sampled."""
     scheduler = solver(betas, prediction_type, order=1, clip=clip)
     _set_timesteps(scheduler, timesteps=ddim_timesteps(start_timestep, steps), device=x_start.device)
-    return _run(scheduler, model, x_start)
+    return _run(scheduler, model, x_start, grad_last)

@@ -50,9 +50,14 @@ def original_to_preprocessed(
 
 
 def preprocessed_to_original(
-    values: np.ndarray, properties: dict, plans_manager, configuration_manager
+    values: np.ndarray,
+    properties: dict,
+    plans_manager,
+    configuration_manager,
+    outside: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``(C, z, y, x)`` values in the preprocessed grid -> original image grid, 0 outside the crop box."""
+    """``(C, z, y, x)`` values in the preprocessed grid -> original image grid; outside nnU-Net's crop box
+    each channel holds ``outside`` (``(C,)``; default 0)."""
     shape_cropped = tuple(properties["shape_after_cropping_and_before_resampling"])
     if tuple(values.shape[1:]) != shape_cropped:
         original, target = _spacings(properties, plans_manager, configuration_manager)
@@ -61,5 +66,7 @@ def preprocessed_to_original(
             dtype=np.float32,
         )
     full = np.zeros((values.shape[0], *properties["shape_before_cropping"]), dtype=np.float32)
+    if outside is not None:
+        full += np.asarray(outside, dtype=np.float32).reshape(-1, *[1] * (full.ndim - 1))
     full[(slice(None), *_bbox_slices(properties))] = values
     return full.transpose([0, *[i + 1 for i in plans_manager.transpose_backward]])

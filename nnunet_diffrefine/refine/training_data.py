@@ -60,7 +60,8 @@ def out_of_fold_cases(
 def split_train_val(
     cases: list[TrainingCase], val_fraction: float = 0.2
 ) -> tuple[list[TrainingCase], list[TrainingCase]]:
-    """Every ``1 / val_fraction``-th case for early stopping, the rest for training (a single case does both)."""
+    """Every ``round(1 / val_fraction)``-th case (at least every second) for early stopping, the rest for
+    training; a single case does both."""
     if len(cases) < 2:
         return list(cases), list(cases)
     step = max(2, round(1 / val_fraction))

@@ -21,6 +21,7 @@ from pathlib import Path
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.training.architectures import ARCHITECTURES, round_up_patch
 from nnunet_diffrefine.utils.io import OutputExistsError, write_json
+from nnunet_diffrefine.utils.nnunet_folders import find_preprocessed_dataset
 
 CPU_MAX_PATCH = 64
 CPU_BATCH_SIZE = 2
@@ -31,26 +32,6 @@ def preset_plans_name(arch: str, cpu: bool, source_plans: str = "nnUNetPlans") -
     """``nnUNetPlansMedNeXt``, ``nnUNetPlansMedNeXtCPU``, ``nnUNetPlansCPU`` (stock network) ..."""
     suffix = "" if arch == "nnunet" else ARCHITECTURES[arch].plans_suffix
     return f"{source_plans}{suffix}{'CPU' if cpu else ''}"
-
-
-def find_preprocessed_dataset(dataset: str | int, preprocessed_root: str | os.PathLike | None = None) -> Path:
-    """The ``DatasetXXX_NAME`` folder in nnUNet_preprocessed for an id (``970``) or a full name."""
-    root = preprocessed_root or os.environ.get("nnUNet_preprocessed")
-    if not root:
-        raise InputError("nnUNet_preprocessed is not set (see 'nnunet-diffrefine env')")
-    root = Path(root)
-    text = str(dataset)
-    if text.isdigit():
-        matches = sorted(root.glob(f"Dataset{int(text):03d}_*")) if root.is_dir() else []
-        if not matches:
-            raise InputError(
-                f"no Dataset{int(text):03d}_* in {root}: run nnUNetv2_plan_and_preprocess -d {text} first"
-            )
-        return matches[0]
-    folder = root / text
-    if not folder.is_dir():
-        raise InputError(f"{folder} does not exist: run nnUNetv2_plan_and_preprocess first")
-    return folder
 
 
 def _cpu_plain_unet(arch: dict) -> dict:

@@ -2,7 +2,7 @@
 
 - :func:`dice_ce`: region-based outputs use sigmoid Dice + BCE per channel, label-based outputs softmax
   Dice over the foreground classes + cross-entropy. The Dice is seed 000's soft Dice (eq. 2, squared
-  denominator), via :func:`nnunet_diffrefine.training.losses.dsc_pp_bce`, computed over the whole batch
+  denominator), via :func:`nnunet_diffrefine.losses.segmentation.dsc_pp_bce`, computed over the whole batch
   (batch Dice: 2D slices and random patches often hold no tumor, where a per-sample Dice is 0 or 1).
 - :func:`edge_weights`: ``w(x) = edge_weight`` (3) where the 6-neighbourhood of ``x`` holds another
   class, 1 elsewhere. "Class" is the vector of target channels at ``x`` (the region memberships, or
@@ -22,7 +22,7 @@ from torch import nn
 
 @functools.lru_cache(maxsize=2)
 def _loss(regions: bool) -> nn.Module:
-    from nnunet_diffrefine.training.losses import dsc_pp_bce
+    from nnunet_diffrefine.losses.segmentation import dsc_pp_bce
 
     return dsc_pp_bce(regions, batch_dice=True)
 

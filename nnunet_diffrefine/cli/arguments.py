@@ -1,0 +1,98 @@
+"""The one place for argument validators and the arguments several commands share.
+
+Validators are argparse ``type=`` functions: a bad value becomes argparse's one-line usage error
+(exit code 2) naming the flag. The shared arguments keep nnU-Net's spelling (``-d -c -tr -p -f
+-device -np``) and defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Callable
+
+
+def _number(kind: type, text: str) -> float | int:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def bounded(
+    kind: type, minimum: float | None = None, above: float | None = None
+) -> Callable[[str], float | int]:
+    """A ``type=`` that parses ``kind`` and requires ``>= minimum`` or ``> above``."""
+
+    def parse(text: str) -> float | int:
+        value = _number(kind, text)
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        if above is not None and value <= above:
+            raise argparse.ArgumentTypeError(f"must be > {above}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+positive_int = bounded(int, minimum=1)
+non_negative_int = bounded(int, minimum=0)
+positive_float = bounded(float, above=0)
+non_negative_float = bounded(float, minimum=0)
+
+
+def key_value(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` (for ``--set``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def add_command(
+    subparsers: argparse._SubParsersAction, name: str, run: Callable, summary: str, description: str, **kwargs
+) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` shows ``description`` and that runs ``run(args)``."""
+    parser = subparsers.add_parser(name, help=summary, description=description, **kwargs)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, trainer: str, folds: list[str], what: str) -> None:
+    """nnU-Net's ``-d -c -tr -p -f`` naming a trained model (``what`` says what the folds are for)."""
+    parser.add_argument("-d", required=True, help="dataset id or name")
+    parser.add_argument("-c", default="3d_fullres", help="configuration (default: 3d_fullres)")
+    parser.add_argument("-tr", default=trainer, help=f"trainer of the base model (default: {trainer})")
+    parser.add_argument("-p", default="nnUNetPlans", help="plans of the base model (default: nnUNetPlans)")
+    parser.add_argument(
+        "-f",
+        nargs="+",
+        type=non_negative_int,
+        default=[int(f) for f in folds],
+        help=f"{what} (default: {' '.join(folds)})",
+    )
+
+
+def add_device(parser: argparse.ArgumentParser, what: str = "device", default: str | None = "cpu") -> None:
+    shown = default or "cpu"
+    parser.add_argument(
+        "-device", default=default, choices=["cpu", "cuda"], help=f"{what} (default: {shown})"
+    )
+
+
+def add_workers(
+    parser: argparse.ArgumentParser, default: int | None = None, what: str = "worker processes"
+) -> None:
+    default = min(2, os.cpu_count() or 1) if default is None else default
+    parser.add_argument("-np", type=positive_int, default=default, help=f"{what} (default: {default})")
+
+
+def add_overwrite(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--overwrite", action="store_true", help=what)

@@ -1,0 +1,201 @@
+"""Training a refiner on a trained nnU-Net model's out-of-fold probabilities.
+
+:func:`train_refiner` trains one refiner for one fold: the base model's out-of-fold probabilities
+(``fold_N/validation/*.npz``, written by ``nnUNetv2_train ... --npz``), moved into its preprocessed
+space, are the training data, never its predictions on its own training cases. The refiner is saved
+in ``fold_N/refiner_<name>/`` with its settings, the cases it saw and how their priors were predicted
+(:mod:`.priors`); an interrupted run resumes from its ``refiner_latest.pth``.
+:func:`train_refiner_for_model` does it for the folds of a model in ``nnUNet_results`` (the
+``train-refiner`` command), optionally on the out-of-fold probabilities of several folds together.
+
+A refiner without a patch size in its settings takes the base model's patch, each side rounded down
+to a multiple its networks can take.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from nnunet_diffrefine.errors import InputError
+from nnunet_diffrefine.refine.base import CONFIG_FILE, WEIGHTS_FILE, DatasetSignature
+from nnunet_diffrefine.refine.priors import PriorPrediction, out_of_fold_prediction_of
+from nnunet_diffrefine.refine.registry import refiner_class
+from nnunet_diffrefine.refine.settings import RefinerSettings
+from nnunet_diffrefine.refine.training_data import out_of_fold_cases, split_train_val
+from nnunet_diffrefine.refine.training_loop import HISTORY_FILE, LATEST_FILE
+from nnunet_diffrefine.utils.io import OutputExistsError
+from nnunet_diffrefine.utils.nnunet_folders import model_folder_for
+
+
+def refiner_folder(fold_folder: str | os.PathLike, refiner_name: str) -> Path:
+    """``fold_N/refiner_<name>``."""
+    return Path(fold_folder) / f"refiner_{refiner_name}"
+
+
+def refiner_is_trained(fold_folder: str | os.PathLike, refiner_name: str) -> bool:
+    folder = refiner_folder(fold_folder, refiner_name)
+    return (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file()
+
+
+def resolve_patch(cls, settings: RefinerSettings, base_patch) -> RefinerSettings:
+    """``settings`` with the base model's patch (rounded down to the refiner's multiple) where it has none."""
+    if settings.patch_size is not None:
+        return settings
+    multiple = cls.patch_multiple_of(settings)
+    return settings.replace(
+        patch_size=tuple(max(multiple, (int(p) // multiple) * multiple) for p in base_patch)
+    )
+
+
+def _training_cases(
+    sources: list[Path], preprocessed_folder, plans_manager, configuration_manager, label_manager
+):
+    cases = []
+    for source in sources:
+        cases += out_of_fold_cases(
+            source, preprocessed_folder, plans_manager, configuration_manager, label_manager
+        )
+    ids = [c.case_id for c in cases]
+    if len(set(ids)) != len(ids):
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        raise InputError(
+            f"cases with out-of-fold probabilities in more than one of {', '.join(map(str, sources))}: "
+            f"{', '.join(twice[:5])} (each case must come from the one fold that did not train on it)"
+        )
+    return cases
+
+
+def _clear(folder: Path, overwrite: bool) -> None:
+    if (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file():
+        if not overwrite:
+            raise OutputExistsError(f"{folder} already holds a trained refiner (pass --overwrite to retrain)")
+        for name in (WEIGHTS_FILE, CONFIG_FILE, LATEST_FILE, HISTORY_FILE):
+            (folder / name).unlink(missing_ok=True)
+
+
+def train_refiner(
+    fold_folder: str | os.PathLike,
+    refiner_name: str,
+    preprocessed_folder: str | os.PathLike,
+    plans_manager,
+    configuration_manager,
+    dataset_json: dict,
+    settings: RefinerSettings | None = None,
+    device: str = "cpu",
+    validation_folders: list[str | os.PathLike] | None = None,
+    training_priors: PriorPrediction | None = None,
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Train ``refiner_name`` for the model in ``fold_folder`` and return ``fold_N/refiner_<name>``.
+
+    ``preprocessed_folder`` is ``nnUNet_preprocessed/DatasetXXX/<data_identifier>`` of the base model's
+    configuration; ``validation_folders`` (default: ``fold_N/validation``) hold the out-of-fold
+    ``CASE.npz`` files; ``settings`` default to the refiner's (the paper's); ``training_priors`` say how
+    those probabilities were predicted (default: read from the fold's checkpoint).
+    """
+    fold_folder = Path(fold_folder)
+    cls = refiner_class(refiner_name)
+    folder = refiner_folder(fold_folder, refiner_name)
+    _clear(folder, overwrite)
+    sources = [Path(f) for f in validation_folders] if validation_folders else [fold_folder / "validation"]
+    label_manager = plans_manager.get_label_manager(dataset_json)
+    cases = _training_cases(sources, preprocessed_folder, plans_manager, configuration_manager, label_manager)
+    settings = resolve_patch(cls, settings or cls.settings_class(), configuration_manager.patch_size)
+    train, val = split_train_val(cases, settings.val_fraction)
+    signature = DatasetSignature.from_dataset_json(plans_manager.dataset_name, dataset_json)
+    refiner = cls(signature, settings, device=device)
+    priors = training_priors or out_of_fold_prediction_of(fold_folder)
+    log(
+        f"refiner stage: training {refiner_name} on {len(train)} out-of-fold cases, early stopping on "
+        f"{len(val)} ({settings.preset} preset: {settings.max_epochs} epochs x {settings.iterations_per_epoch} "
+        f"iterations, lr {settings.learning_rate}, patch {list(settings.patch_size)})"
+    )
+    history = refiner.fit(train, val, folder, log=log)
+    refiner.save(
+        folder,
+        extra={
+            "base_checkpoint": "checkpoint_final.pth",
+            "out_of_fold_sources": [str(s) for s in sources],
+            "training_priors": priors.to_json(),
+            "training_cases": [c.case_id for c in train],
+            "validation_cases": [c.case_id for c in val],
+            "best_epoch": history.get("best_epoch"),
+            "best_validation_dice": history.get("best_dice"),
+            "prior_validation_dice": history.get("prior_dice"),
+        },
+    )
+    log(
+        f"refiner stage: done; validation Dice {history.get('prior_dice')} (base) -> {history.get('best_dice')} "
+        f"(refined, epoch {history.get('best_epoch')}); saved in {folder}"
+    )
+    return folder
+
+
+def _model_context(model: Path, configuration: str):
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    plans_manager = PlansManager(str(model / "plans.json"))
+    dataset_json = json.loads((model / "dataset.json").read_text())
+    try:
+        configuration_manager = plans_manager.get_configuration(configuration)
+    except Exception as e:  # noqa: BLE001 - nnU-Net raises a bare RuntimeError for an unknown configuration
+        raise InputError(f"{model / 'plans.json'}: {e}") from None
+    root = os.environ.get("nnUNet_preprocessed", "")
+    preprocessed = Path(root) / plans_manager.dataset_name / configuration_manager.data_identifier
+    if not root or not preprocessed.is_dir():
+        raise InputError(
+            f"{preprocessed} does not exist: the refiner trains on the base model's preprocessed data "
+            f"(set nnUNet_preprocessed and run nnUNetv2_plan_and_preprocess)"
+        )
+    return plans_manager, configuration_manager, dataset_json, preprocessed
+
+
+def train_refiner_for_model(
+    dataset: str | int,
+    trainer: str,
+    plans: str,
+    configuration: str,
+    folds: list[int],
+    refiner: str,
+    settings: RefinerSettings | None = None,
+    out_of_fold_from: list[int] | None = None,
+    device: str = "cpu",
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+) -> list[Path]:
+    """Train ``refiner`` for each fold of ``nnUNet_results/DatasetXXX/TRAINER__PLANS__CONFIGURATION``.
+
+    Each fold's refiner trains on that fold's out-of-fold probabilities, or on those of the folds
+    ``out_of_fold_from`` together. Returns the ``fold_N/refiner_<name>`` folders.
+    """
+    refiner_class(refiner)
+    model = model_folder_for(dataset, trainer, plans, configuration)
+    plans_manager, configuration_manager, dataset_json, preprocessed = _model_context(model, configuration)
+    sources = [model / f"fold_{f}" / "validation" for f in out_of_fold_from] if out_of_fold_from else None
+    for fold in folds:
+        checkpoint = model / f"fold_{fold}" / "checkpoint_final.pth"
+        if not checkpoint.is_file():
+            raise InputError(f"{checkpoint} does not exist: finish nnUNetv2_train for fold {fold} first")
+    done = []
+    for fold in folds:
+        log(f"fold {fold}: training the {refiner} refiner")
+        done.append(
+            train_refiner(
+                model / f"fold_{fold}",
+                refiner,
+                preprocessed,
+                plans_manager,
+                configuration_manager,
+                dataset_json,
+                settings=settings,
+                device=device,
+                validation_folders=sources,
+                overwrite=overwrite,
+                log=log,
+            )
+        )
+    return done
