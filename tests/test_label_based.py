@@ -37,9 +37,7 @@ def test_label_based_dataset_trains_predicts_refines_and_is_evaluated_per_label(
         DIFFREFINE_NUM_EPOCHS="1",
         DIFFREFINE_ITERS_PER_EPOCH="2",
         DIFFREFINE_VAL_ITERS_PER_EPOCH="1",
-        DIFFREFINE_REFINER_EPOCHS="1",
-        DIFFREFINE_REFINER_ITERS="2",
-        DIFFREFINE_REFINER_STEPS="2",
+        DIFFREFINE_REFINER_PRESET="tiny",
     )
     cli = str(BIN / "nnunet-diffrefine")
     run_checked(

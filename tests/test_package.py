@@ -12,8 +12,8 @@ import pytest
 import tomllib
 
 from nnunet_diffrefine.cli.env import env_lines
-from nnunet_diffrefine.utils.nnunet_folders import trainer_folder
 from nnunet_diffrefine.cli.main import SUBCOMMANDS, main
+from nnunet_diffrefine.utils.nnunet_folders import trainer_folder
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -86,7 +86,9 @@ def test_wheel_ships_the_trainer_folder_and_env_finds_it(tmp_path):
         assert run.returncode == 0, run.stderr
         return run.stdout.strip()
 
-    out = from_the_wheel("from nnunet_diffrefine.utils.nnunet_folders import trainer_folder; print(trainer_folder())")
+    out = from_the_wheel(
+        "from nnunet_diffrefine.utils.nnunet_folders import trainer_folder; print(trainer_folder())"
+    )
     assert out == str((site / "nnunet_diffrefine" / "trainers").resolve())
     presets = from_the_wheel(
         "from nnunet_diffrefine.training.architectures import ARCHITECTURES; print(sorted(ARCHITECTURES))"

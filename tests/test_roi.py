@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from nnunet_diffrefine.errors import InputError
-from nnunet_diffrefine.refine.base import DatasetSignature, create_refiner
+from nnunet_diffrefine.refine.base import DatasetSignature
+from nnunet_diffrefine.refine.registry import create_refiner, refiner_settings
 from nnunet_diffrefine.refine.roi import refine_in_roi, roi_box
 
-SETTINGS = {"roi": True, "roi_threshold": 0.05, "roi_margin": 2, "patch_size": [4, 4, 4]}
+SETTINGS = SimpleNamespace(roi=True, roi_threshold=0.05, roi_margin=2, patch_size=(4, 4, 4))
 
 
 def _prior(shape=(3, 20, 30, 40)) -> np.ndarray:
@@ -59,7 +62,9 @@ def test_refine_in_roi_changes_the_box_only_and_fills_the_rest():
     outside[inside] = False
     assert np.array_equal(refined[outside], prior[outside]) and np.all(spread[outside] == 0)
 
-    whole = refine_in_roi(refine, prior, image, True, dict(SETTINGS, roi=False), ("prior", "zero"))
+    whole = refine_in_roi(
+        refine, prior, image, True, SimpleNamespace(**{**vars(SETTINGS), "roi": False}), ("prior", "zero")
+    )
     assert seen[-1] == ((3, 20, 30, 40), (4, 20, 30, 40)) and np.array_equal(whole[0], prior + 1)
     empty = np.full_like(prior, 0.01)
     untouched = refine_in_roi(refine, empty, image, True, SETTINGS, ("prior", "zero"))
@@ -69,8 +74,8 @@ def test_refine_in_roi_changes_the_box_only_and_fills_the_rest():
 def test_conditioned_refiners_use_the_roi_and_scratch_ones_cannot():
     signature = DatasetSignature("Dataset999_Phantoms", 4, 3, True, {})
     for name in ("corrdiff", "ddpm", "medsegdiff"):
-        assert create_refiner(name, signature).settings["roi"] is True
+        assert create_refiner(name, signature).settings.roi is True
     for name in ("ddpm_scratch", "medsegdiff_scratch"):
-        assert create_refiner(name, signature).settings["roi"] is False
+        assert create_refiner(name, signature).settings.roi is False
         with pytest.raises(InputError, match="never sees the prior"):
-            create_refiner(name, signature, roi=True)
+            create_refiner(name, signature, refiner_settings(name, roi=True))

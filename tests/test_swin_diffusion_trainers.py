@@ -10,12 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import BIN, DATASET, nnunet_train, trained_model
 
+from nnunet_diffrefine.refine.registry import refiner_settings
+
 PLANS = "nnUNetPlansSwinUNETRCPU"
-SHORT_REFINER = {"DIFFREFINE_REFINER_EPOCHS": "1", "DIFFREFINE_REFINER_ITERS": "2"}
+SHORT_REFINER = {"DIFFREFINE_REFINER_PRESET": "tiny"}
+TINY = ["--preset", "tiny"]
 MULTIPLES = {"ddpm": 8, "ddpm_scratch": 8, "medsegdiff": 4, "medsegdiff_scratch": 4}
-DEFAULT_STEPS = {"ddpm": 5, "ddpm_scratch": 6, "medsegdiff": 10, "medsegdiff_scratch": 10}
 
 
 def _check_refiner(fold: Path, name: str) -> dict:
@@ -27,7 +30,11 @@ def _check_refiner(fold: Path, name: str) -> dict:
     validation_cases = sorted(p.name[: -len(".npz")] for p in (fold / "validation").glob("*.npz"))
     assert sorted(set(config["training_cases"]) | set(config["validation_cases"])) == validation_cases
     assert all(p % MULTIPLES[name] == 0 for p in config["settings"]["patch_size"])
-    assert config["settings"]["inference_steps"] == DEFAULT_STEPS[name], "the refiner keeps its own default"
+    expected = refiner_settings(name, "tiny")
+    assert (
+        config["settings"]["preset"] == "tiny"
+        and config["settings"]["inference_steps"] == expected.inference_steps
+    )
     return config
 
 
@@ -78,18 +85,28 @@ def test_train_refiner_for_a_trained_model_then_benchmark_several_refined_rows(
     base = ["-d", str(DATASET), "-tr", "SwinUNETRTrainer", "-p", PLANS, "-f", "0"]
 
     bad = _cli(env, "train-refiner", *base, "--refiner", "nonsense")
-    assert bad.returncode == 1 and "unknown refiner 'nonsense'" in bad.stderr and "ddpm" in bad.stderr
+    assert bad.returncode == 2 and "invalid choice: 'nonsense'" in bad.stderr and "ddpm" in bad.stderr
+    bad_value = _cli(env, "train-refiner", *base, "--refiner", "ddpm", "--set", "start_fraction=2")
+    assert (
+        bad_value.returncode == 1
+        and "start_fraction=2" in bad_value.stderr
+        and "must be <= 1" in bad_value.stderr
+    )
     missing = _cli(env, "train-refiner", *base[:-2], "-f", "3", "--refiner", "ddpm")
     assert missing.returncode == 1 and "fold_3" in missing.stderr and "checkpoint_final.pth" in missing.stderr
     twice = _cli(env, "train-refiner", *base, "--refiner", "ddpm", "--oof-from", "0", "0")
     assert twice.returncode == 1 and "more than one" in twice.stderr
 
     for name in ("ddpm", "medsegdiff"):
-        result = _cli(env, "train-refiner", *base, "--refiner", name)
+        result = _cli(env, "train-refiner", *base, "--refiner", name, *TINY, "--epochs", "2", "--lr", "3e-3")
         assert result.returncode == 0, result.stderr
-        _check_refiner(fold, name)
+        config = _check_refiner(fold, name)
+        assert config["settings"]["max_epochs"] == 2 and config["settings"]["learning_rate"] == 3e-3
+        assert "learning_rate=0.003" in result.stdout, "the settings used are printed"
+        latest = torch.load(fold / f"refiner_{name}" / "refiner_latest.pth", weights_only=False)
+        assert latest["settings"] == config["settings"], "and saved with the checkpoint"
     history = (fold / "refiner_ddpm" / "training_history.json").read_text()
-    again = _cli(env, "train-refiner", *base, "--refiner", "ddpm")
+    again = _cli(env, "train-refiner", *base, "--refiner", "ddpm", *TINY)
     assert again.returncode == 1 and "already holds a trained refiner" in again.stderr
     assert (fold / "refiner_ddpm" / "training_history.json").read_text() == history, "nothing overwritten"
 

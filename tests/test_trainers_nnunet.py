@@ -127,11 +127,7 @@ def test_benchmark_against_stock_nnunet_writes_table_csv_and_chart(tiny_nnunet, 
         parse_model("Stock=nnUNetTrainerCustomSchedule:nnUNetPlansCPU"),
         parse_model("SegResNetTrainer:nnUNetPlansSegResNetCPU"),
     ]
-    refiner_env = {
-        "DIFFREFINE_REFINER_EPOCHS": "1",
-        "DIFFREFINE_REFINER_ITERS": "2",
-        "DIFFREFINE_REFINER_STEPS": "2",
-    }
+    refiner_env = {"DIFFREFINE_REFINER_PRESET": "tiny"}
     trained_model(env, "MedNeXtCorrDiffTrainer", "nnUNetPlansMedNeXtCPU", extra_env=refiner_env)
     refined = parse_model("CoMNeT=MedNeXtCorrDiffTrainer:nnUNetPlansMedNeXtCPU+corrdiff")
     with pytest.raises(InputError, match="--split test"):

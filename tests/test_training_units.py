@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from nnunet_diffrefine.errors import InputError
-from nnunet_diffrefine.training.architectures import ARCHITECTURES, round_up_patch
 from nnunet_diffrefine.losses.segmentation import LabelDiceCELoss, RegionDiceBCELoss, SoftDiceLoss
+from nnunet_diffrefine.training.architectures import ARCHITECTURES, round_up_patch
 from nnunet_diffrefine.training.schedule import WarmupCosineLRScheduler, schedule_overrides
 
 
