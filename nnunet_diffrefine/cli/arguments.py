@@ -26,9 +26,9 @@ def _number(kind: type, text: str) -> float | int:
 
 
 def bounded(
-    kind: type, minimum: float | None = None, above: float | None = None
+    kind: type, minimum: float | None = None, above: float | None = None, maximum: float | None = None
 ) -> Callable[[str], float | int]:
-    """A ``type=`` that parses ``kind`` and requires ``>= minimum`` or ``> above``."""
+    """A ``type=`` that parses ``kind`` and requires ``>= minimum`` (or ``> above``) and ``<= maximum``."""
 
     def parse(text: str) -> float | int:
         value = _number(kind, text)
@@ -36,6 +36,8 @@ def bounded(
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
         if above is not None and value <= above:
             raise argparse.ArgumentTypeError(f"must be > {above}, got {text}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {text}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
@@ -46,6 +48,7 @@ positive_int = bounded(int, minimum=1)
 non_negative_int = bounded(int, minimum=0)
 positive_float = bounded(float, above=0)
 non_negative_float = bounded(float, minimum=0)
+probability = bounded(float, minimum=0, maximum=1)
 
 
 def key_value(text: str) -> tuple[str, str]:
@@ -54,15 +57,6 @@ def key_value(text: str) -> tuple[str, str]:
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key.strip(), value.strip()
-
-
-def add_command(
-    subparsers: argparse._SubParsersAction, name: str, run: Callable, summary: str, description: str, **kwargs
-) -> argparse.ArgumentParser:
-    """A subcommand whose ``--help`` shows ``description`` and that runs ``run(args)``."""
-    parser = subparsers.add_parser(name, help=summary, description=description, **kwargs)
-    parser.set_defaults(func=run)
-    return parser
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, trainer: str, folds: list[str], what: str) -> None:
@@ -94,5 +88,10 @@ def add_workers(
     parser.add_argument("-np", type=positive_int, default=default, help=f"{what} (default: {default})")
 
 
+def add_flag(parser, name: str, what: str) -> None:
+    """An on/off option (``store_true``)."""
+    parser.add_argument(name, action="store_true", help=what)
+
+
 def add_overwrite(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--overwrite", action="store_true", help=what)
+    add_flag(parser, "--overwrite", what)

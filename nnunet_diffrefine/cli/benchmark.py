@@ -5,11 +5,19 @@ from __future__ import annotations
 import argparse
 
 from nnunet_diffrefine.cli.arguments import (
-    add_command,
     add_device,
+    add_flag,
     add_overwrite,
     add_workers,
     non_negative_int,
+)
+
+SUMMARY = "evaluate trained models against stock nnU-Net on the same folds (table, CSV, bar chart)"
+DESCRIPTION = (
+    "Collect each model's cross-validation predictions (--split cv, nnU-Net's fold_N/validation) or "
+    "predict the test split with each fold (--split test, timed per case), evaluate them all with the BraTS "
+    "evaluator and write a Markdown table (Dice per region and average, HD95, sensitivity, precision; mean ± std "
+    "over folds), a CSV, a PNG bar chart and JSON. Stock nnUNetTrainer is always a row."
 )
 
 
@@ -36,17 +44,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = add_command(
-        subparsers,
-        "benchmark",
-        run,
-        "evaluate trained models against stock nnU-Net on the same folds (table, CSV, bar chart)",
-        "Collect each model's cross-validation predictions (--split cv, nnU-Net's fold_N/validation) or "
-        "predict the test split with each fold (--split test, timed per case), evaluate them all with the BraTS "
-        "evaluator and write a Markdown table (Dice per region and average, HD95, sensitivity, precision; mean ± std "
-        "over folds), a CSV, a PNG bar chart and JSON. Stock nnUNetTrainer is always a row.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-d", dest="dataset", required=True, help="dataset id or DatasetXXX_NAME")
     p.add_argument(
         "-m",
@@ -70,6 +68,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "-o", default=None, help="output folder (default: nnUNet_results/DatasetXXX/benchmark_SPLIT)"
     )
     add_device(p, "device for test-split prediction and refinement")
-    p.add_argument("--disable_tta", action="store_true", help="no test-time mirroring (test split)")
+    add_flag(p, "--disable_tta", "no test-time mirroring (test split)")
     add_workers(p, 1, "processes for the evaluation")
     add_overwrite(p, "replace an existing benchmark.md")

@@ -5,23 +5,35 @@ from __future__ import annotations
 import argparse
 import json
 
-from nnunet_diffrefine.cli.arguments import add_command, add_overwrite, non_negative_float, positive_int
+from nnunet_diffrefine.cli.arguments import add_flag, add_overwrite, non_negative_float, positive_int
 from nnunet_diffrefine.data.convert import REPORT_FILE, convert_brats
+
+SUMMARY = "convert a BraTS 2023 or 2021 folder into an nnU-Net raw dataset"
+DESCRIPTION = (
+    "Convert a BraTS 2023 (CASE-t1n/-t1c/-t2w/-t2f[-seg].nii.gz) or BraTS 2021 "
+    "(CASE_t1/_t1ce/_t2/_flair[_seg].nii.gz) folder into RAW_ROOT/DatasetXXX_NAME with imagesTr, "
+    "labelsTr, imagesTs (cases without segmentation), a region-based dataset.json and "
+    "conversion_report.json. Channels are T1n, T1c, T2w, T2-FLAIR; BraTS 2021 label 4 becomes 3. "
+    "Every case is validated (files present and readable, 3D, same geometry, known labels); "
+    "invalid cases are skipped with a reason, or make the command fail with --strict. "
+    "The source folder is only read."
+)
 
 
 def run(args: argparse.Namespace) -> int:
+    options = (
+        "dataset_id",
+        "name",
+        "layout",
+        "strict",
+        "hardlink",
+        "tolerance",
+        "num_processes",
+        "overwrite",
+        "label_based",
+    )
     folder = convert_brats(
-        source=args.input,
-        raw_root=args.output,
-        dataset_id=args.dataset_id,
-        name=args.name,
-        layout=args.layout,
-        strict=args.strict,
-        hardlink=args.hardlink,
-        tolerance=args.tolerance,
-        num_processes=args.num_processes,
-        overwrite=args.overwrite,
-        label_based=args.label_based,
+        source=args.input, raw_root=args.output, **{key: getattr(args, key) for key in options}
     )
     with open(folder / REPORT_FILE) as f:
         report = json.load(f)
@@ -34,20 +46,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = add_command(
-        subparsers,
-        "convert",
-        run,
-        "convert a BraTS 2023 or 2021 folder into an nnU-Net raw dataset",
-        "Convert a BraTS 2023 (CASE-t1n/-t1c/-t2w/-t2f[-seg].nii.gz) or BraTS 2021 "
-        "(CASE_t1/_t1ce/_t2/_flair[_seg].nii.gz) folder into RAW_ROOT/DatasetXXX_NAME with imagesTr, "
-        "labelsTr, imagesTs (cases without segmentation), a region-based dataset.json and "
-        "conversion_report.json. Channels are T1n, T1c, T2w, T2-FLAIR; BraTS 2021 label 4 becomes 3. "
-        "Every case is validated (files present and readable, 3D, same geometry, known labels); "
-        "invalid cases are skipped with a reason, or make the command fail with --strict. "
-        "The source folder is only read.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-i", "--input", required=True, metavar="SOURCE_FOLDER", help="BraTS folder, one sub-folder per case"
     )
@@ -70,11 +69,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="source naming; auto detects it from the file names (default: auto)",
     )
-    p.add_argument("--strict", action="store_true", help="fail, writing nothing, if any case is invalid")
-    p.add_argument(
+    add_flag(p, "--strict", "fail, writing nothing, if any case is invalid")
+    add_flag(
+        p,
         "--hardlink",
-        action="store_true",
-        help="hard-link .nii.gz files instead of copying them (copies, with a warning, across file systems)",
+        "hard-link .nii.gz files instead of copying them (copies, with a warning, across file systems)",
     )
     p.add_argument(
         "--tolerance",
@@ -90,10 +89,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=1,
         help="worker processes for validating the cases (default: 1)",
     )
-    p.add_argument(
+    add_flag(
+        p,
         "--label-based",
-        action="store_true",
-        help="write a label-based dataset.json (softmax over background, NC, ED, ET) instead of the "
+        "write a label-based dataset.json (softmax over background, NC, ED, ET) instead of the "
         "region-based one (sigmoid WT/TC/ET, as BraTS scores)",
     )
     add_overwrite(p, "replace an existing dataset folder")

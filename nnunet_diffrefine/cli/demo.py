@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnunet_diffrefine.cli.arguments import add_command, add_device, positive_int
+from nnunet_diffrefine.cli.arguments import add_device, add_flag, positive_int
+
+SUMMARY = "run the pipeline end to end on a synthetic BraTS-like dataset (CPU)"
+DESCRIPTION = (
+    "The whole pipeline on a CPU: synthesize a small BraTS-like dataset, nnU-Net planning and preprocessing, "
+    "train stock nnU-Net and MedNeXt briefly on fold 0, train CorrDiff on MedNeXt's out-of-fold "
+    "probabilities, predict the test split, refine, evaluate, print the benchmark table (CSV and PNG beside "
+    "it) and write a report for one case. Stages whose outputs exist are skipped, so a re-run resumes where "
+    "the last one stopped."
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -18,26 +27,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = add_command(
-        subparsers,
-        "demo",
-        run,
-        "run the pipeline end to end on a synthetic BraTS-like dataset (CPU)",
-        "The whole pipeline on a CPU: synthesize a small BraTS-like dataset, nnU-Net planning and preprocessing, "
-        "train stock nnU-Net and MedNeXt briefly on fold 0, train CorrDiff on MedNeXt's out-of-fold "
-        "probabilities, predict the test split, refine, evaluate, print the benchmark table (CSV and PNG beside "
-        "it) and write a report for one case. Stages whose outputs exist are skipped, so a re-run resumes where "
-        "the last one stopped.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-o",
         "--output",
         default="demo_output",
         help="folder for the demo's nnU-Net folders (default: demo_output)",
     )
-    p.add_argument(
-        "--tiny", action="store_true", help="smallest sizes and counts (same code path), as CI runs it"
-    )
+    add_flag(p, "--tiny", "smallest sizes and counts (same code path), as CI runs it")
     p.add_argument("-np", type=positive_int, default=None, help="worker processes (default: 2)")
     add_device(p, "device for training and inference", default=None)

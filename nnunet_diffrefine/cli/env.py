@@ -11,8 +11,14 @@ import os
 import shlex
 from pathlib import Path
 
-from nnunet_diffrefine.cli.arguments import add_command
 from nnunet_diffrefine.utils.nnunet_folders import trainer_folder
+
+SUMMARY = "print the shell lines that point nnUNet_extTrainer at this project's trainers"
+DESCRIPTION = (
+    "Print shell lines that point nnUNet_extTrainer at this project's trainer folder and "
+    "say which of nnUNet_raw, nnUNet_preprocessed and nnUNet_results are unset. "
+    'Use as: eval "$(nnunet-diffrefine env)"'
+)
 
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 
@@ -44,16 +50,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = add_command(
-        subparsers,
-        "env",
-        run,
-        "print the shell lines that point nnUNet_extTrainer at this project's trainers",
-        "Print shell lines that point nnUNet_extTrainer at this project's trainer folder and "
-        "say which of nnUNet_raw, nnUNet_preprocessed and nnUNet_results are unset. "
-        'Use as: eval "$(nnunet-diffrefine env)"',
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--root",
         default=None,

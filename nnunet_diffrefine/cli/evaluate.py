@@ -6,7 +6,19 @@ import argparse
 import math
 import os
 
-from nnunet_diffrefine.cli.arguments import add_command, add_workers, non_negative_float, non_negative_int
+from nnunet_diffrefine.cli.arguments import add_workers, non_negative_float, non_negative_int
+
+SUMMARY = "BraTS metrics of a prediction folder (Dice, HD95, sensitivity, precision, volumes, lesion-wise)"
+DESCRIPTION = (
+    "Score every reference file of GT_FOLDER against the file of the same name in PRED_FOLDER "
+    "(arguments as nnUNetv2_evaluate_folder): per region (WT/TC/ET) for region-based dataset.json files, "
+    "else per label. Metrics per case and region: nnU-Net's Dice, IoU, TP, FP, FN, TN, n_pred, n_ref, plus "
+    "HD95 in mm exactly as the BraTS scorer (DeepMind's area-weighted surfel definition, image spacing), "
+    "sensitivity, precision, predicted and reference volumes in cm3, and the BraTS 2023 lesion-wise Dice "
+    "and HD95 with the number of lesions and of false-positive components. Writes summary.json in "
+    "nnU-Net's layout (its readers accept it) and summary.csv next to it. A missing prediction is scored "
+    "as empty and listed; differing geometry or unknown labels are errors."
+)
 
 _EMPTY_HELP = (
     "how empty masks are scored. brats (default, as the BraTS scorer): both empty -> Dice 1 and HD95 0, "
@@ -51,21 +63,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = add_command(
-        subparsers,
-        "evaluate",
-        run,
-        "BraTS metrics of a prediction folder (Dice, HD95, sensitivity, precision, volumes, lesion-wise)",
-        "Score every reference file of GT_FOLDER against the file of the same name in PRED_FOLDER "
-        "(arguments as nnUNetv2_evaluate_folder): per region (WT/TC/ET) for region-based dataset.json files, "
-        "else per label. Metrics per case and region: nnU-Net's Dice, IoU, TP, FP, FN, TN, n_pred, n_ref, plus "
-        "HD95 in mm exactly as the BraTS scorer (DeepMind's area-weighted surfel definition, image spacing), "
-        "sensitivity, precision, predicted and reference volumes in cm3, and the BraTS 2023 lesion-wise Dice "
-        "and HD95 with the number of lesions and of false-positive components. Writes summary.json in "
-        "nnU-Net's layout (its readers accept it) and summary.csv next to it. A missing prediction is scored "
-        "as empty and listed; differing geometry or unknown labels are errors.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("gt_folder", metavar="GT_FOLDER", help="folder with the reference label files")
     p.add_argument("pred_folder", metavar="PRED_FOLDER", help="folder with the predicted label files")
     p.add_argument(

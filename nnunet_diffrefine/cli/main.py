@@ -10,7 +10,8 @@ from nnunet_diffrefine import __version__
 from nnunet_diffrefine.errors import DiffRefineError
 from nnunet_diffrefine.utils.io import OutputExistsError
 
-# subcommand name -> module in nnunet_diffrefine.cli providing add_parser(subparsers) and run(args)
+# subcommand name -> module in nnunet_diffrefine.cli providing SUMMARY, DESCRIPTION, add_arguments(parser),
+# run(args) and optionally PARSER_OPTIONS (more keyword arguments of the sub-parser)
 SUBCOMMANDS: dict[str, str] = {
     "env": "env",
     "synth": "synth",
@@ -34,9 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module_name in SUBCOMMANDS.values():
+    for name, module_name in SUBCOMMANDS.items():
         module = importlib.import_module(f"nnunet_diffrefine.cli.{module_name}")
-        module.add_parser(sub)
+        options = getattr(module, "PARSER_OPTIONS", {})
+        command = sub.add_parser(name, help=module.SUMMARY, description=module.DESCRIPTION, **options)
+        module.add_arguments(command)
+        command.set_defaults(func=module.run)
     return parser
 
 

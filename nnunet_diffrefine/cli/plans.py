@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from nnunet_diffrefine.cli.arguments import add_command, add_overwrite
+from nnunet_diffrefine.cli.arguments import add_flag, add_overwrite
+
+SUMMARY = "write an nnU-Net plans file that uses MedNeXt, Swin-UNETR, a residual U-Net or SegResNet"
+DESCRIPTION = (
+    "Copy nnUNet_preprocessed/DatasetXXX/nnUNetPlans.json into nnUNetPlans<Arch>[CPU].json with the "
+    "architecture entry pointing at one of this project's networks and a compatible patch size. "
+    "--cpu writes the small-CPU preset (few features, patch <= 64^3, batch 2) for demos and tests; "
+    "'--arch nnunet --cpu' applies it to stock nnU-Net's network (nnUNetPlansCPU)."
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,22 +31,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     from nnunet_diffrefine.training.plans_presets import ARCH_CHOICES
 
-    p = add_command(
-        subparsers,
-        "plans",
-        run,
-        "write an nnU-Net plans file that uses MedNeXt, Swin-UNETR, a residual U-Net or SegResNet",
-        "Copy nnUNet_preprocessed/DatasetXXX/nnUNetPlans.json into nnUNetPlans<Arch>[CPU].json with the "
-        "architecture entry pointing at one of this project's networks and a compatible patch size. "
-        "--cpu writes the small-CPU preset (few features, patch <= 64^3, batch 2) for demos and tests; "
-        "'--arch nnunet --cpu' applies it to stock nnU-Net's network (nnUNetPlansCPU).",
-    )
     p.add_argument("-d", dest="dataset", required=True, help="dataset id or DatasetXXX_NAME")
     p.add_argument("--arch", required=True, choices=ARCH_CHOICES)
-    p.add_argument("--cpu", action="store_true", help="small-CPU preset")
+    add_flag(p, "--cpu", "small-CPU preset")
     p.add_argument("-pl", default="nnUNetPlans", help="plans to start from (default: nnUNetPlans)")
     p.add_argument(
         "-c", nargs="+", default=["3d_fullres"], help="configurations to rewrite (default: 3d_fullres)"

@@ -5,12 +5,21 @@ from __future__ import annotations
 import argparse
 
 from nnunet_diffrefine.cli.arguments import (
-    add_command,
     add_device,
+    add_flag,
     add_model_arguments,
     add_overwrite,
     non_negative_int,
     positive_int,
+)
+
+SUMMARY = "refine the probabilities written by nnUNetv2_predict --save_probabilities"
+DESCRIPTION = (
+    "Refine an nnUNetv2_predict --save_probabilities folder with the refiner(s) trained next to the base "
+    "model (fold_N/refiner_NAME), averaging the folds' refined probabilities, and write .npz/.pkl/"
+    "segmentations in nnU-Net's format (nnUNetv2_ensemble and nnUNetv2_evaluate_folder accept the "
+    "folder). Warns when the priors were predicted otherwise than those the refiners learned on "
+    "(mirroring, number of folds averaged). Finished cases are skipped on a re-run."
 )
 
 
@@ -47,20 +56,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     from nnunet_diffrefine.refine.registry import available_refiners
 
-    p = add_command(
-        subparsers,
-        "refine",
-        run,
-        "refine the probabilities written by nnUNetv2_predict --save_probabilities",
-        "Refine an nnUNetv2_predict --save_probabilities folder with the refiner(s) trained next to the base "
-        "model (fold_N/refiner_NAME), averaging the folds' refined probabilities, and write .npz/.pkl/"
-        "segmentations in nnU-Net's format (nnUNetv2_ensemble and nnUNetv2_evaluate_folder accept the "
-        "folder). Warns when the priors were predicted otherwise than those the refiners learned on "
-        "(mirroring, number of folds averaged). Finished cases are skipped on a re-run.",
-    )
     p.add_argument("-i", required=True, help="folder written by nnUNetv2_predict --save_probabilities")
     p.add_argument("-o", required=True, help="output folder")
     add_model_arguments(p, "MedNeXtCorrDiffTrainer", ["0", "1", "2", "3", "4"], "folds whose refiners to use")
@@ -90,9 +88,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--part_id", type=non_negative_int, default=0, help="which part this process refines (default: 0)"
     )
     priors = p.add_argument_group("how the priors were predicted (when the folder does not record it)")
-    priors.add_argument(
-        "--prior-disable-tta", action="store_true", help="they were predicted with --disable_tta"
-    )
+    add_flag(priors, "--prior-disable-tta", "they were predicted with --disable_tta")
     priors.add_argument(
         "--prior-folds",
         type=positive_int,
@@ -100,7 +96,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="folds averaged per prior (default: those of -f)",
     )
     pp = p.add_argument_group("post-processing of the masks")
-    pp.add_argument("--no-postprocess", action="store_true", help="no morphological post-processing")
+    add_flag(pp, "--no-postprocess", "no morphological post-processing")
     pp.add_argument(
         "--pp-min-size",
         type=non_negative_int,

@@ -7,7 +7,7 @@ import os
 import sys
 
 from nnunet_diffrefine.cli.arguments import (
-    add_command,
+    add_flag,
     add_overwrite,
     add_workers,
     non_negative_int,
@@ -15,7 +15,8 @@ from nnunet_diffrefine.cli.arguments import (
 )
 from nnunet_diffrefine.errors import InputError
 
-_DESCRIPTION = (
+SUMMARY = "draft radiology report of a segmented case (LLM or offline template)"
+DESCRIPTION = (
     "Measure a BraTS segmentation (NC/ED/ET/TC/WT volumes in cm3 from the voxel spacing, proportions, "
     "lesion count, bidimensional diameters on the axial slice of largest extent, side and midline "
     "crossing), draw the slices of largest extent with colour-coded overlays, and write a draft report "
@@ -107,14 +108,7 @@ def _run_batch(args: argparse.Namespace, settings, options: dict) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = add_command(
-        subparsers,
-        "report",
-        run,
-        "draft radiology report of a segmented case (LLM or offline template)",
-        _DESCRIPTION,
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     one = p.add_argument_group("one case")
     one.add_argument(
         "-s", "--segmentation", metavar="SEG", help="predicted label map (0 BG, 1 NC, 2 ED, 3 ET)"
@@ -144,7 +138,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_overwrite(p, "replace an existing report")
     llm = p.add_argument_group("language model")
-    llm.add_argument("--offline", action="store_true", help="no request: the deterministic template report")
+    add_flag(llm, "--offline", "no request: the deterministic template report")
     llm.add_argument("--model", help="model name (default: $DIFFREFINE_REPORT_MODEL, else gpt-4o)")
     llm.add_argument(
         "--base-url",
@@ -163,12 +157,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help="request time-out in s (default: 60)",
     )
-    llm.add_argument(
-        "--max-retries",
-        type=non_negative_int,
-        default=2,
-        help="retries on connection errors, 429 and 5xx (default: 2)",
-    )
-    llm.add_argument(
-        "--no-images", action="store_true", help="send only the measurements (for text-only models)"
-    )
+    retries = "retries on connection errors, 429 and 5xx (default: 2)"
+    llm.add_argument("--max-retries", type=non_negative_int, default=2, help=retries)
+    add_flag(llm, "--no-images", "send only the measurements (for text-only models)")

@@ -6,13 +6,22 @@ import argparse
 import os
 
 from nnunet_diffrefine.cli.arguments import (
-    add_command,
+    add_flag,
     add_overwrite,
     add_workers,
     non_negative_int,
     positive_int,
+    probability,
 )
 from nnunet_diffrefine.errors import InputError
+
+SUMMARY = "write a synthetic BraTS-like nnU-Net raw dataset (MNI anatomy, irregular tumors, 4 contrasts)"
+DESCRIPTION = (
+    "Write DatasetXXX_NAME into the nnU-Net raw folder: synthetic multimodal brain tumor MRI "
+    "(T1n, T1c, T2w, T2-FLAIR) built on the MNI ICBM152 2009 template with BraTS labels "
+    "(1 necrotic/non-enhancing core, 2 edema, 3 enhancing) and the region-based dataset.json (WT/TC/ET). "
+    "The same arguments give byte-identical files."
+)
 
 
 def _shape(values: list[int]) -> tuple[int, int, int]:
@@ -50,9 +59,7 @@ def run(args: argparse.Namespace) -> int:
         args.num_test,
         config,
         num_processes=args.np,
-        brats_layout=args.brats_layout,
-        overwrite=args.overwrite,
-        label_based=args.label_based,
+        **{key: getattr(args, key) for key in ("brats_layout", "overwrite", "label_based")},
     )
     print(
         f"wrote {folder} ({args.num_train} training, {args.num_test} test cases, grid {list(config.shape)}, "
@@ -63,17 +70,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = add_command(
-        subparsers,
-        "synth",
-        run,
-        "write a synthetic BraTS-like nnU-Net raw dataset (MNI anatomy, irregular tumors, 4 contrasts)",
-        "Write DatasetXXX_NAME into the nnU-Net raw folder: synthetic multimodal brain tumor MRI "
-        "(T1n, T1c, T2w, T2-FLAIR) built on the MNI ICBM152 2009 template with BraTS labels "
-        "(1 necrotic/non-enhancing core, 2 edema, 3 enhancing) and the region-based dataset.json (WT/TC/ET). "
-        "The same arguments give byte-identical files.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-d", dest="dataset_id", type=int, required=True, help="dataset id (1-999)")
     p.add_argument("-n", dest="name", default="SynthBraTS", help="dataset name (default: SynthBraTS)")
     p.add_argument("--num-train", type=positive_int, default=20, help="labelled training cases (default: 20)")
@@ -106,13 +103,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--second-lesion-prob",
-        type=float,
+        type=probability,
         default=0.2,
-        help="probability of a satellite lesion (default: 0.2)",
+        help="chance of a satellite lesion (default: 0.2)",
     )
-    p.add_argument(
-        "--no-mass-effect", action="store_true", help="do not displace the anatomy around the tumor"
-    )
+    add_flag(p, "--no-mass-effect", "do not displace the anatomy around the tumor")
     p.add_argument(
         "-o", dest="output", default=None, help="nnU-Net raw folder to write into (default: $nnUNet_raw)"
     )
@@ -123,10 +118,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="also write the cases in the BraTS 2023 folder layout into DIR (test cases without -seg)",
     )
     add_workers(p)
-    p.add_argument(
+    add_flag(
+        p,
         "--label-based",
-        action="store_true",
-        help="write a label-based dataset.json (softmax over background, NC, ED, ET) instead of the "
+        "write a label-based dataset.json (softmax over background, NC, ED, ET) instead of the "
         "region-based one (sigmoid WT/TC/ET, as BraTS scores)",
     )
     add_overwrite(p, "replace an existing dataset folder of the same name")

@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from nnunet_diffrefine.cli.arguments import (
-    add_command,
     add_device,
     add_model_arguments,
     add_overwrite,
@@ -15,6 +14,17 @@ from nnunet_diffrefine.cli.arguments import (
     positive_float,
     positive_int,
 )
+
+SUMMARY = "train a diffusion refiner on a trained model's out-of-fold probabilities"
+DESCRIPTION = (
+    "Train a refiner for each fold of a model trained with nnUNetv2_train ... --npz (any trainer, stock "
+    "nnU-Net included) on the fold's out-of-fold validation probabilities in the model's preprocessed "
+    "space; it is saved in fold_N/refiner_NAME, where 'nnunet-diffrefine refine' finds it. Settings: the "
+    "paper's by default, changed by --preset, the flags below and --set; they are printed, written to "
+    "the training log and saved with every checkpoint. An interrupted run resumes; a finished refiner "
+    "is kept unless --overwrite."
+)
+PARSER_OPTIONS = {"add_help": False, "formatter_class": argparse.RawDescriptionHelpFormatter}
 
 # flag -> the refiner setting it sets
 SCHEDULE_FLAGS = {
@@ -90,24 +100,10 @@ class _HelpWithSettings(argparse.Action):
         sys.exit(0)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     from nnunet_diffrefine.refine.registry import trainable_refiners
 
     names = trainable_refiners()
-    p = add_command(
-        subparsers,
-        "train-refiner",
-        run,
-        "train a diffusion refiner on a trained model's out-of-fold probabilities",
-        "Train a refiner for each fold of a model trained with nnUNetv2_train ... --npz (any trainer, stock "
-        "nnU-Net included) on the fold's out-of-fold validation probabilities in the model's preprocessed "
-        "space; it is saved in fold_N/refiner_NAME, where 'nnunet-diffrefine refine' finds it. Settings: the "
-        "paper's by default, changed by --preset, the flags below and --set; they are printed, written to "
-        "the training log and saved with every checkpoint. An interrupted run resumes; a finished refiner "
-        "is kept unless --overwrite.",
-        add_help=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
     p.add_argument(
         "-h", "--help", action=_HelpWithSettings, help="show this help and every refiner's settings"
     )

@@ -251,6 +251,18 @@ def report(paths: DemoPaths) -> None:
     print(f"report for {case}: {outcome.folder / 'report.md'} ({outcome.source})")
 
 
+def _places(paths: DemoPaths) -> dict[str, Path]:
+    return {
+        "raw dataset": paths.raw,
+        "preprocessed": paths.preprocessed,
+        "stock nnU-Net": paths.model(STOCK),
+        "MedNeXt + CorrDiff": paths.model(MEDNEXT),
+        "benchmark": paths.benchmark,
+        "report": paths.report,
+        **{k: Path(v) for k, v in paths.folders.items()},
+    }
+
+
 def build_stages(config: DemoConfig) -> tuple[list[Stage], dict[str, Path]]:
     """The demo's stages in order, and the places worth showing the user."""
     paths = DemoPaths.of(config)
@@ -307,16 +319,7 @@ def build_stages(config: DemoConfig) -> tuple[list[Stage], dict[str, Path]]:
             lambda: (paths.report / "report.md").is_file(),
         ),
     ]
-    places = {
-        "raw dataset": paths.raw,
-        "preprocessed": paths.preprocessed,
-        "stock nnU-Net": paths.model(STOCK),
-        "MedNeXt + CorrDiff": paths.model(MEDNEXT),
-        "benchmark": paths.benchmark,
-        "report": paths.report,
-        **{k: Path(v) for k, v in paths.folders.items()},
-    }
-    return stages, places
+    return stages, _places(paths)
 
 
 def run_demo(config: DemoConfig) -> dict[str, str]:

@@ -11,8 +11,8 @@ and ``std`` the per-voxel standard deviation over ``settings.num_samples`` sampl
 or a deterministic refiner).
 
 A refiner subclass declares ``name``, its ``settings_class`` (:mod:`.settings`) and, when it has
-weights, builds them in :meth:`Refiner.build` (run under ``torch.manual_seed(settings.seed)``, so the
-seed controls the initialisation), returns them from :attr:`Refiner.network` and gives the training
+weights, builds them in :meth:`Refiner.build` as ``self.net`` (run under ``torch.manual_seed(settings.seed)``,
+so the seed controls the initialisation; :attr:`Refiner.network` returns it) and gives the training
 loop one batch of losses in :meth:`Refiner.training_losses`; :meth:`Refiner.fit` is the one training
 loop of :mod:`.training_loop`. ``uses_prior = False`` marks an unconditional ("scratch") refiner,
 whose output the framework never mixes with the prior. New refiners are registered through the
@@ -147,8 +147,8 @@ class Refiner(ABC):
 
     @property
     def network(self) -> torch.nn.Module | None:
-        """The trainable module (None: nothing to train)."""
-        return None
+        """The trainable module, by convention ``self.net`` as :meth:`build` made it (None: nothing to train)."""
+        return getattr(self, "net", None)
 
     @abstractmethod
     def refine_with_uncertainty(

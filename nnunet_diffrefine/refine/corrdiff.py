@@ -62,16 +62,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from nnunet_diffrefine.losses.diffusion import dice_ce, output_probabilities
-from nnunet_diffrefine.refine.base import Refiner
-from nnunet_diffrefine.refine.patches import sample_patches, sliding_window
-from nnunet_diffrefine.refine.roi import refine_in_roi
 from nnunet_diffrefine.refine.sampling import ddim_sample, train_scheduler
 from nnunet_diffrefine.refine.settings import ConditionedSettings, setting
+from nnunet_diffrefine.refine.volumetric import VolumetricDiffusionRefiner
 
 EPS_LOGIT = 1e-4
 
@@ -122,7 +119,7 @@ class CorrDiffSettings(ConditionedSettings):
     }
 
 
-class CorrDiffRefiner(Refiner):
+class CorrDiffRefiner(VolumetricDiffusionRefiner):
     """CorrDiff (seed 002): a latent diffusion of the residual y - p, gated onto the prior's logits."""
 
     name = "corrdiff"
@@ -142,10 +139,6 @@ class CorrDiffRefiner(Refiner):
             denoiser_levels=s.denoiser_levels,
         ).to(self.device)
         self.scheduler = train_scheduler(s.num_train_timesteps, s.schedule, s.prediction_type)
-
-    @property
-    def network(self) -> torch.nn.Module:
-        return self.net
 
     @classmethod
     def patch_multiple_of(cls, settings: CorrDiffSettings) -> int:
@@ -194,52 +187,12 @@ class CorrDiffRefiner(Refiner):
         total = s.lambda_diff * l_diff + s.lambda_recon * l_recon + s.lambda_vq * l_vq + s.lambda_seg * l_seg
         return {"loss": total, "diff": l_diff, "recon": l_recon, "vq": l_vq, "seg": l_seg}
 
-    def training_losses(self, cases, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        arrays = sample_patches(cases, rng, self.settings.batch_size, self.settings.patch_size, self.regions)
-        return self.losses(*[torch.from_numpy(a).to(self.device) for a in arrays])
-
     # --- inference -----------------------------------------------------------------------------------
-    @torch.no_grad()
-    def _sample_window(self, window: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """``(B, 2C, ...)``: mean and standard deviation of ``num_samples`` refined probability maps."""
-        window = window.to(self.device)
-        n_in = self.signature.num_input_channels
-        image, prior = window[:, :n_in], window[:, n_in:]
+    def sample(self, image: torch.Tensor, prior: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One sample of refined probabilities ``(B, C, ...)`` for windows ``image`` and ``prior``."""
         logits, u = coarse_inputs(prior, self.regions)
         cond = self.net.condition(image, prior, logits, u)
-        shape = self.latent_shape(tuple(window.shape[2:]), window.shape[0])
-        samples = []
-        for _ in range(self.settings.num_samples):
-            z = self.sample_latent(cond, torch.randn(shape, generator=generator).to(self.device))
-            final = self.net.correct(prior, logits, u, self.net.vqvae.decode(z), self.regions)
-            samples.append(output_probabilities(final, self.regions))
-        stacked = torch.stack(samples)
-        return torch.cat([stacked.mean(0), stacked.std(0, correction=0)], 1).cpu()
-
-    def _refine_volume(
-        self, prior: np.ndarray, image: np.ndarray, seed: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        from nnunet_diffrefine.errors import InputError
-
-        if self.settings.patch_size is None:
-            raise InputError(
-                "corrdiff: patch_size is not set (train the refiner, or give the inference window)"
-            )
-        self.net.eval()
-        generator = torch.Generator().manual_seed(int(seed))
-        inputs = np.concatenate([image, prior], 0).astype(np.float32)[None]
-        out = sliding_window(inputs, self.settings.patch_size, lambda w: self._sample_window(w, generator))[0]
-        c = self.signature.num_outputs
-        return out[:c].float().clamp(0, 1).numpy(), out[c:].float().clamp_min(0).numpy()
-
-    def refine_with_uncertainty(self, prior: np.ndarray, image: np.ndarray, seed: int = 0):
-        """Refined probabilities and their standard deviation over ``num_samples``, ``(C, Z, Y, X)`` each
-        (on the region of interest when ``roi`` is set; the prior and 0 elsewhere)."""
-        return refine_in_roi(
-            lambda p, i: self._refine_volume(p, i, seed),
-            prior,
-            image,
-            self.regions,
-            self.settings,
-            ("prior", "zero"),
-        )
+        shape = self.latent_shape(tuple(prior.shape[2:]), prior.shape[0])
+        z = self.sample_latent(cond, torch.randn(shape, generator=generator).to(self.device))
+        final = self.net.correct(prior, logits, u, self.net.vqvae.decode(z), self.regions)
+        return output_probabilities(final, self.regions)

@@ -53,15 +53,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from nnunet_diffrefine.losses.diffusion import boundary_mse, dice_ce, output_probabilities
-from nnunet_diffrefine.refine.base import Refiner
-from nnunet_diffrefine.refine.patches import sample_patches, sliding_window
-from nnunet_diffrefine.refine.roi import refine_in_roi
 from nnunet_diffrefine.refine.sampling import ddim_sample, dpm_solver_sample, train_scheduler
 from nnunet_diffrefine.refine.settings import ConditionedSettings, setting
+from nnunet_diffrefine.refine.volumetric import VolumetricDiffusionRefiner
 
 
 @dataclass(frozen=True)
@@ -99,7 +96,7 @@ class DDPMScratchSettings(DDPMSettings):
     roi: bool = setting(False)
 
 
-class DDPMRefiner(Refiner):
+class DDPMRefiner(VolumetricDiffusionRefiner):
     """Seed 000's conditioned 3D DDPM: denoises the label map from the prior noised to t' = 0.4 T."""
 
     name = "ddpm"
@@ -119,10 +116,6 @@ class DDPMRefiner(Refiner):
             norm_num_groups=8,
         ).to(self.device)
         self.scheduler = train_scheduler(s.num_train_timesteps, s.schedule, "sample")
-
-    @property
-    def network(self) -> torch.nn.Module:
-        return self.net
 
     @classmethod
     def patch_multiple_of(cls, settings: DDPMSettings) -> int:
@@ -161,60 +154,23 @@ class DDPMRefiner(Refiner):
         mse = boundary_mse(output_probabilities(logits, self.regions), target, s.edge_weight)
         return {"loss": seg + s.mse_weight * mse, "dice_ce": seg, "boundary_mse": mse}
 
-    def training_losses(self, cases, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        arrays = sample_patches(cases, rng, self.settings.batch_size, self.settings.patch_size, self.regions)
-        return self.losses(*[torch.from_numpy(a).to(self.device) for a in arrays])
-
     # --- inference -----------------------------------------------------------------------------------
-    @torch.no_grad()
-    def _sample_window(self, window: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """``(B, 2C, ...)``: mean and standard deviation of ``num_samples`` refined probability maps."""
-        window = window.to(self.device)
-        n_in = self.signature.num_input_channels
-        image, prior = window[:, :n_in], window[:, n_in:]
+    def sample(self, image: torch.Tensor, prior: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One refined label map ``(B, C, ...)`` in [0, 1]: DDIM from the noised prior (conditioned) or
+        DPM-Solver++ from pure noise (scratch)."""
 
         def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return 2 * output_probabilities(self.logits(image, x, prior, t), self.regions) - 1
 
         steps, betas = self.settings.inference_steps, self.scheduler.betas
-        samples = []
-        for _ in range(self.settings.num_samples):
-            noise = torch.randn(prior.shape, generator=generator).to(self.device)
-            if self.uses_prior:
-                t0 = self.start_timestep
-                start = self.scheduler.add_noise(2 * prior - 1, noise, torch.full((prior.shape[0],), t0))
-                x0 = ddim_sample(model, start, betas, t0, steps, "sample")
-            else:
-                x0 = dpm_solver_sample(model, noise, betas, steps, "sample")
-            samples.append(((x0 + 1) / 2).clamp(0, 1))
-        stacked = torch.stack(samples)
-        return torch.cat([stacked.mean(0), stacked.std(0, correction=0)], 1).cpu()
-
-    def _refine_volume(
-        self, prior: np.ndarray, image: np.ndarray, seed: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        self.net.eval()
-        generator = torch.Generator().manual_seed(int(seed))
-        inputs = np.concatenate([image, prior], 0).astype(np.float32)
-        out = sliding_window(
-            inputs[None], self.settings.patch_size, lambda w: self._sample_window(w, generator)
-        )[0]
-        c = self.signature.num_outputs
-        return out[:c].float().clamp(0, 1).numpy(), out[c:].float().clamp_min(0).numpy()
-
-    def refine_with_uncertainty(
-        self, prior: np.ndarray, image: np.ndarray, seed: int = 0
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Refined probabilities ``(C, Z, Y, X)`` and the per-voxel standard deviation over ``num_samples``
-        (on the region of interest of :mod:`nnunet_diffrefine.refine.roi` when ``roi`` is set)."""
-        return refine_in_roi(
-            lambda p, i: self._refine_volume(p, i, seed),
-            prior,
-            image,
-            self.regions,
-            self.settings,
-            ("prior", "zero"),
-        )
+        noise = torch.randn(prior.shape, generator=generator).to(self.device)
+        if self.uses_prior:
+            t0 = self.start_timestep
+            start = self.scheduler.add_noise(2 * prior - 1, noise, torch.full((prior.shape[0],), t0))
+            x0 = ddim_sample(model, start, betas, t0, steps, "sample")
+        else:
+            x0 = dpm_solver_sample(model, noise, betas, steps, "sample")
+        return ((x0 + 1) / 2).clamp(0, 1)
 
 
 class DDPMScratchRefiner(DDPMRefiner):

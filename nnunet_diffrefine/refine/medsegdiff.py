@@ -133,10 +133,6 @@ class MedSegDiffRefiner(Refiner):
         self.net = MedSegDiffNet(cond_channels, c, self.slice_size, list(s.channels)).to(self.device)
         self.learned_fusion_weight = DEFAULT_FUSION_WEIGHT
 
-    @property
-    def network(self) -> torch.nn.Module:
-        return self.net
-
     @classmethod
     def patch_multiple_of(cls, settings: MedSegDiffSettings) -> int:
         """Of the slice sides (the first patch axis is free)."""

@@ -256,23 +256,12 @@ def refine_folder(
     cases = _input_cases(input_folder, images_folder, num_parts, part_id)
     context = load_model_context(model_folder)
     refiners, configs = load_fold_refiners(context, folds, refiner, device, overrides)
-    problems = check_inputs(
-        cases,
-        input_folder,
-        images_folder,
-        context.file_ending,
-        context.signature.num_input_channels,
-        context.signature.num_outputs,
-    )
-    if problems:
-        raise InputError(
-            "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
-        )
+    _check_all_inputs(cases, input_folder, images_folder, context)
     priors = read_prior_prediction(input_folder, len(folds), prior_mirroring, prior_folds)
     mismatch = prior_mismatch(configs, priors)
     for difference in mismatch:
         warn(f"the refiners were trained on other priors than these: {difference} ({priors.source})")
-    args = {
+    record = {
         "input_folder": str(input_folder.resolve()),
         "model_folder": str(context.folder.resolve()),
         "folds": folds,
@@ -283,62 +272,64 @@ def refine_folder(
         "refiner_training_priors": [c.get("training_priors") for c in configs],
         "prior_mismatch": mismatch,
     }
-    _prepare_output(output_folder, input_folder, context, args, overwrite)
-    _refine_cases(
-        context,
-        refiners,
-        cases,
-        input_folder,
-        output_folder,
-        images_folder,
-        postprocess,
-        device,
-        overwrite,
-        progress,
-    )
+    _prepare_output(output_folder, input_folder, context, record, overwrite)
+    job = RefineJob(context, refiners, cases, input_folder, output_folder, images_folder, postprocess, device)
+    _refine_cases(job, overwrite, progress)
     return output_folder
 
 
-def _refine_cases(
-    context,
-    refiners,
-    cases,
-    input_folder,
-    output_folder,
-    images_folder,
-    postprocess,
-    device,
-    overwrite,
-    progress,
-):
+def _check_all_inputs(
+    cases: list[str], input_folder: Path, images_folder: Path, context: ModelContext
+) -> None:
+    """One error listing the first problems of any case (before anything is written)."""
+    n_in, n_out = context.signature.num_input_channels, context.signature.num_outputs
+    problems = check_inputs(cases, input_folder, images_folder, context.file_ending, n_in, n_out)
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise InputError("; ".join(problems[:5]) + more)
+
+
+@dataclass
+class RefineJob:
+    """The cases of one refinement run and what they are refined with."""
+
+    context: ModelContext
+    refiners: list[Refiner]
+    cases: list[str]
+    input_folder: Path
+    output_folder: Path
+    images_folder: Path
+    postprocess: PostprocessConfig
+    device: str
+
+
+def _refine_cases(job: RefineJob, overwrite: bool, progress: bool) -> None:
     """Refine, post-process and write every case that is not finished yet (``timings.json`` per case)."""
+    context, refiners, out = job.context, job.refiners, job.output_folder
     with_spread = refiners[0].settings.num_samples > 1
-    timings_file = output_folder / TIMINGS_FILE
+    timings_file = out / TIMINGS_FILE
     timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
     preprocessor = context.configuration_manager.preprocessor_class(verbose=False)
     writer = context.plans_manager.image_reader_writer_class()
     n_in, ending = context.signature.num_input_channels, context.file_ending
-    todo = [
-        c
-        for c in cases
-        if overwrite or not all(f.is_file() for f in output_files(output_folder, c, ending, with_spread))
-    ]
-    for case in tqdm(
-        todo,
-        desc=f"refining ({refiners[0].name}, {len(refiners)} fold(s))",
-        unit="case",
-        disable=not progress,
-    ):
-        files = [str(images_folder / f"{case}_{c:04d}{ending}") for c in range(n_in)]
-        with measure(device) as cost:
+
+    def finished(case: str) -> bool:
+        return all(f.is_file() for f in output_files(out, case, ending, with_spread))
+
+    todo = [c for c in job.cases if overwrite or not finished(c)]
+    label = f"refining ({refiners[0].name}, {len(refiners)} fold(s))"
+    for case in tqdm(todo, desc=label, unit="case", disable=not progress):
+        files = [str(job.images_folder / f"{case}_{c:04d}{ending}") for c in range(n_in)]
+        with measure(job.device) as cost:
+            prior_file = job.input_folder / f"{case}.npz"
             probabilities, spread = _refine_one(
-                context, refiners, preprocessor, files, input_folder / f"{case}.npz", with_spread
+                context, refiners, preprocessor, files, prior_file, with_spread
             )
         segmentation = np.asarray(context.label_manager.convert_probabilities_to_segmentation(probabilities))
         segmentation = postprocess_segmentation(
-            segmentation.astype(np.uint8), context.label_manager, postprocess
+            segmentation.astype(np.uint8), context.label_manager, job.postprocess
         )
-        write_case(output_folder, case, input_folder, probabilities, segmentation, spread, writer, ending)
+        write_case(out, case, job.input_folder, probabilities, segmentation, spread, writer, ending)
         timings[case] = {
             "seconds": round(cost.seconds, 4),
             "peak_rss_mb": round(cost.peak_rss_mb, 1),
