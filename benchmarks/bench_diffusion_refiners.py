@@ -57,9 +57,6 @@ def main() -> None:
         DIFFREFINE_ITERS_PER_EPOCH=str(args.iters),
         DIFFREFINE_VAL_ITERS_PER_EPOCH="3",
         DIFFREFINE_WARMUP_EPOCHS="1",
-        DIFFREFINE_REFINER_EPOCHS=str(args.refiner_epochs),
-        DIFFREFINE_REFINER_ITERS=str(args.refiner_iters),
-        DIFFREFINE_REFINER_PATIENCE=str(args.refiner_patience),
     )
     raw, pre = synthesize_and_plan(
         work, DATASET_ID, DATASET_NAME.split("_", 1)[1], args.num_train, args.num_test, args.shape, 2026, env
@@ -82,7 +79,19 @@ def main() -> None:
         if not (swin_fold / f"refiner_{name}" / "refiner_final.pth").is_file():
             run(
                 [str(BIN / "nnunet-diffrefine"), "train-refiner", "-d", str(DATASET_ID), "-tr", SWIN[0]]
-                + ["-p", SWIN[1], "-f", "0", "--refiner", name],
+                + [
+                    "-p",
+                    SWIN[1],
+                    "-f",
+                    "0",
+                    "--refiner",
+                    name,
+                    "--preset",
+                    "cpu",
+                    "--epochs",
+                    str(args.refiner_epochs),
+                ]
+                + ["--iters-per-epoch", str(args.refiner_iters), "--patience", str(args.refiner_patience)],
                 env,
             )
 

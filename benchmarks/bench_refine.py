@@ -52,6 +52,7 @@ def main() -> None:
         DIFFREFINE_ITERS_PER_EPOCH=str(args.iters),
         DIFFREFINE_VAL_ITERS_PER_EPOCH="2",
         DIFFREFINE_WARMUP_EPOCHS="1",
+        DIFFREFINE_REFINER_PRESET="cpu",
         DIFFREFINE_REFINER_EPOCHS=str(args.refiner_epochs),
         DIFFREFINE_REFINER_ITERS=str(args.refiner_iters),
         DIFFREFINE_REFINER_PATIENCE=str(args.refiner_patience),

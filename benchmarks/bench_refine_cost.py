@@ -97,15 +97,15 @@ def _untrained_model_folder(results: Path, trainer: str, plans: str, preprocesse
 def _save_untrained_refiner(model: Path, name: str, patch: list[int]) -> None:
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from nnunet_diffrefine.refine.base import DatasetSignature, create_refiner
+    from nnunet_diffrefine.refine.base import DatasetSignature
+    from nnunet_diffrefine.refine.registry import create_refiner, refiner_class, refiner_settings
+    from nnunet_diffrefine.refine.train import resolve_patch
 
     manager = PlansManager(str(model / "plans.json"))
     dataset_json = json.loads((model / "dataset.json").read_text())
     signature = DatasetSignature.from_dataset_json(manager.dataset_name, dataset_json)
-    probe = create_refiner(name, signature)
-    multiple = probe.patch_multiple
-    rounded = [max(multiple, (int(p) // multiple) * multiple) for p in patch]
-    create_refiner(name, signature, patch_size=rounded).save(model / "fold_0" / f"refiner_{name}")
+    settings = resolve_patch(refiner_class(name), refiner_settings(name, patch_size=None), patch)
+    create_refiner(name, signature, settings).save(model / "fold_0" / f"refiner_{name}")
 
 
 def _trained_like_prior(pred: Path, labels: Path, out: Path, dataset_json: dict) -> Path:

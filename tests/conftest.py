@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -77,7 +78,18 @@ def tiny_nnunet(tmp_path_factory) -> dict[str, str]:
         env["nnUNet_raw"], DATASET, "TinyTrain", 5, 1, SynthConfig(shape=(40, 40, 40), seed=7), progress=False
     )
     run_checked(
-        [str(BIN / "nnUNetv2_plan_and_preprocess"), "-d", str(DATASET), "-c", "3d_fullres", "-np", "1"], env
+        [
+            str(BIN / "nnUNetv2_plan_and_preprocess"),
+            "-d",
+            str(DATASET),
+            "-c",
+            "3d_fullres",
+            "-np",
+            "1",
+            "-npfp",
+            "1",
+        ],
+        env,
     )
     for arch in (*ARCHITECTURES, "nnunet"):
         write_plans_preset(DATASET, arch, cpu=True, preprocessed_root=env["nnUNet_preprocessed"])
@@ -117,3 +129,15 @@ def trained_model(
     if not (folder / "fold_0" / "checkpoint_final.pth").is_file():
         nnunet_train(dict(env, **(extra_env or {})), trainer, plans, extra=("--npz",) if npz else ())
     return folder
+
+
+def with_base_stage_of(env: dict, base_trainer: str, trainer: str, plans: str) -> Path:
+    """``trainer``'s results folder holding the finished base stage of the (shared) ``base_trainer``
+    model: its checkpoint and out-of-fold validation, as after a run interrupted before the refiner
+    stage, so ``nnUNetv2_train ... --c`` trains only the refiner."""
+    base = trained_model(env, base_trainer, plans) / "fold_0"
+    fold = Path(env["nnUNet_results"]) / "Dataset980_TinyTrain" / f"{trainer}__{plans}__3d_fullres" / "fold_0"
+    fold.mkdir(parents=True, exist_ok=True)
+    shutil.copy(base / "checkpoint_final.pth", fold)
+    shutil.copytree(base / "validation", fold / "validation", dirs_exist_ok=True)
+    return fold.parent

@@ -14,6 +14,7 @@ import pytest
 import SimpleITK as sitk
 from conftest import BIN, isolated_nnunet_env, run_checked
 
+from nnunet_diffrefine.cli.main import main
 from nnunet_diffrefine.data.brats import label_dataset_json, region_dataset_json
 
 DATASET, NAME = 981, "TinyLabels"
@@ -31,7 +32,7 @@ def test_label_dataset_json_lists_each_label_and_no_regions():
 
 
 @pytest.mark.slow
-def test_label_based_dataset_trains_predicts_refines_and_is_evaluated_per_label(tmp_path):
+def test_label_based_dataset_trains_predicts_refines_and_is_evaluated_per_label(tmp_path, monkeypatch):
     env = isolated_nnunet_env(
         tmp_path,
         DIFFREFINE_NUM_EPOCHS="1",
@@ -39,19 +40,29 @@ def test_label_based_dataset_trains_predicts_refines_and_is_evaluated_per_label(
         DIFFREFINE_VAL_ITERS_PER_EPOCH="1",
         DIFFREFINE_REFINER_PRESET="tiny",
     )
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
+        monkeypatch.setenv(key, env[key])  # our own commands run in-process, nnU-Net's as commands
     cli = str(BIN / "nnunet-diffrefine")
-    run_checked(
-        [cli, "synth", "-d", str(DATASET), "-n", NAME, "--num-train", "5", "--num-test", "1", "--shape", "32"]
-        + ["--seed", "5", "-np", "1", "--label-based"],
-        env,
-    )
+    synth = ["synth", "-d", str(DATASET), "-n", NAME, "--num-train", "5", "--num-test", "1", "--shape", "32"]
+    assert main([*synth, "--seed", "5", "-np", "1", "--label-based"]) == 0
     raw = Path(env["nnUNet_raw"]) / f"Dataset{DATASET}_{NAME}"
     dataset_json = json.loads((raw / "dataset.json").read_text())
     assert dataset_json["labels"] == {"background": 0, "NC": 1, "ED": 2, "ET": 3}
     run_checked(
-        [str(BIN / "nnUNetv2_plan_and_preprocess"), "-d", str(DATASET), "-c", "3d_fullres", "-np", "1"], env
+        [
+            str(BIN / "nnUNetv2_plan_and_preprocess"),
+            "-d",
+            str(DATASET),
+            "-c",
+            "3d_fullres",
+            "-np",
+            "1",
+            "-npfp",
+            "1",
+        ],
+        env,
     )
-    run_checked([cli, "plans", "-d", str(DATASET), "--arch", "mednext", "--cpu"], env)
+    assert main(["plans", "-d", str(DATASET), "--arch", "mednext", "--cpu"]) == 0
     run_checked(
         [str(BIN / "nnUNetv2_train"), str(DATASET), "3d_fullres", "0", "-tr", TRAINER, "-p", PLANS]
         + ["-device", "cpu", "--npz"],
@@ -97,11 +108,8 @@ def test_label_based_dataset_trains_predicts_refines_and_is_evaluated_per_label(
     segmentation = sitk.GetArrayFromImage(sitk.ReadImage(str(refined / case)))
     assert set(np.unique(segmentation)) <= {0, 1, 2, 3}
 
-    run_checked(
-        [cli, "evaluate", str(raw / "labelsTs"), str(refined), "-djfile", str(refined / "dataset.json")]
-        + ["-o", str(tmp_path / "summary.json"), "-np", "1"],
-        env,
-    )
+    evaluate = ["evaluate", str(raw / "labelsTs"), str(refined), "-djfile", str(refined / "dataset.json")]
+    assert main([*evaluate, "-o", str(tmp_path / "summary.json"), "-np", "1"]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert sorted(summary["mean"]) == ["1", "2", "3"]  # one entry per label, not WT/TC/ET
     assert {"Dice", "HD95", "Sensitivity", "Precision"} <= set(summary["mean"]["3"])

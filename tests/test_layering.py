@@ -82,7 +82,9 @@ def test_importing_the_refiners_loads_nothing_from_the_layers_above():
         "for m in pkgutil.iter_modules(r.__path__): importlib.import_module(f'nnunet_diffrefine.refine.{m.name}')\n"
         "print(' '.join(sorted(sys.modules)))"
     )
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     layers_above = tuple(f"nnunet_diffrefine.{p}" for p in ("training", "benchmark", "cli", "demo", "report"))
     above = [m for m in loaded if m.startswith(layers_above)]
     assert "nnunet_diffrefine.refine.corrdiff" in loaded and not above, above

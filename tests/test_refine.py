@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import BIN, DATASET, run_checked, trained_model
+from conftest import BIN, DATASET, nnunet_train, run_checked, trained_model, with_base_stage_of
 
+from nnunet_diffrefine.cli.main import main
 from nnunet_diffrefine.refine.base import DatasetSignature
 from nnunet_diffrefine.refine.postprocess import PostprocessConfig, postprocess_segmentation
 from nnunet_diffrefine.refine.registry import create_refiner
@@ -86,8 +87,12 @@ def _refine_cli(env: dict, args: list[str]) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_identity_refiner_reproduces_nnunet_files_and_nnunet_accepts_the_folder(tiny_nnunet, tmp_path):
+def test_identity_refiner_reproduces_nnunet_files_and_nnunet_accepts_the_folder(
+    tiny_nnunet, tmp_path, monkeypatch, capsys
+):
     env = tiny_nnunet
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
+        monkeypatch.setenv(key, env[key])  # for the in-process runs of the command
     trainer, plans = "nnUNetTrainerCustomSchedule", "nnUNetPlansCPU"
     model = trained_model(env, trainer, plans)
     pred = tmp_path / "pred"
@@ -131,12 +136,10 @@ def test_identity_refiner_reproduces_nnunet_files_and_nnunet_accepts_the_folder(
     ):
         assert (tmp_path / "refined" / name).is_file(), name
 
-    # a re-run resumes (nothing to do) and nnU-Net's own tools accept the refined folder
+    # a re-run resumes (nothing to do; in-process: the same command without a new interpreter) and
+    # nnU-Net's own tools accept the refined folder
     assert (
-        _refine_cli(
-            env, ["-i", str(pred), "-o", str(tmp_path / "refined"), *common, "--no-postprocess"]
-        ).returncode
-        == 0
+        main(["refine", "-i", str(pred), "-o", str(tmp_path / "refined"), *common, "--no-postprocess"]) == 0
     )
     run_checked(
         [
@@ -177,11 +180,11 @@ def test_identity_refiner_reproduces_nnunet_files_and_nnunet_accepts_the_folder(
         shutil.copytree(pred, broken)
         prepare(broken)
         out = tmp_path / "never"
-        result = _refine_cli(env, ["-i", str(broken), "-o", str(out), *common, *(extra or [])])
-        assert result.returncode == 1, result.stdout + result.stderr
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and message in lines[0], lines
-        assert not out.exists()
+        capsys.readouterr()
+        code = main(["refine", "-i", str(broken), "-o", str(out), *common, *(extra or [])])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert code == 1 and len(lines) == 1 and message in lines[0], lines
+        assert lines[0].startswith("nnunet-diffrefine refine: error:") and not out.exists()
 
     def nan_probs(folder: Path) -> None:
         p = np.load(folder / npz)["probabilities"]
@@ -197,14 +200,16 @@ def test_identity_refiner_reproduces_nnunet_files_and_nnunet_accepts_the_folder(
     shutil.copytree(images, images_missing, dirs_exist_ok=True)
     next(images_missing.glob("*_0002.nii.gz")).unlink()
     expect_error(lambda f: None, "missing image channel 2", ["--images", str(images_missing)])
+    config = model / "fold_0" / "refiner_identity" / "refiner.json"
+    kept = config.read_text()
     other = create_refiner("identity", DatasetSignature("Dataset123_Other", 4, 3, True, {"background": 0}))
-    other.save(model / "fold_0" / "refiner_other")
-    expect_error(lambda f: None, "trained for Dataset123_Other", ["--refiner", "other"])
-    shutil.rmtree(model / "fold_0" / "refiner_other")
+    other.save(config.parent)
+    expect_error(lambda f: None, "trained for Dataset123_Other")
+    config.write_text(kept)
 
 
 @pytest.mark.slow
-def test_mednext_corrdiff_trainer_trains_both_stages_resumes_and_refines(tiny_nnunet, tmp_path):
+def test_mednext_corrdiff_trainer_trains_the_refiner_stage_resumes_and_refines(tiny_nnunet, tmp_path):
     env = dict(
         tiny_nnunet,
         DIFFREFINE_REFINER_PRESET="tiny",
@@ -213,7 +218,10 @@ def test_mednext_corrdiff_trainer_trains_both_stages_resumes_and_refines(tiny_nn
         DIFFREFINE_REFINER_STEPS="2",
     )
     trainer, plans = "MedNeXtCorrDiffTrainer", "nnUNetPlansMedNeXtCPU"
-    model = trained_model(env, trainer, plans)
+    # MedNeXt's stage is the shared MedNeXtTrainer model (both stages in one call: test_label_based.py)
+    model = with_base_stage_of(env, "MedNeXtTrainer", trainer, plans)
+    first = nnunet_train(env, trainer, plans, extra=("--npz", "--c"))
+    assert "Epoch 0" not in first.stdout and "refiner stage: training corrdiff" in first.stdout
     fold = model / "fold_0"
     refiner_dir = fold / "refiner_corrdiff"
     for name in ("refiner.json", "refiner_final.pth", "refiner_latest.pth", "training_history.json"):

@@ -4,15 +4,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import BIN, DATASET, nnunet_train, trained_model
+from conftest import BIN, DATASET, nnunet_train, trained_model, with_base_stage_of
 
+from nnunet_diffrefine.cli.main import main
 from nnunet_diffrefine.refine.registry import refiner_settings
 
 PLANS = "nnUNetPlansSwinUNETRCPU"
@@ -50,15 +50,7 @@ def test_swin_diffusion_trainers_train_the_refiner_after_swin_and_resume_between
         ("SwinUNETRDDPMScratchTrainer", "ddpm_scratch"),
         ("SwinUNETRMedSegDiffScratchTrainer", "medsegdiff_scratch"),
     ):
-        fold = (
-            Path(env["nnUNet_results"])
-            / "Dataset980_TinyTrain"
-            / f"{trainer}__{PLANS}__3d_fullres"
-            / "fold_0"
-        )
-        fold.mkdir(parents=True)
-        shutil.copy(first / "fold_0" / "checkpoint_final.pth", fold)
-        shutil.copytree(first / "fold_0" / "validation", fold / "validation")
+        fold = with_base_stage_of(env, "SwinUNETRTrainer", trainer, PLANS) / "fold_0"
         out = nnunet_train(env, trainer, PLANS, extra=("--npz", "--c"))
         assert f"Using trainer '{trainer}'" in out.stdout
         assert "Epoch 0" not in out.stdout, "the finished Swin-UNETR stage is not trained again"
@@ -74,7 +66,7 @@ def _cli(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_train_refiner_for_a_trained_model_then_benchmark_several_refined_rows(
-    tiny_nnunet, tmp_path, monkeypatch
+    tiny_nnunet, tmp_path, monkeypatch, capsys
 ):
     from nnunet_diffrefine.benchmark.models import parse_model
     from nnunet_diffrefine.benchmark.run import run_benchmark
@@ -84,18 +76,24 @@ def test_train_refiner_for_a_trained_model_then_benchmark_several_refined_rows(
     fold = model / "fold_0"
     base = ["-d", str(DATASET), "-tr", "SwinUNETRTrainer", "-p", PLANS, "-f", "0"]
 
-    bad = _cli(env, "train-refiner", *base, "--refiner", "nonsense")
-    assert bad.returncode == 2 and "invalid choice: 'nonsense'" in bad.stderr and "ddpm" in bad.stderr
-    bad_value = _cli(env, "train-refiner", *base, "--refiner", "ddpm", "--set", "start_fraction=2")
-    assert (
-        bad_value.returncode == 1
-        and "start_fraction=2" in bad_value.stderr
-        and "must be <= 1" in bad_value.stderr
-    )
-    missing = _cli(env, "train-refiner", *base[:-2], "-f", "3", "--refiner", "ddpm")
-    assert missing.returncode == 1 and "fold_3" in missing.stderr and "checkpoint_final.pth" in missing.stderr
-    twice = _cli(env, "train-refiner", *base, "--refiner", "ddpm", "--oof-from", "0", "0")
-    assert twice.returncode == 1 and "more than one" in twice.stderr
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
+        monkeypatch.setenv(key, env[key])
+
+    def refused(*args: str) -> str:
+        """The one error line of the command run in-process (exit code 1)."""
+        capsys.readouterr()
+        assert main(["train-refiner", *base, *args]) == 1
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("nnunet-diffrefine train-refiner: error:"), lines
+        return lines[0]
+
+    with pytest.raises(SystemExit) as usage:
+        main(["train-refiner", *base, "--refiner", "nonsense"])
+    assert usage.value.code == 2 and "invalid choice: 'nonsense'" in capsys.readouterr().err
+    assert "start_fraction=2" in refused("--refiner", "ddpm", "--set", "start_fraction=2")
+    missing = refused("-f", "3", "--refiner", "ddpm")
+    assert "fold_3" in missing and "checkpoint_final.pth" in missing
+    assert "more than one" in refused("--refiner", "ddpm", "--oof-from", "0", "0")
 
     for name in ("ddpm", "medsegdiff"):
         result = _cli(env, "train-refiner", *base, "--refiner", name, *TINY, "--epochs", "2", "--lr", "3e-3")
@@ -106,12 +104,9 @@ def test_train_refiner_for_a_trained_model_then_benchmark_several_refined_rows(
         latest = torch.load(fold / f"refiner_{name}" / "refiner_latest.pth", weights_only=False)
         assert latest["settings"] == config["settings"], "and saved with the checkpoint"
     history = (fold / "refiner_ddpm" / "training_history.json").read_text()
-    again = _cli(env, "train-refiner", *base, "--refiner", "ddpm", *TINY)
-    assert again.returncode == 1 and "already holds a trained refiner" in again.stderr
+    assert "already holds a trained refiner" in refused("--refiner", "ddpm", *TINY)
     assert (fold / "refiner_ddpm" / "training_history.json").read_text() == history, "nothing overwritten"
 
-    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
-        monkeypatch.setenv(key, env[key])
     trained_model(env, "nnUNetTrainerCustomSchedule", "nnUNetPlansCPU")
     models = [
         parse_model("Stock=nnUNetTrainerCustomSchedule:nnUNetPlansCPU"),

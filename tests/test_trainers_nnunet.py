@@ -1,8 +1,8 @@
 """Each trainer through the real nnU-Net commands on tiny synthetic data (slow).
 
-nnUNetv2_train for a couple of iterations -> checkpoint_final.pth, plans.json, validation summary;
-``--c`` resumes it for a second epoch; nnUNetv2_predict with the checkpoint writes segmentations and
-probabilities of the right shape.
+nnUNetv2_train for a couple of iterations (once per session, shared with the other tests) ->
+checkpoint_final.pth, plans.json, validation summary; ``--c`` resumes it for a second epoch;
+nnUNetv2_predict with the checkpoint writes segmentations and probabilities of the right shape.
 """
 
 from __future__ import annotations
@@ -40,23 +40,7 @@ def test_train_resume_predict(trainer, tiny_nnunet, tmp_path):
         DIFFREFINE_ITERS_PER_EPOCH="2",
         DIFFREFINE_VAL_ITERS_PER_EPOCH="1",
     )
-    train = [
-        str(BIN / "nnUNetv2_train"),
-        str(DATASET),
-        "3d_fullres",
-        "0",
-        "-tr",
-        trainer,
-        "-p",
-        plans_name,
-        "-device",
-        "cpu",
-        "--npz",
-    ]
-    first = _run(train, env)
-    assert f"Using trainer '{trainer}'" in first.stdout
-
-    results = Path(env["nnUNet_results"]) / "Dataset980_TinyTrain" / f"{trainer}__{plans_name}__3d_fullres"
+    results = trained_model(env, trainer, plans_name)  # shared: trained once per session, 1 epoch, --npz
     fold = results / "fold_0"
     for name in ("checkpoint_final.pth", "progress.png", "debug.json", "validation/summary.json"):
         assert (fold / name).is_file(), name
@@ -69,6 +53,7 @@ def test_train_resume_predict(trainer, tiny_nnunet, tmp_path):
 
     # resume: the finished epoch is loaded and one more is trained
     second = _train(env, trainer, plans_name, epochs=2, extra=("--npz", "--c"))
+    assert f"Using trainer '{trainer}'" in second.stdout
     assert "Epoch 1" in second.stdout and "Epoch 0" not in second.stdout
     checkpoint = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert checkpoint["current_epoch"] == 2

@@ -129,6 +129,7 @@ def nnunet_environment(config: DemoConfig, paths: DemoPaths) -> dict[str, str]:
         DIFFREFINE_WARMUP_EPOCHS=str(min(5, max(0, config.epochs - 1))),
     )
     env.setdefault("nnUNet_n_proc_DA", str(config.num_processes))
+    env.setdefault("nnUNet_def_n_proc", str(config.num_processes))  # nnU-Net's default (8) oversubscribes 2 cores
     return env
 
 
@@ -177,7 +178,8 @@ def preprocessed_complete(paths: DemoPaths) -> bool:
 
 def plan_and_preprocess(config: DemoConfig, env: dict) -> None:
     command = [command_path("nnUNetv2_plan_and_preprocess"), "-d", str(config.dataset_id)]
-    command += ["--verify_dataset_integrity", "-c", "3d_fullres", "-np", str(config.num_processes)]
+    n = str(config.num_processes)
+    command += ["--verify_dataset_integrity", "-c", "3d_fullres", "-np", n, "-npfp", n]
     run_command(command, env, "plan_and_preprocess")
 
 
