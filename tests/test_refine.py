@@ -213,6 +213,7 @@ def test_mednext_corrdiff_trainer_trains_the_refiner_stage_resumes_and_refines(t
     env = dict(
         tiny_nnunet,
         DIFFREFINE_REFINER_PRESET="tiny",
+        DIFFREFINE_REFINER_PATIENCE="5",
         DIFFREFINE_REFINER_EPOCHS="2",
         DIFFREFINE_REFINER_ITERS="3",
         DIFFREFINE_REFINER_STEPS="2",

@@ -90,7 +90,7 @@ def test_train_refiner_for_a_trained_model_then_benchmark_several_refined_rows(
     with pytest.raises(SystemExit) as usage:
         main(["train-refiner", *base, "--refiner", "nonsense"])
     assert usage.value.code == 2 and "invalid choice: 'nonsense'" in capsys.readouterr().err
-    assert "start_fraction=2" in refused("--refiner", "ddpm", "--set", "start_fraction=2")
+    assert "start_fraction='2' must be <= 1" in refused("--refiner", "ddpm", "--set", "start_fraction=2")
     missing = refused("-f", "3", "--refiner", "ddpm")
     assert "fold_3" in missing and "checkpoint_final.pth" in missing
     assert "more than one" in refused("--refiner", "ddpm", "--oof-from", "0", "0")

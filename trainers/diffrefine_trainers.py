@@ -14,6 +14,13 @@ Thin classes: the network, the loss and the plans adjustments live in ``nnunet_d
   refiner conditioned on its out-of-fold probabilities / the unconditional baseline.
 - ``SwinUNETRMedSegDiffTrainer`` / ``SwinUNETRMedSegDiffScratchTrainer``: Swin-UNETR, then MedSegDiff
   conditioned on its out-of-fold probabilities / the unconditional baseline.
+
+nnU-Net builds every trainer with a fixed constructor, so settings reach these classes only through
+the environment: the short schedules of the base networks (``DIFFREFINE_NUM_EPOCHS``,
+``DIFFREFINE_ITERS_PER_EPOCH``, ``DIFFREFINE_VAL_ITERS_PER_EPOCH``, ``DIFFREFINE_WARMUP_EPOCHS``;
+:mod:`nnunet_diffrefine.training.schedule`) and the refiner stage's settings
+(``DIFFREFINE_REFINER_PRESET``, ``_EPOCHS``, ``_ITERS``, ``_PATIENCE``, ``_LR``, ``_BATCH``, ``_STEPS``;
+:mod:`nnunet_diffrefine.training.refiner_stage`). Unset, the papers' settings apply.
 """
 
 from nnunet_diffrefine.losses.segmentation import dsc_pp_bce, soft_dice

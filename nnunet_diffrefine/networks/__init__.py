@@ -1,5 +1,6 @@
-"""Segmentation networks for the trainers: MedNeXt with 3D GRN, and MONAI's Swin-UNETR, residual
-U-Net and SegResNet, each with an nnU-Net plans adapter (``*_from_plans``).
+"""Networks: for the trainers MedNeXt with 3D GRN, and MONAI's Swin-UNETR, residual U-Net and
+SegResNet, each with an nnU-Net plans adapter (``*_from_plans``); for the refiners CorrDiff's network
+(:mod:`.corrdiff`) and MedSegDiff's (:mod:`.medsegdiff`).
 
 Importing this sub-package imports torch and MONAI.
 """

@@ -149,6 +149,7 @@ class RefinerSettings:
             "patience": 1,
             "warmup_epochs": 0,
             "inference_steps": 2,
+            "patch_size": None,
         },
     }
 
