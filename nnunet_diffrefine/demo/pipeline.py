@@ -129,7 +129,9 @@ def nnunet_environment(config: DemoConfig, paths: DemoPaths) -> dict[str, str]:
         DIFFREFINE_WARMUP_EPOCHS=str(min(5, max(0, config.epochs - 1))),
     )
     env.setdefault("nnUNet_n_proc_DA", str(config.num_processes))
-    env.setdefault("nnUNet_def_n_proc", str(config.num_processes))  # nnU-Net's default (8) oversubscribes 2 cores
+    env.setdefault(
+        "nnUNet_def_n_proc", str(config.num_processes)
+    )  # nnU-Net's default (8) oversubscribes 2 cores
     return env
 
 
