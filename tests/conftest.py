@@ -14,6 +14,8 @@ BIN = Path(sys.executable).parent
 DATASET = 980
 
 TINY_SHAPE = (48, 48, 48)
+# nnUNetv2_predict in its sequential mode: no worker processes to start for a case or two
+SEQUENTIAL = ("-npp", "0", "-nps", "0")
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import BIN, isolated_nnunet_env, run_checked
+from conftest import BIN, SEQUENTIAL, isolated_nnunet_env, run_checked
 
 from nnunet_diffrefine.cli.main import main
 from nnunet_diffrefine.data.brats import label_dataset_json, region_dataset_json
@@ -91,6 +91,7 @@ def test_label_based_dataset_trains_predicts_refines_and_is_evaluated_per_label(
             "-f",
             "0",
             "--save_probabilities",
+            *SEQUENTIAL,
             "-device",
             "cpu",
         ],

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import BIN, DATASET, nnunet_train, run_checked, trained_model, with_base_stage_of
+from conftest import BIN, DATASET, SEQUENTIAL, nnunet_train, run_checked, trained_model, with_base_stage_of
 
 from nnunet_diffrefine.cli.main import main
 from nnunet_diffrefine.refine.base import DatasetSignature
@@ -69,6 +69,7 @@ def _predict(env: dict, trainer: str, plans: str, out: Path) -> Path:
             "-device",
             "cpu",
             "--save_probabilities",
+            *SEQUENTIAL,
             "--disable_tta",
         ],
         env,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import BIN, DATASET, trained_model
+from conftest import BIN, DATASET, SEQUENTIAL, trained_model
 from conftest import nnunet_train as _train
 from conftest import run_checked as _run
 
@@ -80,6 +80,7 @@ def test_train_resume_predict(trainer, tiny_nnunet, tmp_path):
             "-device",
             "cpu",
             "--save_probabilities",
+            *SEQUENTIAL,
             "--disable_tta",
         ],
         env,
