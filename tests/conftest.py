@@ -11,11 +11,49 @@ from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent
+
+# Two pytest-xdist workers share the two cores: one thread each (torch here, OpenMP in the nnU-Net
+# subprocesses), or both spin on four threads and every test gets slower.
+THREADS = "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2"
+os.environ["OMP_NUM_THREADS"] = THREADS
+os.environ["MKL_NUM_THREADS"] = THREADS
 DATASET = 980
 
 TINY_SHAPE = (48, 48, 48)
 # nnUNetv2_predict in its sequential mode: no worker processes to start for a case or two
 SEQUENTIAL = ("-npp", "0", "-nps", "0")
+
+
+# The tests that share the tiny nnU-Net models (trained once per session) run on one worker, first:
+# they are the longest unit of work; every other test is a unit of its own.
+SHARED_MODELS = (
+    "tests/test_refine.py",
+    "tests/test_swin_diffusion_trainers.py",
+    "tests/test_trainers_nnunet.py",
+)
+
+
+def pytest_configure(config) -> None:
+    import torch
+
+    torch.set_num_threads(int(THREADS))
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in SHARED_MODELS)  # stable: order kept
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scope scheduling with the scopes above (its own ``xdist_group`` marks do not
+    survive pytest 9's node ids)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedModelsFirst(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "shared-models" if nodeid.split("::")[0] in SHARED_MODELS else nodeid
+
+    return SharedModelsFirst(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +100,7 @@ def isolated_nnunet_env(root: Path, **overrides: str) -> dict[str, str]:
         nnUNet_extTrainer=str(trainer_folder()),
         nnUNet_n_proc_DA="1",
         nnUNet_def_n_proc="1",
-        OMP_NUM_THREADS="2",
+        OMP_NUM_THREADS=THREADS,
         **overrides,
     )
     return env
