@@ -46,7 +46,7 @@ def test_tiny_demo_runs_the_whole_pipeline_and_a_rerun_skips_every_stage(tmp_pat
     assert raw_cases <= {p.name.split(".")[0] for p in (pre / "nnUNetPlans_3d_fullres").iterdir()}
     benchmark = tmp_path / "nnUNet_results" / "Dataset970_DemoBraTS" / "benchmark_test"
     table = (benchmark / "benchmark.md").read_text()
-    for row in ("| nnU-Net |", "| MedNeXt |", "| MedNeXt + corrdiff |"):
+    for row in ("| nnU-Net |", "| MedNeXt |", "| MedNeXt + CorrDiff |"):
         assert row in table and row in first.stdout, row
     assert (benchmark / "benchmark.csv").is_file() and (benchmark / "benchmark_dice.png").is_file()
     report = (tmp_path / "report" / "report.md").read_text()

@@ -116,12 +116,12 @@ def test_train_refiner_for_a_trained_model_then_benchmark_several_refined_rows(
         DATASET, models, [0], split="test", output=tmp_path / "bench", use_mirroring=False, progress=False
     )
     record = json.loads((out / "benchmark.json").read_text())
-    assert [r["name"] for r in record["models"]] == ["Stock", "Swin", "Swin + ddpm", "Swin + medsegdiff"]
+    assert [r["name"] for r in record["models"]] == ["Stock", "Swin", "Swin + DDPM", "Swin + MedSegDiff"]
     predictions = out / "predictions"
-    assert sorted(p.name for p in predictions.iterdir()) == ["Stock", "Swin", "Swin_ddpm", "Swin_medsegdiff"]
+    assert sorted(p.name for p in predictions.iterdir()) == ["Stock", "Swin", "Swin_DDPM", "Swin_MedSegDiff"]
     swin, ddpm = record["models"][1]["folds"][0], record["models"][2]["folds"][0]
     assert ddpm["seconds_per_case"] > swin["seconds_per_case"], "refined rows add the refinement's seconds"
-    assert "| Swin + medsegdiff |" in (out / "benchmark.md").read_text()
+    assert "| Swin + MedSegDiff |" in (out / "benchmark.md").read_text()
 
     # several samples per case: their mean, and a per-voxel standard deviation beside the result
     from nnunet_diffrefine.refine.run import refine_folder

@@ -115,7 +115,7 @@ def test_benchmark_against_stock_nnunet_writes_table_csv_and_chart(tiny_nnunet, 
     ]
     refiner_env = {"DIFFREFINE_REFINER_PRESET": "tiny"}
     trained_model(env, "MedNeXtCorrDiffTrainer", "nnUNetPlansMedNeXtCPU", extra_env=refiner_env)
-    refined = parse_model("CoMNeT=MedNeXtCorrDiffTrainer:nnUNetPlansMedNeXtCPU+corrdiff")
+    refined = parse_model("MedNeXt=MedNeXtCorrDiffTrainer:nnUNetPlansMedNeXtCPU+corrdiff")
     with pytest.raises(InputError, match="--split test"):
         run_benchmark(DATASET, [*models, refined], [0], split="cv", output=tmp_path / "bad", progress=False)
     for split, rows in (("cv", models), ("test", [*models, refined])):
@@ -127,7 +127,7 @@ def test_benchmark_against_stock_nnunet_writes_table_csv_and_chart(tiny_nnunet, 
         assert "Dice TC | Dice WT | Dice ET | Dice Avg | HD95 (mm)" in table
         record = json.loads((out / "benchmark.json").read_text())
         expected = ["Stock", "SegResNetTrainer (nnUNetPlansSegResNetCPU)"]
-        expected += ["CoMNeT", "CoMNeT + corrdiff"] if split == "test" else []
+        expected += ["MedNeXt", "MedNeXt + CorrDiff"] if split == "test" else []
         assert [r["name"] for r in record["models"]] == expected
         assert (
             len((out / "benchmark.csv").read_text().splitlines()) == 1 + len(expected) * 3
@@ -143,7 +143,7 @@ def test_benchmark_against_stock_nnunet_writes_table_csv_and_chart(tiny_nnunet, 
             assert refined_row["seconds_per_case"] > base["seconds_per_case"], (
                 "refined row = prediction + refinement"
             )
-            assert "| CoMNeT + corrdiff |" in table
+            assert "| MedNeXt + CorrDiff |" in table
         else:
             assert fold["seconds_per_case"] is None
     with pytest.raises(FileExistsError):

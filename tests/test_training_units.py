@@ -87,6 +87,28 @@ def test_schedule_variables_are_parsed_and_checked():
         schedule_overrides({"DIFFREFINE_NUM_EPOCHS": "many"})
     with pytest.raises(InputError, match=">= 1"):
         schedule_overrides({"DIFFREFINE_ITERS_PER_EPOCH": "0"})
+    assert schedule_overrides({"DIFFREFINE_LR": "1e-3", "DIFFREFINE_SAVE_EVERY": "5"}) == {
+        "initial_lr": 1e-3,
+        "save_every": 5,
+    }
+    for bad in ("0", "-1e-3", "fast", "inf"):
+        with pytest.raises(InputError, match="DIFFREFINE_LR"):
+            schedule_overrides({"DIFFREFINE_LR": bad})
+
+
+def test_the_cpu_schedule_gives_every_trainer_the_same_length_and_its_own_optimiser_rate():
+    from nnunet_diffrefine.training.cpu_schedule import CPUSchedule
+
+    schedule = CPUSchedule()
+    stock, mednext = (
+        schedule.environment("nnUNetTrainerCustomSchedule"),
+        schedule.environment("MedNeXtTrainer"),
+    )
+    assert {k: v for k, v in stock.items() if k != "DIFFREFINE_LR"} == {
+        k: v for k, v in mednext.items() if k != "DIFFREFINE_LR"
+    }
+    assert float(stock["DIFFREFINE_LR"]) == 1e-2 and float(mednext["DIFFREFINE_LR"]) == 1e-3
+    assert schedule_overrides(mednext)["initial_lr"] == 1e-3
 
 
 def test_patch_rounding():

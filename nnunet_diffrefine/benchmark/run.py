@@ -41,6 +41,13 @@ from nnunet_diffrefine.utils.resources import Measurement
 PREFERRED_ORDER = ("TC", "WT", "ET")  # seed 000 Table 3
 
 
+def refined_row(model: ModelSpec, refiner: str) -> str:
+    """``MODEL + LABEL``: the row of ``model``'s predictions refined by ``refiner`` (its table label)."""
+    from nnunet_diffrefine.refine.registry import refiner_class
+
+    return f"{model.name} + {refiner_class(refiner).label or refiner}"
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
 
@@ -162,7 +169,7 @@ def refined_fold(setup: BenchmarkSetup, model: ModelSpec, refiner: str, fold: in
     """One fold's test predictions refined by that fold's refiner, scored; seconds = prediction + refinement."""
     from nnunet_diffrefine.refine.run import refine_folder
 
-    name = f"{model.name} + {refiner}"
+    name = refined_row(model, refiner)
     refined_dir = setup.prediction_folder(name, fold)
     model_dir = fold_folder(model, setup.results_root, setup.dataset_name, fold).parent
     refine_folder(
@@ -249,7 +256,7 @@ def run_benchmark(
     setup.out.mkdir(parents=True, exist_ok=True)
     results: list[ModelResult] = []
     for m in models:
-        rows = [ModelResult(m.name)] + [ModelResult(f"{m.name} + {r}") for r in m.refiners]
+        rows = [ModelResult(m.name)] + [ModelResult(refined_row(m, r)) for r in m.refiners]
         for f in folds:
             fold_results = [cv_fold(setup, m, f)] if split == "cv" else held_out_fold(setup, m, f)
             for row, result in zip(rows, fold_results):

@@ -1,8 +1,12 @@
 """``nnunet-diffrefine demo``: the whole pipeline on synthetic data, on a CPU.
 
 Stages: synthesize a BraTS-like dataset -> nnU-Net planning and preprocessing (with its integrity
-check) -> the small-CPU plans presets -> train stock nnU-Net (``nnUNetTrainerCustomSchedule``) and
-MedNeXt (``MedNeXtTrainer``, ``--npz``) briefly on fold 0 -> train CorrDiff on MedNeXt's out-of-fold
+check) -> a 2-fold split (``splits_final.json``: fold 0 trains on half the training cases and
+predicts the other half, so the refiner gets that many out-of-fold cases) and the small-CPU plans
+presets -> train stock nnU-Net (``nnUNetTrainerCustomSchedule``) and MedNeXt (``MedNeXtTrainer``,
+``--npz``) on fold 0 under the CPU schedule
+(:class:`~nnunet_diffrefine.training.cpu_schedule.CPUSchedule`: the same iterations for both, a
+learning rate that moves them in a few hundred iterations) -> train CorrDiff on MedNeXt's out-of-fold
 probabilities (typed settings, the ``cpu`` preset) -> the benchmark on the test split (prediction
 with probabilities and test-time mirroring, as the out-of-fold priors were predicted; CorrDiff
 refinement; BraTS evaluation of all three; table + CSV + PNG) -> the report of one refined test case
@@ -40,16 +44,17 @@ class DemoConfig:
     output: Path
     dataset_id: int = 970
     name: str = "DemoBraTS"
-    num_train: int = 10
+    num_train: int = 16
     num_test: int = 4
-    shape: int = 64
+    shape: int = 48
     seed: int = 0
-    phenotype: str = "mixed"
+    phenotype: str = "adult"
     num_processes: int = 2
-    epochs: int = 5
-    iterations: int = 20
+    num_folds: int = 2
+    epochs: int = 16
+    iterations: int = 25
     refiner_preset: str = "cpu"
-    refiner_epochs: int = 5
+    refiner_epochs: int = 8
     refiner_iterations: int = 20
     refiner_steps: int = 10
     device: str = "cpu"
@@ -69,6 +74,17 @@ class DemoConfig:
         )
         base.update(overrides)
         return cls(output=output, **base)
+
+    def schedule(self):
+        """The base models' CPU schedule (same iterations for both; each trainer's learning rate)."""
+        from nnunet_diffrefine.training.cpu_schedule import CPUSchedule
+
+        return CPUSchedule(
+            epochs=self.epochs,
+            iterations=self.iterations,
+            val_iterations=max(1, self.iterations // 5),
+            warmup_epochs=min(2, self.epochs - 1),
+        )
 
     def refiner_settings(self):
         """CorrDiff's typed settings: the preset, with the demo's schedule."""
@@ -119,15 +135,7 @@ class DemoPaths:
 def nnunet_environment(config: DemoConfig, paths: DemoPaths) -> dict[str, str]:
     """The environment of the nnU-Net commands: the folders, this project's trainers and the short
     schedule of nnU-Net's trainers (see the module docstring)."""
-    env = dict(
-        os.environ,
-        **paths.folders,
-        nnUNet_extTrainer=str(trainer_folder()),
-        DIFFREFINE_NUM_EPOCHS=str(config.epochs),
-        DIFFREFINE_ITERS_PER_EPOCH=str(config.iterations),
-        DIFFREFINE_VAL_ITERS_PER_EPOCH=str(max(1, config.iterations // 4)),
-        DIFFREFINE_WARMUP_EPOCHS=str(min(5, max(0, config.epochs - 1))),
-    )
+    env = dict(os.environ, **paths.folders, nnUNet_extTrainer=str(trainer_folder()))
     env.setdefault("nnUNet_n_proc_DA", str(config.num_processes))
     env.setdefault(
         "nnUNet_def_n_proc", str(config.num_processes)
@@ -186,8 +194,11 @@ def plan_and_preprocess(config: DemoConfig, env: dict) -> None:
 
 
 def write_presets(config: DemoConfig, paths: DemoPaths) -> None:
+    from nnunet_diffrefine.benchmark.protocol import kfold_splits, write_splits
     from nnunet_diffrefine.training.plans_presets import write_plans_preset
 
+    cases = sorted(p.name[: -len(".nii.gz")] for p in (paths.raw / "labelsTr").glob("*.nii.gz"))
+    write_splits(paths.preprocessed, kfold_splits(cases, config.num_folds))
     for arch in ("nnunet", "mednext"):
         write_plans_preset(
             config.dataset_id, arch, cpu=True, overwrite=True, preprocessed_root=paths.preprocessed.parent
@@ -197,7 +208,7 @@ def write_presets(config: DemoConfig, paths: DemoPaths) -> None:
 def train_base(config: DemoConfig, env: dict, model: tuple[str, str], stage: str) -> None:
     command = [command_path("nnUNetv2_train"), str(config.dataset_id), "3d_fullres", "0", "-tr", model[0]]
     command += ["-p", model[1], "-device", config.device, "--npz", "--c"]
-    run_command(command, env, stage)
+    run_command(command, dict(env, **config.schedule().environment(model[0])), stage)
 
 
 def base_trained(paths: DemoPaths, model: tuple[str, str]) -> bool:
@@ -244,7 +255,7 @@ def benchmark(config: DemoConfig, env: dict, paths: DemoPaths) -> None:
 def report(paths: DemoPaths) -> None:
     from nnunet_diffrefine.report import load_case, write_report
 
-    refined = paths.benchmark / "predictions" / f"{ROWS['mednext']}_{REFINER}" / "fold_0"
+    refined = paths.benchmark / "predictions" / f"{ROWS['mednext']}_CorrDiff" / "fold_0"
     seg = sorted(refined.glob("*.nii.gz"))[0]
     case = seg.name[: -len(".nii.gz")]
     images = [paths.raw / "imagesTs" / f"{case}_{c:04d}.nii.gz" for c in range(4)]
@@ -272,7 +283,8 @@ def build_stages(config: DemoConfig) -> tuple[list[Stage], dict[str, Path]]:
     paths = DemoPaths.of(config)
     env = nnunet_environment(config, paths)
     refiner_done = paths.model(MEDNEXT) / "fold_0" / f"refiner_{REFINER}" / "refiner_final.pth"
-    schedule = f"{config.epochs} x {config.iterations} iterations"
+    sched = config.schedule()
+    schedule = f"{sched.epochs} x {sched.iterations} iterations, lr {sched.environment(STOCK[0])['DIFFREFINE_LR']} / {sched.adamw_lr}"
     stages = [
         Stage(
             "synth",
@@ -288,9 +300,11 @@ def build_stages(config: DemoConfig) -> tuple[list[Stage], dict[str, Path]]:
         ),
         Stage(
             "plans",
-            "small-CPU plans presets for stock nnU-Net and MedNeXt",
+            f"a {config.num_folds}-fold split and the small-CPU plans presets for stock nnU-Net and MedNeXt",
             lambda: write_presets(config, paths),
-            lambda: all((paths.preprocessed / f"{p}.json").is_file() for p in (STOCK[1], MEDNEXT[1])),
+            lambda: all(
+                (paths.preprocessed / f"{p}.json").is_file() for p in (STOCK[1], MEDNEXT[1], "splits_final")
+            ),
         ),
         Stage(
             "train_nnunet",

@@ -95,6 +95,8 @@ class Refiner(ABC):
     """Base class of every refiner (see the module docstring)."""
 
     name: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    """How tables name the refiner (default: ``name``)."""
     settings_class: ClassVar[type[RefinerSettings]] = RefinerSettings
     uses_prior: ClassVar[bool] = True
     """False for unconditional refiners: their output replaces the prior instead of correcting it."""

@@ -123,6 +123,7 @@ class CorrDiffRefiner(VolumetricDiffusionRefiner):
     """CorrDiff (seed 002): a latent diffusion of the residual y - p, gated onto the prior's logits."""
 
     name = "corrdiff"
+    label = "CorrDiff"
     settings_class = CorrDiffSettings
 
     def build(self) -> None:

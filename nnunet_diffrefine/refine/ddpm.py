@@ -100,6 +100,7 @@ class DDPMRefiner(VolumetricDiffusionRefiner):
     """Seed 000's conditioned 3D DDPM: denoises the label map from the prior noised to t' = 0.4 T."""
 
     name = "ddpm"
+    label = "DDPM"
     settings_class = DDPMSettings
 
     def build(self) -> None:
@@ -177,5 +178,6 @@ class DDPMScratchRefiner(DDPMRefiner):
     """Seed 000's unconditional DDPM baseline: 6 DPM-Solver++(2M) steps from pure noise, no prior."""
 
     name = "ddpm_scratch"
+    label = "DDPM (scratch)"
     settings_class = DDPMScratchSettings
     uses_prior = False

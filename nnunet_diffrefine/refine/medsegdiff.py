@@ -112,6 +112,7 @@ class MedSegDiffRefiner(Refiner):
     """Seed 000's MedSegDiff on axial slices: a highway U-Net with FF-Parsers and a noise predictor, fused."""
 
     name = "medsegdiff"
+    label = "MedSegDiff"
     settings_class = MedSegDiffSettings
 
     def check_settings(self) -> None:
@@ -270,5 +271,6 @@ class MedSegDiffScratchRefiner(MedSegDiffRefiner):
     """Seed 000's unconditional MedSegDiff baseline: the highway sees the image slice only."""
 
     name = "medsegdiff_scratch"
+    label = "MedSegDiff (scratch)"
     settings_class = MedSegDiffScratchSettings
     uses_prior = False

@@ -12,7 +12,12 @@ variable                             meaning                                    
 ``DIFFREFINE_ITERS_PER_EPOCH``       training iterations per epoch                250
 ``DIFFREFINE_VAL_ITERS_PER_EPOCH``   validation iterations per epoch              50
 ``DIFFREFINE_WARMUP_EPOCHS``         linear warm-up epochs (capped at epochs - 1) 5
+``DIFFREFINE_LR``                    peak learning rate                           1e-2 (SGD)
+``DIFFREFINE_SAVE_EVERY``            epochs between checkpoint_latest.pth         50
 ==================================== ============================================ =========
+
+(our trainers' peak learning rate is the papers' 1e-4 with AdamW; a short CPU schedule needs a larger
+one, see ``nnunet_diffrefine.training.cpu_schedule``).
 
 e.g. ``DIFFREFINE_NUM_EPOCHS=2 DIFFREFINE_ITERS_PER_EPOCH=5 nnUNetv2_train 970 3d_fullres 0 -tr MedNeXtTrainer``.
 The values in force are written to the training log.
@@ -32,23 +37,31 @@ SCHEDULE_VARIABLES = {
     "num_iterations_per_epoch": "DIFFREFINE_ITERS_PER_EPOCH",
     "num_val_iterations_per_epoch": "DIFFREFINE_VAL_ITERS_PER_EPOCH",
     "warmup_epochs": "DIFFREFINE_WARMUP_EPOCHS",
+    "initial_lr": "DIFFREFINE_LR",
+    "save_every": "DIFFREFINE_SAVE_EVERY",
 }
 
 
-def schedule_overrides(environ: dict[str, str] | None = None) -> dict[str, int]:
-    """``{attribute: value}`` for every schedule variable that is set (positive integers; warm-up >= 0)."""
+def schedule_overrides(environ: dict[str, str] | None = None) -> dict[str, int | float]:
+    """``{attribute: value}`` for every schedule variable that is set (positive integers, warm-up >= 0,
+    a positive finite learning rate)."""
     environ = os.environ if environ is None else environ
-    out: dict[str, int] = {}
+    out: dict[str, int | float] = {}
     for attribute, variable in SCHEDULE_VARIABLES.items():
         raw = environ.get(variable)
         if raw is None or raw == "":
             continue
+        kind = float if attribute == "initial_lr" else int
         try:
-            value = int(raw)
+            value = kind(raw)
         except ValueError:
-            raise InputError(f"{variable}={raw!r} is not an integer") from None
+            raise InputError(
+                f"{variable}={raw!r} is not {'a number' if kind is float else 'an integer'}"
+            ) from None
         minimum = 0 if attribute == "warmup_epochs" else 1
-        if value < minimum:
+        if kind is float and not 0 < value < float("inf"):
+            raise InputError(f"{variable}={raw} must be a positive number")
+        if kind is int and value < minimum:
             raise InputError(f"{variable}={value} must be >= {minimum}")
         out[attribute] = value
     return out

@@ -1,0 +1,322 @@
+"""The fair refinement benchmark: do the diffusion refiners improve priors that learned?
+
+Usage: python benchmarks/bench_refinement.py [--work DIR] [--seed 0] [--phenotype mixed] [--num-train 24]
+       [--num-test 8] [--shape 64] [--folds 3] [--epochs 40] [--iters 25] [--refiner-epochs 20]
+       [--refiner-iters 25] [--uncertainty-samples 4] [-o benchmarks/results/refinement]
+
+The protocol (every rule of "Measuring refinement honestly" in the project brief):
+
+1. A phantom training set and a held-out test split from ``--seed`` and ``--phenotype``.
+2. Every base model (stock nnU-Net, Res U-Net, Swin-UNETR, SegResNet, MedNeXt) is trained with the
+   same K-fold split (``splits_final.json``, K = ``--folds``) and ``--npz``, under one CPU schedule
+   (:class:`nnunet_diffrefine.training.cpu_schedule.CPUSchedule`: the same iterations for every model).
+3. Each refiner trains once per prior on the out-of-fold probabilities of *all* training cases (every
+   case predicted by the fold that did not train on it: nnU-Net's final validation, with mirroring).
+4. The test split is predicted by each fold with mirroring (one fold per prior, as the out-of-fold
+   priors were made). The prior row is the fold ensemble of those predictions (nnU-Net's ensemble: what
+   ``nnUNetv2_predict -f 0 1 2`` gives); a refined row refines each fold's prediction, then ensembles
+   the refined folds. So refiners only ever see priors predicted as their training priors were.
+5. No row is post-processed (nnU-Net's thresholding only), so every row is treated alike.
+6. Per case, mean Dice and HD95 over TC/WT/ET; for every refined row the paired difference to its
+   prior (bootstrap 95 % CI, Wilcoxon signed-rank p); conditioned vs scratch likewise; MedSegDiff's
+   chosen fusion weight and an ablation row with the highway alone (w = 0); the AUROC of each refiner's
+   per-voxel standard deviation (``--uncertainty-samples`` samples, fold 0's priors) for its wrong voxels.
+7. The protocol is checked from the files written (:mod:`nnunet_diffrefine.benchmark.protocol`).
+
+Every stage is skipped when its outputs exist, so an interrupted run resumes (trainings resume at
+their last checkpoint); ``state.json`` in the work folder keeps each stage's wall time. Writes
+``refinement.json`` (``rows``, ``comparisons``, ``seed``, ``phenotype``, ``commit``, every setting,
+stage times) and ``refinement.md`` to ``-o``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _setup import BIN, nnunet_environment, run
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET_ID = 962
+BASES = {  # row -> (trainer, plans preset architecture)
+    "nnU-Net (stock)": ("nnUNetTrainerCustomSchedule", "nnunet"),
+    "Res U-Net": ("ResUNetTrainer", "resunet"),
+    "Swin-UNETR": ("SwinUNETRTrainer", "swinunetr"),
+    "SegResNet": ("SegResNetTrainer", "segresnet"),
+    "MedNeXt": ("MedNeXtTrainer", "mednext"),
+}
+REFINED = {  # row -> (prior row, refiner, inference overrides)
+    "DDPM (scratch)": ("Swin-UNETR", "ddpm_scratch", {}),
+    "DDPM (cond)": ("Swin-UNETR", "ddpm", {}),
+    "MedSegDiff (scratch)": ("Swin-UNETR", "medsegdiff_scratch", {}),
+    "MedSegDiff (cond)": ("Swin-UNETR", "medsegdiff", {}),
+    "MedSegDiff (cond), highway only (w = 0)": ("Swin-UNETR", "medsegdiff", {"fusion_weight": 0.0}),
+    "CoMNeT (MedNeXt + CorrDiff, fold ensemble)": ("MedNeXt", "corrdiff", {}),
+}
+TABLES = {
+    "Seed 000 Table 3 layout": ["nnU-Net (stock)", "Res U-Net", "Swin-UNETR", *list(REFINED)[:5]],
+    "Seed 002 Table 2 layout": ["nnU-Net (stock)", "SegResNet", "MedNeXt", list(REFINED)[5]],
+}
+PAIRS = [("DDPM (scratch)", "DDPM (cond)"), ("MedSegDiff (scratch)", "MedSegDiff (cond)")]
+PAIRS += [("MedSegDiff (cond), highway only (w = 0)", "MedSegDiff (cond)")]
+
+
+class Stages:
+    """Runs named stages once: skipped when ``done()`` says so; wall times kept in ``state.json``."""
+
+    def __init__(self, work: Path) -> None:
+        self.file = work / "state.json"
+        self.times = json.loads(self.file.read_text()) if self.file.is_file() else {}
+
+    def __call__(self, name: str, done, action) -> None:
+        if done():
+            print(f"[skip] {name}", flush=True)
+            return
+        print(f"[run] {name}", flush=True)
+        start = time.perf_counter()
+        action()
+        self.times[name] = round(self.times.get(name, 0.0) + time.perf_counter() - start, 1)
+        self.file.write_text(json.dumps(self.times, indent=1))
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", default="/tmp/bench_refinement", help="work folder (nnU-Net folders inside)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--phenotype", choices=["adult", "pediatric", "mixed"], default="mixed")
+    p.add_argument("--num-train", type=int, default=24)
+    p.add_argument("--num-test", type=int, default=8)
+    p.add_argument("--shape", type=int, default=64)
+    p.add_argument("--folds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=40, help="base models: epochs of --iters iterations")
+    p.add_argument("--iters", type=int, default=25)
+    p.add_argument("--refiner-epochs", type=int, default=20)
+    p.add_argument("--refiner-iters", type=int, default=25)
+    p.add_argument("--uncertainty-samples", type=int, default=4)
+    p.add_argument("--bases", nargs="+", default=list(BASES), help="base rows to run (default: all)")
+    p.add_argument("-o", default=str(REPO / "benchmarks" / "results" / "refinement"))
+    return p.parse_args()
+
+
+def commit() -> str:
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
+    return head + ("-dirty" if dirty.strip() else "")
+
+
+class Benchmark:
+    """The paths and settings of one run, and one method per stage."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from nnunet_diffrefine.training.cpu_schedule import CPUSchedule
+
+        self.args, self.work = args, Path(args.work)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.env = nnunet_environment(self.work, nnUNet_def_n_proc="1", nnUNet_n_proc_DA="2")
+        self.name = f"Dataset{DATASET_ID}_RefineS{args.seed}{args.phenotype.capitalize()}"
+        self.raw = self.work / "nnUNet_raw" / self.name
+        self.pre = self.work / "nnUNet_preprocessed" / self.name
+        self.results = self.work / "nnUNet_results" / self.name
+        self.schedule = CPUSchedule(epochs=args.epochs, iterations=args.iters)
+        self.folds = list(range(args.folds))
+        self.stage = Stages(self.work)
+
+    # --- data ------------------------------------------------------------------------------------------
+    def synthesize(self) -> None:
+        from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
+
+        a = self.args
+        config = SynthConfig(shape=(a.shape,) * 3, seed=a.seed, phenotype=a.phenotype)
+        synthesize_dataset(
+            self.work / "nnUNet_raw", DATASET_ID, self.name.split("_", 1)[1], a.num_train, a.num_test, config
+        )
+
+    def plan(self) -> None:
+        run(
+            [
+                str(BIN / "nnUNetv2_plan_and_preprocess"),
+                "-d",
+                str(DATASET_ID),
+                "-c",
+                "3d_fullres",
+                "-np",
+                "2",
+                "-npfp",
+                "2",
+            ],
+            self.env,
+        )
+
+    def splits_and_presets(self) -> None:
+        from nnunet_diffrefine.benchmark.protocol import kfold_splits, write_splits
+        from nnunet_diffrefine.training.plans_presets import write_plans_preset
+
+        write_splits(self.pre, kfold_splits(self.training_cases(), self.args.folds))
+        for _, arch in BASES.values():
+            write_plans_preset(DATASET_ID, arch, cpu=True, overwrite=True)
+
+    def training_cases(self) -> list[str]:
+        return sorted(p.name[: -len(".nii.gz")] for p in (self.raw / "labelsTr").glob("*.nii.gz"))
+
+    def test_cases(self) -> set[str]:
+        return {p.name[: -len(".nii.gz")] for p in (self.raw / "labelsTs").glob("*.nii.gz")}
+
+    # --- base models -------------------------------------------------------------------------------------
+    def plans_name(self, row: str) -> str:
+        from nnunet_diffrefine.training.plans_presets import preset_plans_name
+
+        return preset_plans_name(BASES[row][1], True)
+
+    def model(self, row: str) -> Path:
+        return self.results / f"{BASES[row][0]}__{self.plans_name(row)}__3d_fullres"
+
+    def train(self, row: str, fold: int) -> None:
+        trainer = BASES[row][0]
+        env = dict(self.env, **self.schedule.environment(trainer))
+        command = [str(BIN / "nnUNetv2_train"), str(DATASET_ID), "3d_fullres", str(fold), "-tr", trainer]
+        run([*command, "-p", self.plans_name(row), "-device", "cpu", "--npz", "--c"], env)
+
+    def trained(self, row: str, fold: int) -> bool:
+        fold_dir = self.model(row) / f"fold_{fold}"
+        return (fold_dir / "checkpoint_final.pth").is_file() and (
+            fold_dir / "validation" / "summary.json"
+        ).is_file()
+
+    def predictions(self, row: str, fold: int | str) -> Path:
+        return self.work / "predictions" / row.replace(" ", "_") / f"fold_{fold}"
+
+    def predict(self, row: str, fold: int) -> None:
+        from nnunet_diffrefine.benchmark.predict import case_files, predict_cases
+
+        cases = case_files(self.raw / "imagesTs", ".nii.gz", 4)
+        predict_cases(
+            self.model(row),
+            fold,
+            cases,
+            self.predictions(row, fold),
+            use_mirroring=True,
+            save_probabilities=True,
+        )
+
+    def ensemble(self, row: str, folders: list[Path]) -> None:
+        from nnunet_diffrefine.benchmark.scores import ensemble_folders
+
+        model = self.model(REFINED[row][0] if row in REFINED else row)
+        dataset_json = json.loads((model / "dataset.json").read_text())
+        ensemble_folders(
+            folders,
+            self.predictions(row, "ensemble"),
+            dataset_json,
+            json.loads((model / "plans.json").read_text()),
+        )
+
+    # --- refiners ----------------------------------------------------------------------------------------
+    def train_refiner(self, prior: str, refiner: str) -> None:
+        from nnunet_diffrefine.refine.registry import refiner_settings
+        from nnunet_diffrefine.refine.train import train_refiner_for_model
+
+        a = self.args
+        settings = refiner_settings(
+            refiner, "cpu", max_epochs=a.refiner_epochs, iterations_per_epoch=a.refiner_iters
+        )
+        trainer = BASES[prior][0]
+        train_refiner_for_model(
+            DATASET_ID, trainer, self.plans_name(prior), "3d_fullres", [0], refiner, settings, self.folds
+        )
+
+    def refiner_folder(self, prior: str, refiner: str) -> Path:
+        return self.model(prior) / "fold_0" / f"refiner_{refiner}"
+
+    def refine(self, row: str, fold: int, samples: int | None = None) -> Path:
+        from nnunet_diffrefine.refine.postprocess import PostprocessConfig
+        from nnunet_diffrefine.refine.run import refine_folder
+
+        prior, refiner, overrides = REFINED[row]
+        out = self.predictions(row, fold) if samples is None else self.predictions(row, f"{fold}_uncertainty")
+        overrides = dict(overrides, **({"num_samples": samples} if samples else {}))
+        refine_folder(
+            self.predictions(prior, fold),
+            out,
+            self.model(prior),
+            [0],
+            self.raw / "imagesTs",
+            refiner=refiner,
+            postprocess=PostprocessConfig(enabled=False),
+            overrides=overrides,
+        )
+        return out
+
+
+def _complete(folder: Path, expected: int, pattern: str = "*.nii.gz") -> bool:
+    return (folder / "timings.json").is_file() and len(list(folder.glob(pattern))) == expected
+
+
+def run_base_stages(b: Benchmark, rows: list[str]) -> None:
+    """Train every fold of every base model, predict the test split with each fold, ensemble the folds."""
+    s, n = b.stage, len(b.test_cases())
+    for row in rows:
+        for f in b.folds:
+            s(f"train {row} fold {f}", lambda r=row, f=f: b.trained(r, f), lambda r=row, f=f: b.train(r, f))
+    for row in rows:
+        for f in b.folds:
+            folder = b.predictions(row, f)
+            s(
+                f"predict {row} fold {f}",
+                lambda d=folder: _complete(d, n, "*.npz"),
+                lambda r=row, f=f: b.predict(r, f),
+            )
+        folders = [b.predictions(row, f) for f in b.folds]
+        ensembled = b.predictions(row, "ensemble") / "dataset.json"
+        s(f"ensemble {row}", ensembled.is_file, lambda r=row, fs=folders: b.ensemble(r, fs))
+
+
+def run_refiner_stages(b: Benchmark, rows: list[str]) -> None:
+    """Train each refiner on its prior's out-of-fold cases, refine each fold's test prior, ensemble."""
+    s, n = b.stage, len(b.test_cases())
+    for row, (prior, refiner, overrides) in REFINED.items():
+        if prior not in rows:
+            continue
+        weights = b.refiner_folder(prior, refiner) / "refiner_final.pth"
+        s(
+            f"train refiner {refiner} on {prior}",
+            weights.is_file,
+            lambda p=prior, r=refiner: b.train_refiner(p, r),
+        )
+        for f in b.folds:
+            folder = b.predictions(row, f)
+            s(f"refine {row} fold {f}", lambda d=folder: _complete(d, n), lambda r=row, f=f: b.refine(r, f))
+        folders = [b.predictions(row, f) for f in b.folds]
+        ensembled = b.predictions(row, "ensemble") / "dataset.json"
+        s(f"ensemble {row}", ensembled.is_file, lambda r=row, fs=folders: b.ensemble(r, fs))
+        if not overrides and b.args.uncertainty_samples > 1:
+            folder = b.predictions(row, "0_uncertainty")
+            s(
+                f"uncertainty {row}",
+                lambda d=folder: _complete(d, n),
+                lambda r=row: b.refine(r, 0, b.args.uncertainty_samples),
+            )
+
+
+def run_stages(b: Benchmark) -> None:
+    """Every stage of the protocol in order (see the module docstring)."""
+    b.stage("synthesize", lambda: (b.raw / "dataset.json").is_file(), b.synthesize)
+    b.stage("plan_and_preprocess", lambda: (b.pre / "nnUNetPlans.json").is_file(), b.plan)
+    b.stage("splits_and_presets", lambda: False, b.splits_and_presets)
+    rows = [r for r in BASES if r in b.args.bases]
+    run_base_stages(b, rows)
+    run_refiner_stages(b, rows)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    benchmark = Benchmark(parse_args())
+    run_stages(benchmark)
+    from bench_refinement_report import write_report
+
+    write_report(benchmark, commit())

@@ -1,0 +1,297 @@
+"""Scores, statistics, protocol check and the written results of ``bench_refinement.py``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from bench_refinement import BASES, DATASET_ID, PAIRS, REFINED, TABLES
+
+from nnunet_diffrefine.benchmark.paired import paired_difference
+from nnunet_diffrefine.benchmark.protocol import protocol_problems
+from nnunet_diffrefine.benchmark.scores import per_case_scores, uncertainty_auroc
+from nnunet_diffrefine.evaluation.folder import dataset_regions, evaluate_folder
+from nnunet_diffrefine.utils.io import atomic_output_file, write_json
+
+REGIONS = ("TC", "WT", "ET")
+
+
+def available_rows(b) -> list[str]:
+    rows = [r for r in BASES if r in b.args.bases]
+    return rows + [r for r, (prior, _, _) in REFINED.items() if prior in rows]
+
+
+def evaluate_rows(b) -> dict[str, dict[str, dict[str, float]]]:
+    """Per-case scores of every row's fold ensemble on the test split."""
+    dataset_json = json.loads((b.raw / "dataset.json").read_text())
+    _, names, _ = dataset_regions(dataset_json)
+    names = {str(k): v for k, v in names.items()}
+    scores = {}
+    for row in available_rows(b):
+        folder = b.predictions(row, "ensemble")
+        summary = evaluate_folder(
+            b.raw / "labelsTs", folder, dataset_json, folder / "summary.json", num_processes=1, progress=False
+        )
+        scores[row] = per_case_scores(summary, names)
+    return scores
+
+
+def _mean(scores: dict[str, dict[str, float]], key: str) -> float:
+    return float(np.mean([case[key] for case in scores.values()]))
+
+
+def row_record(row: str, scores: dict, seed: int) -> dict:
+    """One entry of ``rows``: the means and, for a refined row, the paired differences to its prior."""
+    own = scores[row]
+    record = {
+        "name": row,
+        "prior": REFINED[row][0] if row in REFINED else None,
+        "mean_dice": _mean(own, "dice"),
+        "mean_hd95": _mean(own, "hd95"),
+        **{f"dice_{r}": _mean(own, f"Dice {r}") for r in REGIONS},
+        **{f"hd95_{r}": _mean(own, f"HD95 {r}") for r in REGIONS},
+        "num_cases": len(own),
+    }
+    if row in REFINED:
+        prior = scores[REFINED[row][0]]
+        dice = paired_difference(
+            {c: v["dice"] for c, v in prior.items()}, {c: v["dice"] for c, v in own.items()}, seed
+        )
+        hd95 = paired_difference(
+            {c: v["hd95"] for c, v in prior.items()}, {c: v["hd95"] for c, v in own.items()}, seed
+        )
+        record.update(
+            delta_dice=dice["mean"],
+            delta_dice_ci95=dice["ci95"],
+            wilcoxon_p=dice["wilcoxon_p"],
+            delta_hd95=hd95["mean"],
+            delta_hd95_ci95=hd95["ci95"],
+            wilcoxon_p_hd95=hd95["wilcoxon_p"],
+        )
+    return record
+
+
+def comparisons(scores: dict, seed: int) -> list[dict]:
+    """Conditioned vs scratch (and the full MedSegDiff vs its highway alone), paired per case."""
+    out = []
+    for a, b in PAIRS:
+        if a in scores and b in scores:
+            dice = paired_difference(
+                {c: v["dice"] for c, v in scores[a].items()},
+                {c: v["dice"] for c, v in scores[b].items()},
+                seed,
+            )
+            hd95 = paired_difference(
+                {c: v["hd95"] for c, v in scores[a].items()},
+                {c: v["hd95"] for c, v in scores[b].items()},
+                seed,
+            )
+            out.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "delta_dice": dice["mean"],
+                    "delta_dice_ci95": dice["ci95"],
+                    "wilcoxon_p": dice["wilcoxon_p"],
+                    "delta_hd95": hd95["mean"],
+                    "delta_hd95_ci95": hd95["ci95"],
+                }
+            )
+    return out
+
+
+def refiner_details(b) -> dict:
+    """Per refiner: the MedSegDiff fusion weight chosen on validation, the uncertainty AUROC, the
+    validation Dice of the refiner's own early stopping, and the refiner.json used by the protocol check."""
+    details = {}
+    dataset_json = json.loads((b.raw / "dataset.json").read_text())
+    for row, (prior, refiner, overrides) in REFINED.items():
+        folder = b.refiner_folder(prior, refiner)
+        if overrides or not (folder / "refiner.json").is_file():
+            continue
+        config = json.loads((folder / "refiner.json").read_text())
+        extra = torch.load(folder / "refiner_final.pth", map_location="cpu", weights_only=True)["extra_state"]
+        uncertain = b.predictions(row, "0_uncertainty")
+        details[row] = {
+            "refiner": refiner,
+            "settings": config["settings"],
+            "fusion_weight": extra.get("fusion_weight"),
+            "uncertainty_auroc": uncertainty_auroc(
+                uncertain, b.raw / "labelsTs", b.raw / "imagesTs", dataset_json
+            )
+            if (uncertain / "uncertainty").is_dir()
+            else None,
+            "validation_dice": config.get("best_validation_dice"),
+            "prior_validation_dice": config.get("prior_validation_dice"),
+            "num_training_cases": len(config["training_cases"]) + len(config["validation_cases"]),
+            "config": config,
+        }
+    return details
+
+
+def targets(rows: dict[str, dict], details: dict) -> list[dict]:
+    """The issue's targets, each with whether this run met it."""
+    out = []
+
+    def target(text: str, met: bool | None, value: str) -> None:
+        out.append({"target": text, "met": met, "value": value})
+
+    for r in BASES:
+        if r in rows:
+            target(
+                f"{r} competent (mean Dice >= 0.70)",
+                rows[r]["mean_dice"] >= 0.70,
+                f"{rows[r]['mean_dice']:.3f}",
+            )
+    stock = rows.get("nnU-Net (stock)", {}).get("mean_dice")
+    for r in ("MedNeXt", "Swin-UNETR"):
+        if r in rows and stock is not None:
+            gap = rows[r]["mean_dice"] - stock
+            target(f"{r} within 0.05 of stock nnU-Net", gap >= -0.05, f"{gap:+.3f}")
+    comnet = rows.get(list(REFINED)[5])
+    if comnet:
+        target(
+            "CoMNeT: >= +0.01 mean Dice over MedNeXt, CI above 0, HD95 not worse",
+            comnet["delta_dice"] >= 0.01 and comnet["delta_dice_ci95"][0] > 0 and comnet["delta_hd95"] <= 0,
+            f"{comnet['delta_dice']:+.3f} {comnet['delta_dice_ci95']}, HD95 {comnet['delta_hd95']:+.2f} mm",
+        )
+    msd = rows.get("MedSegDiff (cond)")
+    if msd:
+        target(
+            "MedSegDiff (cond) HD95 below its Swin-UNETR prior",
+            msd["delta_hd95"] < 0,
+            f"{msd['delta_hd95']:+.2f} mm",
+        )
+    for r in ("DDPM (cond)", "MedSegDiff (cond)", list(REFINED)[5]):
+        if r in rows:
+            target(
+                f"{r} does no harm (delta Dice >= -0.005)",
+                rows[r]["delta_dice"] >= -0.005,
+                f"{rows[r]['delta_dice']:+.3f}",
+            )
+    return out
+
+
+def _table(rows: dict[str, dict], names: list[str]) -> list[str]:
+    header = "| Model | Dice TC | Dice WT | Dice ET | Dice Avg | HD95 Avg (mm) ↓ | Δ Dice vs prior [95 % CI] | Wilcoxon p | Δ HD95 (mm) [95 % CI] |"
+    lines = [header, "|" + "---|" * 9]
+    for n in names:
+        if n not in rows:
+            continue
+        r = rows[n]
+        delta = (
+            "–"
+            if r["prior"] is None
+            else f"{r['delta_dice']:+.3f} [{r['delta_dice_ci95'][0]:+.3f}, {r['delta_dice_ci95'][1]:+.3f}]"
+        )
+        p = "–" if r["prior"] is None else f"{r['wilcoxon_p']:.3f}"
+        dh = (
+            "–"
+            if r["prior"] is None
+            else f"{r['delta_hd95']:+.2f} [{r['delta_hd95_ci95'][0]:+.2f}, {r['delta_hd95_ci95'][1]:+.2f}]"
+        )
+        lines.append(
+            f"| {n} | {r['dice_TC']:.3f} | {r['dice_WT']:.3f} | {r['dice_ET']:.3f} | {r['mean_dice']:.3f} | {r['mean_hd95']:.2f} | {delta} | {p} | {dh} |"
+        )
+    return lines
+
+
+def markdown(record: dict) -> str:
+    rows = {r["name"]: r for r in record["rows"]}
+    lines = [
+        f"# Refinement benchmark (seed {record['seed']}, phenotype {record['phenotype']})",
+        "",
+        record["summary"],
+        "",
+    ]
+    for title, names in TABLES.items():
+        lines += [f"## {title}", "", *_table(rows, names), ""]
+    if record["comparisons"]:
+        lines += [
+            "## Conditioned vs scratch (paired per case)",
+            "",
+            "| a | b | Δ Dice (b - a) [95 % CI] | Wilcoxon p | Δ HD95 (mm) |",
+            "|---|---|---|---|---|",
+        ]
+        for c in record["comparisons"]:
+            lines.append(
+                f"| {c['a']} | {c['b']} | {c['delta_dice']:+.3f} [{c['delta_dice_ci95'][0]:+.3f}, {c['delta_dice_ci95'][1]:+.3f}] | {c['wilcoxon_p']:.3f} | {c['delta_hd95']:+.2f} |"
+            )
+        lines.append("")
+    lines += [
+        "## Refiners",
+        "",
+        "| row | fusion weight | uncertainty AUROC | validation Dice (prior -> refined) | out-of-fold cases |",
+        "|---|---|---|---|---|",
+    ]
+    for row, d in record["refiners"].items():
+        auc = "–" if d["uncertainty_auroc"] is None else f"{d['uncertainty_auroc']:.3f}"
+        fw = "–" if d["fusion_weight"] is None else f"{d['fusion_weight']:.2f}"
+        lines.append(
+            f"| {row} | {fw} | {auc} | {d['prior_validation_dice']:.3f} -> {d['validation_dice']:.3f} | {d['num_training_cases']} |"
+        )
+    lines += ["", "## Targets", "", "| target | met | value |", "|---|---|---|"]
+    lines += [f"| {t['target']} | {'yes' if t['met'] else 'no'} | {t['value']} |" for t in record["targets"]]
+    lines += [
+        "",
+        f"Protocol check: {'kept' if not record['protocol_problems'] else '; '.join(record['protocol_problems'])}.",
+        "",
+    ]
+    lines += [
+        "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in record["stage_seconds"].items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(b, commit: str) -> None:
+    from nnunet_diffrefine.benchmark.protocol import kfold_splits
+
+    a = b.args
+    scores = evaluate_rows(b)
+    rows = {row: row_record(row, scores, a.seed) for row in scores}
+    details = refiner_details(b)
+    splits = kfold_splits(b.training_cases(), a.folds)
+    problems = protocol_problems(
+        splits,
+        b.test_cases(),
+        {r: d["config"] for r, d in details.items()},
+        {r: "none (nnU-Net's thresholding)" for r in rows},
+    )
+    record = {
+        "seed": a.seed,
+        "phenotype": a.phenotype,
+        "commit": commit,
+        "dataset": b.name,
+        "dataset_id": DATASET_ID,
+        "settings": {
+            **vars(a),
+            "cpu_schedule": b.schedule.to_json(),
+            "num_training_cases": len(b.training_cases()),
+            "num_test_cases": len(b.test_cases()),
+        },
+        "summary": (
+            f"{len(b.training_cases())} training phantoms ({a.folds}-fold cross-validation, every model on the same folds) and "
+            f"{len(b.test_cases())} held-out test phantoms at {a.shape}³, seed {a.seed}, phenotype {a.phenotype}; base models "
+            f"{b.schedule.epochs} x {b.schedule.iterations} iterations (CPU schedule: AdamW {b.schedule.adamw_lr}, stock SGD "
+            f"{b.schedule.stock_sgd_lr}); refiners on the out-of-fold probabilities of all training cases; every row the fold "
+            "ensemble on the test split, no post-processing; means over the test cases of the mean over TC/WT/ET. "
+            "`python benchmarks/bench_refinement.py`."
+        ),
+        "rows": list(rows.values()),
+        "comparisons": comparisons(scores, a.seed),
+        "refiners": {r: {k: v for k, v in d.items() if k != "config"} for r, d in details.items()},
+        "per_case": scores,
+        "protocol_problems": problems,
+        "stage_seconds": b.stage.times,
+    }
+    record["targets"] = targets(rows, record["refiners"])
+    out = Path(a.o)
+    write_json(record, out.with_suffix(".json"))
+    with atomic_output_file(out.with_suffix(".md")) as tmp:
+        tmp.write_text(markdown(record))
+    print(markdown(record))
+    if problems:
+        raise SystemExit("the protocol was not kept: " + "; ".join(problems))

@@ -1,0 +1,123 @@
+"""The refinement benchmark's protocol and statistics: K-fold splits, the out-of-fold check, paired
+differences and the uncertainty AUROC (against brute-force references)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from nnunet_diffrefine.benchmark.paired import auroc, bootstrap_ci, paired_difference, wilcoxon_p
+from nnunet_diffrefine.benchmark.protocol import (
+    kfold_splits,
+    protocol_problems,
+    refiner_problems,
+    write_splits,
+)
+from nnunet_diffrefine.benchmark.scores import per_case_scores
+from nnunet_diffrefine.errors import InputError
+
+CASES = [f"BraTS-GLI-{i:05d}-000" for i in range(9)]
+TEST = {"BraTS-GLI-00100-000", "BraTS-GLI-00101-000"}
+
+
+def test_kfold_splits_partition_the_cases_and_every_row_sees_the_same_ones(tmp_path):
+    splits = kfold_splits(list(reversed(CASES)), 3)
+    assert [sorted(s["val"]) for s in splits] == [CASES[0::3], CASES[1::3], CASES[2::3]]
+    for s in splits:
+        assert sorted(s["train"] + s["val"]) == CASES and not set(s["train"]) & set(s["val"])
+    assert write_splits(tmp_path, splits) == tmp_path / "splits_final.json"
+    write_splits(tmp_path, splits)  # the same again: fine
+    with pytest.raises(InputError, match="other splits"):
+        write_splits(tmp_path, kfold_splits(CASES, 2))
+    with pytest.raises(InputError, match="folds"):
+        kfold_splits(CASES[:2], 3)
+
+
+def _out_of_fold_folders(tmp_path, splits, moved: dict[str, int] | None = None) -> list[str]:
+    """``model/fold_k/validation/CASE.npz`` for every validation case (``moved``: case -> wrong fold)."""
+    sources = []
+    for k in range(len(splits)):
+        folder = tmp_path / "model" / f"fold_{k}" / "validation"
+        folder.mkdir(parents=True)
+        sources.append(str(folder))
+    for k, s in enumerate(splits):
+        for case in s["val"]:
+            fold = (moved or {}).get(case, k)
+            (tmp_path / "model" / f"fold_{fold}" / "validation" / f"{case}.npz").write_bytes(b"")
+    return sources
+
+
+def _config(sources, cases) -> dict:
+    return {"out_of_fold_sources": sources, "training_cases": cases[:-2], "validation_cases": cases[-2:]}
+
+
+def test_a_refiner_on_every_out_of_fold_case_keeps_the_protocol(tmp_path):
+    splits = kfold_splits(CASES, 3)
+    config = _config(_out_of_fold_folders(tmp_path, splits), CASES)
+    assert protocol_problems(splits, TEST, {"DDPM (cond)": config}, {"a": "none", "b": "none"}) == []
+
+
+def test_leaks_and_unequal_rows_are_found(tmp_path):
+    splits = kfold_splits(CASES, 3)
+    sources = _out_of_fold_folders(
+        tmp_path, splits, moved={CASES[4]: 0}
+    )  # predicted by a fold that trained on it
+    found = refiner_problems(_config(sources, CASES), splits, TEST, "row")
+    assert found == [f"row: {CASES[4]} has no out-of-fold probabilities from fold 1 alone"]
+    leaked = _config(sources, [*CASES, "BraTS-GLI-00100-000"])
+    assert any("test case BraTS-GLI-00100-000" in p for p in refiner_problems(leaked, splits, TEST, "row"))
+    partial = _config(sources, CASES[:6])
+    assert any("saw 6 of the 9" in p for p in refiner_problems(partial, splits, TEST, "row"))
+    post = protocol_problems(splits, TEST, {}, {"prior": "none", "refined": {"min_component_voxels": 10}})
+    assert post and "post-processed differently" in post[0]
+    overlapping = [dict(s, train=s["train"] + ["BraTS-GLI-00100-000"]) for s in splits]
+    assert any("test cases in the training folds" in p for p in protocol_problems(overlapping, TEST, {}, {}))
+
+
+def test_paired_difference_mean_interval_and_wilcoxon_agree_with_references():
+    rng = np.random.default_rng(1)
+    a = {f"c{i}": float(x) for i, x in enumerate(rng.random(12))}
+    b = {k: v + 0.05 + 0.01 * rng.standard_normal() for k, v in a.items()}
+    result = paired_difference(a, b, seed=3)
+    differences = np.array([b[k] - a[k] for k in sorted(a)])
+    assert result["mean"] == pytest.approx(differences.mean()) and result["num_cases"] == 12
+    low, high = result["ci95"]
+    assert low < differences.mean() < high and low > 0
+    from scipy.stats import wilcoxon
+
+    assert result["wilcoxon_p"] == pytest.approx(wilcoxon(differences).pvalue)
+    assert wilcoxon_p([0.0, 0.0]) == 1.0 and np.isnan(bootstrap_ci([])[0])
+    assert bootstrap_ci([2.0] * 5) == [2.0, 2.0]
+
+
+def test_auroc_is_the_share_of_positive_negative_pairs_ranked_right():
+    rng = np.random.default_rng(0)
+    labels = rng.random(60) < 0.3
+    scores = np.round(rng.random(60) + labels * 0.4, 1)  # ties on purpose
+    pairs = list(itertools.product(scores[labels], scores[~labels]))
+    brute = np.mean([1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs])
+    assert auroc(scores, labels) == pytest.approx(brute)
+    assert auroc(labels.astype(float), labels) == 1.0 and np.isnan(auroc(scores, np.ones(60, bool)))
+
+
+def test_per_case_scores_average_the_regions():
+    summary = {
+        "metric_per_case": [
+            {
+                "reference_file": "/x/labelsTs/BraTS-GLI-00001-000.nii.gz",
+                "metrics": {
+                    "(1, 2, 3)": {"Dice": 0.9, "HD95": 3.0},
+                    "(1, 3)": {"Dice": 0.6, "HD95": 6.0},
+                    "(3,)": {"Dice": 0.3, "HD95": 9.0},
+                },
+            }
+        ]
+    }
+    names = {"(1, 2, 3)": "WT", "(1, 3)": "TC", "(3,)": "ET"}
+    case = per_case_scores(json.loads(json.dumps(summary)), names)["BraTS-GLI-00001-000"]
+    assert (
+        case["Dice TC"] == 0.6 and case["dice"] == pytest.approx(0.6) and case["hd95"] == pytest.approx(6.0)
+    )
