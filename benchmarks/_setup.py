@@ -25,7 +25,7 @@ def nnunet_environment(work: Path, **variables: str) -> dict:
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         env[name] = os.environ[name] = str(work / name)
     env["nnUNet_extTrainer"] = os.environ["nnUNet_extTrainer"] = str(trainer_folder())
-    env.update(nnUNet_n_proc_DA="2", **variables)
+    env.update({"nnUNet_n_proc_DA": "2", **variables})
     return env
 
 

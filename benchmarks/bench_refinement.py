@@ -1,7 +1,7 @@
 """The fair refinement benchmark: do the diffusion refiners improve priors that learned?
 
-Usage: python benchmarks/bench_refinement.py [--work DIR] [--seed 0] [--phenotype mixed] [--num-train 24]
-       [--num-test 8] [--shape 64] [--folds 3] [--epochs 40] [--iters 25] [--refiner-epochs 20]
+Usage: python benchmarks/bench_refinement.py [--work DIR] [--seed 0] [--phenotype adult] [--num-train 24]
+       [--num-test 16] [--shape 48] [--folds 3] [--epochs 40] [--iters 25] [--refiner-epochs 20]
        [--refiner-iters 25] [--uncertainty-samples 4] [-o benchmarks/results/refinement]
 
 The protocol (every rule of "Measuring refinement honestly" in the project brief):
@@ -42,12 +42,12 @@ from _setup import BIN, nnunet_environment, run
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET_ID = 962
-BASES = {  # row -> (trainer, plans preset architecture)
+BASES = {  # row -> (trainer, plans preset architecture); run in this order (cheapest answer first)
     "nnU-Net (stock)": ("nnUNetTrainerCustomSchedule", "nnunet"),
-    "Res U-Net": ("ResUNetTrainer", "resunet"),
-    "Swin-UNETR": ("SwinUNETRTrainer", "swinunetr"),
-    "SegResNet": ("SegResNetTrainer", "segresnet"),
     "MedNeXt": ("MedNeXtTrainer", "mednext"),
+    "Res U-Net": ("ResUNetTrainer", "resunet"),
+    "SegResNet": ("SegResNetTrainer", "segresnet"),
+    "Swin-UNETR": ("SwinUNETRTrainer", "swinunetr"),
 }
 REFINED = {  # row -> (prior row, refiner, inference overrides)
     "DDPM (scratch)": ("Swin-UNETR", "ddpm_scratch", {}),
@@ -85,19 +85,29 @@ class Stages:
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--work", default="/tmp/bench_refinement", help="work folder (nnU-Net folders inside)")
+    p.add_argument(
+        "--work",
+        help="work folder (nnU-Net folders inside; kept between sessions so that a run resumes); "
+        "default ~/.cache/nnunet-diffrefine/bench_refinement/seed<S>_<phenotype>",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--phenotype", choices=["adult", "pediatric", "mixed"], default="mixed")
+    p.add_argument("--phenotype", choices=["adult", "pediatric", "mixed"], default="adult")
     p.add_argument("--num-train", type=int, default=24)
-    p.add_argument("--num-test", type=int, default=8)
-    p.add_argument("--shape", type=int, default=64)
+    p.add_argument("--num-test", type=int, default=16)
+    p.add_argument("--shape", type=int, default=48)
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=40, help="base models: epochs of --iters iterations")
     p.add_argument("--iters", type=int, default=25)
     p.add_argument("--refiner-epochs", type=int, default=20)
     p.add_argument("--refiner-iters", type=int, default=25)
     p.add_argument("--uncertainty-samples", type=int, default=4)
-    p.add_argument("--bases", nargs="+", default=list(BASES), help="base rows to run (default: all)")
+    p.add_argument(
+        "--bases",
+        nargs="+",
+        choices=list(BASES),
+        default=list(BASES),
+        help="base rows to run, in order (default: all)",
+    )
     p.add_argument("-o", default=str(REPO / "benchmarks" / "results" / "refinement"))
     return p.parse_args()
 
@@ -116,7 +126,9 @@ class Benchmark:
     def __init__(self, args: argparse.Namespace) -> None:
         from nnunet_diffrefine.training.cpu_schedule import CPUSchedule
 
-        self.args, self.work = args, Path(args.work)
+        default = Path.home() / ".cache" / "nnunet-diffrefine" / "bench_refinement"
+        self.args = args
+        self.work = Path(args.work) if args.work else default / f"seed{args.seed}_{args.phenotype}"
         self.work.mkdir(parents=True, exist_ok=True)
         self.env = nnunet_environment(self.work, nnUNet_def_n_proc="1", nnUNet_n_proc_DA="2")
         self.name = f"Dataset{DATASET_ID}_RefineS{args.seed}{args.phenotype.capitalize()}"
@@ -257,30 +269,27 @@ def _complete(folder: Path, expected: int, pattern: str = "*.nii.gz") -> bool:
     return (folder / "timings.json").is_file() and len(list(folder.glob(pattern))) == expected
 
 
-def run_base_stages(b: Benchmark, rows: list[str]) -> None:
-    """Train every fold of every base model, predict the test split with each fold, ensemble the folds."""
+def run_base_stages(b: Benchmark, row: str) -> None:
+    """Train every fold of one base model, predict the test split with each fold, ensemble the folds."""
     s, n = b.stage, len(b.test_cases())
-    for row in rows:
-        for f in b.folds:
-            s(f"train {row} fold {f}", lambda r=row, f=f: b.trained(r, f), lambda r=row, f=f: b.train(r, f))
-    for row in rows:
-        for f in b.folds:
-            folder = b.predictions(row, f)
-            s(
-                f"predict {row} fold {f}",
-                lambda d=folder: _complete(d, n, "*.npz"),
-                lambda r=row, f=f: b.predict(r, f),
-            )
-        folders = [b.predictions(row, f) for f in b.folds]
-        ensembled = b.predictions(row, "ensemble") / "dataset.json"
-        s(f"ensemble {row}", ensembled.is_file, lambda r=row, fs=folders: b.ensemble(r, fs))
+    for f in b.folds:
+        s(f"train {row} fold {f}", lambda f=f: b.trained(row, f), lambda f=f: b.train(row, f))
+    for f in b.folds:
+        folder = b.predictions(row, f)
+        s(f"predict {row} fold {f}", lambda d=folder: _complete(d, n, "*.npz"), lambda f=f: b.predict(row, f))
+    folders = [b.predictions(row, f) for f in b.folds]
+    s(
+        f"ensemble {row}",
+        b.predictions(row, "ensemble").joinpath("dataset.json").is_file,
+        lambda: b.ensemble(row, folders),
+    )
 
 
-def run_refiner_stages(b: Benchmark, rows: list[str]) -> None:
-    """Train each refiner on its prior's out-of-fold cases, refine each fold's test prior, ensemble."""
+def run_refiner_stages(b: Benchmark, prior_row: str) -> None:
+    """Train each refiner of one prior on its out-of-fold cases, refine each fold's test prior, ensemble."""
     s, n = b.stage, len(b.test_cases())
     for row, (prior, refiner, overrides) in REFINED.items():
-        if prior not in rows:
+        if prior != prior_row:
             continue
         weights = b.refiner_folder(prior, refiner) / "refiner_final.pth"
         s(
@@ -303,20 +312,22 @@ def run_refiner_stages(b: Benchmark, rows: list[str]) -> None:
             )
 
 
-def run_stages(b: Benchmark) -> None:
-    """Every stage of the protocol in order (see the module docstring)."""
+def run_stages(b: Benchmark, report) -> None:
+    """Every stage of the protocol (see the module docstring), one base model and its refiners at a
+    time in the order of ``--bases``; ``report()`` rewrites the results after each, so that a run
+    stopped part way leaves the rows it finished."""
     b.stage("synthesize", lambda: (b.raw / "dataset.json").is_file(), b.synthesize)
     b.stage("plan_and_preprocess", lambda: (b.pre / "nnUNetPlans.json").is_file(), b.plan)
     b.stage("splits_and_presets", lambda: False, b.splits_and_presets)
-    rows = [r for r in BASES if r in b.args.bases]
-    run_base_stages(b, rows)
-    run_refiner_stages(b, rows)
+    for row in b.args.bases:
+        run_base_stages(b, row)
+        run_refiner_stages(b, row)
+        report()
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
     benchmark = Benchmark(parse_args())
-    run_stages(benchmark)
     from bench_refinement_report import write_report
 
-    write_report(benchmark, commit())
+    run_stages(benchmark, lambda: write_report(benchmark, commit()))

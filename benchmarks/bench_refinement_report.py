@@ -19,8 +19,9 @@ REGIONS = ("TC", "WT", "ET")
 
 
 def available_rows(b) -> list[str]:
-    rows = [r for r in BASES if r in b.args.bases]
-    return rows + [r for r, (prior, _, _) in REFINED.items() if prior in rows]
+    """The rows whose fold ensemble is complete (a run stopped part way reports those)."""
+    rows = [r for r in BASES if r in b.args.bases] + list(REFINED)
+    return [r for r in rows if (b.predictions(r, "ensemble") / "dataset.json").is_file()]
 
 
 def evaluate_rows(b) -> dict[str, dict[str, dict[str, float]]]:
@@ -149,13 +150,14 @@ def targets(rows: dict[str, dict], details: dict) -> list[dict]:
     for r in ("MedNeXt", "Swin-UNETR"):
         if r in rows and stock is not None:
             gap = rows[r]["mean_dice"] - stock
-            target(f"{r} within 0.05 of stock nnU-Net", gap >= -0.05, f"{gap:+.3f}")
+            target(f"{r} at most 0.05 below stock nnU-Net", gap >= -0.05, f"{gap:+.3f}")
     comnet = rows.get(list(REFINED)[5])
     if comnet:
         target(
             "CoMNeT: >= +0.01 mean Dice over MedNeXt, CI above 0, HD95 not worse",
             comnet["delta_dice"] >= 0.01 and comnet["delta_dice_ci95"][0] > 0 and comnet["delta_hd95"] <= 0,
-            f"{comnet['delta_dice']:+.3f} {comnet['delta_dice_ci95']}, HD95 {comnet['delta_hd95']:+.2f} mm",
+            f"{comnet['delta_dice']:+.3f} [{comnet['delta_dice_ci95'][0]:+.3f}, {comnet['delta_dice_ci95'][1]:+.3f}], "
+            f"HD95 {comnet['delta_hd95']:+.2f} mm",
         )
     msd = rows.get("MedSegDiff (cond)")
     if msd:
@@ -268,6 +270,7 @@ def write_report(b, commit: str) -> None:
         "dataset_id": DATASET_ID,
         "settings": {
             **vars(a),
+            "work": str(b.work),
             "cpu_schedule": b.schedule.to_json(),
             "num_training_cases": len(b.training_cases()),
             "num_test_cases": len(b.test_cases()),

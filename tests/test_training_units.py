@@ -107,7 +107,7 @@ def test_the_cpu_schedule_gives_every_trainer_the_same_length_and_its_own_optimi
     assert {k: v for k, v in stock.items() if k != "DIFFREFINE_LR"} == {
         k: v for k, v in mednext.items() if k != "DIFFREFINE_LR"
     }
-    assert float(stock["DIFFREFINE_LR"]) == 1e-2 and float(mednext["DIFFREFINE_LR"]) == 1e-3
+    assert float(stock["DIFFREFINE_LR"]) == 1e-1 and float(mednext["DIFFREFINE_LR"]) == 1e-3
     assert schedule_overrides(mednext)["initial_lr"] == 1e-3
 
 

@@ -21,13 +21,17 @@ from nnunet_diffrefine.benchmark.paired import auroc
 
 
 def per_case_scores(summary: dict, region_names: dict) -> dict[str, dict[str, float]]:
-    """``{case: {"Dice <region>": .., "HD95 <region>": .., "dice": mean, "hd95": mean}}``."""
+    """``{case: {"Dice <region>": .., "HD95 <region>": .., "dice": mean, "hd95": mean}}``.
+
+    ``summary``: as ``evaluate_folder`` returns it (region tuples) or as read from its JSON (their
+    strings); ``region_names``: ``{region: name}`` keyed either way."""
+    region_names = {str(k): v for k, v in region_names.items()}
     out = {}
     for entry in summary["metric_per_case"]:
         case = Path(entry["reference_file"]).name.split(".")[0]
         scores: dict[str, float] = {}
         for region, metrics in entry["metrics"].items():
-            name = region_names.get(region, region)
+            name = region_names.get(str(region), str(region))
             scores[f"Dice {name}"], scores[f"HD95 {name}"] = float(metrics["Dice"]), float(metrics["HD95"])
         dice = [v for k, v in scores.items() if k.startswith("Dice ")]
         hd95 = [v for k, v in scores.items() if k.startswith("HD95 ")]
