@@ -284,7 +284,11 @@ def build_stages(config: DemoConfig) -> tuple[list[Stage], dict[str, Path]]:
     env = nnunet_environment(config, paths)
     refiner_done = paths.model(MEDNEXT) / "fold_0" / f"refiner_{REFINER}" / "refiner_final.pth"
     sched = config.schedule()
-    schedule = f"{sched.epochs} x {sched.iterations} iterations, lr {sched.environment(STOCK[0])['DIFFREFINE_LR']} / {sched.adamw_lr}"
+
+    def schedule(trainer: str, optimizer: str) -> str:
+        lr = sched.environment(trainer)["DIFFREFINE_LR"]
+        return f"{sched.epochs} x {sched.iterations} iterations, {optimizer} lr {lr}"
+
     stages = [
         Stage(
             "synth",
@@ -308,13 +312,13 @@ def build_stages(config: DemoConfig) -> tuple[list[Stage], dict[str, Path]]:
         ),
         Stage(
             "train_nnunet",
-            f"nnUNetv2_train fold 0 -tr {STOCK[0]} -p {STOCK[1]} ({schedule})",
+            f"nnUNetv2_train fold 0 -tr {STOCK[0]} -p {STOCK[1]} ({schedule(STOCK[0], 'SGD')})",
             lambda: train_base(config, env, STOCK, "train_nnunet"),
             lambda: base_trained(paths, STOCK),
         ),
         Stage(
             "train_mednext",
-            f"nnUNetv2_train fold 0 -tr {MEDNEXT[0]} -p {MEDNEXT[1]} --npz ({schedule})",
+            f"nnUNetv2_train fold 0 -tr {MEDNEXT[0]} -p {MEDNEXT[1]} --npz ({schedule(MEDNEXT[0], 'AdamW')})",
             lambda: train_base(config, env, MEDNEXT, "train_mednext"),
             lambda: base_trained(paths, MEDNEXT),
         ),
