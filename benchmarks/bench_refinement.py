@@ -330,4 +330,5 @@ if __name__ == "__main__":
     benchmark = Benchmark(parse_args())
     from bench_refinement_report import write_report
 
-    run_stages(benchmark, lambda: write_report(benchmark, commit()))
+    started_at = commit()  # the code that runs (edits during a long run do not change it)
+    run_stages(benchmark, lambda: write_report(benchmark, started_at))
