@@ -108,6 +108,9 @@ def parse_args() -> argparse.Namespace:
         default=list(BASES),
         help="base rows to run, in order (default: all)",
     )
+    p.add_argument(
+        "--report-only", action="store_true", help="only rewrite the results from what the work folder holds"
+    )
     p.add_argument("-o", default=str(REPO / "benchmarks" / "results" / "refinement"))
     return p.parse_args()
 
@@ -331,4 +334,7 @@ if __name__ == "__main__":
     from bench_refinement_report import write_report
 
     started_at = commit()  # the code that runs (edits during a long run do not change it)
-    run_stages(benchmark, lambda: write_report(benchmark, started_at))
+    if benchmark.args.report_only:
+        write_report(benchmark, started_at)
+    else:
+        run_stages(benchmark, lambda: write_report(benchmark, started_at))

@@ -132,6 +132,42 @@ def refiner_details(b) -> dict:
     return details
 
 
+def learning_curves(b) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """Per base row and fold, what nnU-Net logged per epoch (``checkpoint_final.pth``): the EMA of the
+    validation pseudo-Dice, the training and validation losses, the learning rate."""
+    curves: dict = {}
+    for row in BASES:
+        for f in b.folds:
+            checkpoint = b.model(row) / f"fold_{f}" / "checkpoint_final.pth"
+            if not checkpoint.is_file():
+                continue
+            logged = torch.load(checkpoint, map_location="cpu", weights_only=False)["logging"]
+            curves.setdefault(row, {})[str(f)] = {
+                key: [round(float(v), 4) for v in logged[name]]
+                for key, name in (
+                    ("ema_pseudo_dice", "ema_fg_dice"),
+                    ("train_loss", "train_losses"),
+                    ("val_loss", "val_losses"),
+                    ("lr", "lrs"),
+                )
+            }
+    return curves
+
+
+def _curve_lines(curves: dict) -> list[str]:
+    """Mean over the folds of the EMA pseudo-Dice at a quarter, half, three quarters and the end."""
+    lines = [
+        "| model | EMA pseudo-Dice at 25 % / 50 % / 75 % / 100 % of training (mean over folds) | final train loss |",
+        "|---|---|---|",
+    ]
+    for row, folds in curves.items():
+        ema = np.mean([c["ema_pseudo_dice"] for c in folds.values()], axis=0)
+        at = [ema[max(0, int(round(q * len(ema))) - 1)] for q in (0.25, 0.5, 0.75, 1.0)]
+        loss = np.mean([c["train_loss"][-1] for c in folds.values()])
+        lines.append(f"| {row} | {' / '.join(f'{v:.3f}' for v in at)} | {loss:.3f} |")
+    return lines
+
+
 def targets(rows: dict[str, dict], details: dict) -> list[dict]:
     """The issue's targets, each with whether this run met it."""
     out = []
@@ -234,6 +270,9 @@ def markdown(record: dict) -> str:
         lines.append(
             f"| {row} | {fw} | {auc} | {d['prior_validation_dice']:.3f} -> {d['validation_dice']:.3f} | {d['num_training_cases']} |"
         )
+    if record.get("learning_curves"):
+        lines += ["", "## Learning curves (nnU-Net's validation pseudo-Dice, per epoch in the JSON)", ""]
+        lines += _curve_lines(record["learning_curves"])
     lines += ["", "## Targets", "", "| target | met | value |", "|---|---|---|"]
     lines += [f"| {t['target']} | {'yes' if t['met'] else 'no'} | {t['value']} |" for t in record["targets"]]
     lines += [
@@ -287,6 +326,7 @@ def write_report(b, commit: str) -> None:
         "comparisons": comparisons(scores, a.seed),
         "refiners": {r: {k: v for k, v in d.items() if k != "config"} for r, d in details.items()},
         "per_case": scores,
+        "learning_curves": learning_curves(b),
         "protocol_problems": problems,
         "stage_seconds": b.stage.times,
     }

@@ -52,6 +52,23 @@ def test_env_output_evaluates_in_a_shell():
     assert out == f"{REPO / 'trainers'}|/tmp/x/nnUNet_raw"
 
 
+def test_env_exports_the_cpu_schedule_that_the_trainers_read():
+    from nnunet_diffrefine.training.schedule import schedule_overrides
+
+    script = f'eval "$({BIN / "nnunet-diffrefine"} env --cpu-schedule MedNeXtTrainer)"; env'
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("nnUNet_", "DIFFREFINE_"))}
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, check=True).stdout
+    exported = dict(line.split("=", 1) for line in out.splitlines() if line.startswith("DIFFREFINE_"))
+    assert schedule_overrides(exported) == {
+        "num_epochs": 40,
+        "num_iterations_per_epoch": 25,
+        "num_val_iterations_per_epoch": 5,
+        "warmup_epochs": 2,
+        "initial_lr": 1e-3,
+        "save_every": 5,
+    }
+
+
 def test_wheel_ships_the_trainer_folder_and_env_finds_it(tmp_path):
     subprocess.run(
         [

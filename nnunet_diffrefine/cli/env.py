@@ -44,8 +44,23 @@ def env_lines(environ: dict[str, str] | None = None, root: str | None = None) ->
     return lines
 
 
+def cpu_schedule_lines(trainer: str) -> list[str]:
+    """``export`` lines of the CPU schedule preset for ``nnUNetv2_train ... -tr trainer``."""
+    from nnunet_diffrefine.training.cpu_schedule import CPUSchedule
+
+    schedule = CPUSchedule()
+    lines = [
+        f"# CPU schedule for {trainer} ({schedule.epochs} x {schedule.iterations} iterations; "
+        "see nnunet_diffrefine/training/cpu_schedule.py); use with -p nnUNetPlans...CPU"
+    ]
+    return lines + [f"export {k}={shlex.quote(v)}" for k, v in schedule.environment(trainer).items()]
+
+
 def run(args: argparse.Namespace) -> int:
-    for line in env_lines(root=args.root):
+    lines = env_lines(root=args.root)
+    if args.cpu_schedule:
+        lines += cpu_schedule_lines(args.cpu_schedule)
+    for line in lines:
         print(line)
     return 0
 
@@ -56,4 +71,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="also export nnUNet_raw, nnUNet_preprocessed and nnUNet_results as sub-folders of ROOT "
         "when they are unset",
+    )
+    p.add_argument(
+        "--cpu-schedule",
+        metavar="TRAINER",
+        default=None,
+        help="also export the CPU schedule preset (length, warm-up, peak learning rate) for nnUNetv2_train "
+        "-tr TRAINER: the short schedule under which the base models learn on the synthetic phantoms",
     )
