@@ -591,6 +591,12 @@ def test_cli_evaluate_end_to_end(folders, tmp_path, capsys):
     args = ["evaluate", str(gt), str(pred), "-djfile", str(dataset_json), "-o", str(out_file), "-np", "1"]
     assert main([*args, "--empty-convention", "nan"]) == 0
     assert json.loads(out_file.read_text())["settings"]["empty_convention"] == "nan"
+    before = out_file.read_bytes()
+    capsys.readouterr()
+    assert main(args) == 1  # an existing summary is not replaced without --overwrite
+    assert "nan.json exists; pass --overwrite" in capsys.readouterr().err and out_file.read_bytes() == before
+    assert main([*args, "--overwrite"]) == 0
+    assert json.loads(out_file.read_text())["settings"]["empty_convention"] == "brats"
 
     assert main(["evaluate", str(gt), str(tmp_path / "nowhere"), "-djfile", str(dataset_json)]) == 1
     assert "does not exist" in capsys.readouterr().err

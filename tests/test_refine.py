@@ -195,8 +195,25 @@ def test_identity_refiner_reproduces_nnunet_files_and_nnunet_accepts_the_folder(
     def wrong_shape(folder: Path) -> None:
         np.savez_compressed(folder / npz, probabilities=np.load(folder / npz)["probabilities"][:2])
 
+    def truncate(suffix: str):
+        def prepare(folder: Path) -> None:
+            target = folder / npz.replace(".npz", suffix)
+            target.write_bytes(target.read_bytes()[:40])
+
+        return prepare
+
     expect_error(nan_probs, "NaN")
     expect_error(wrong_shape, "2 probability channels, the model has 3")
+    expect_error(truncate(".npz"), f"{npz}: unreadable")
+    expect_error(truncate(".pkl"), f"{npz.replace('.npz', '.pkl')}: unreadable")
+    expect_error(lambda f: None, "--pp-fill-holes XX: not a region", ["--pp-fill-holes", "XX"])
+    foreign = tmp_path / "foreign"  # a folder refine did not write is never written into
+    foreign.mkdir()
+    (foreign / "dataset.json").write_text("{}")
+    capsys.readouterr()
+    assert main(["refine", "-i", str(pred), "-o", str(foreign), *common, "--overwrite"]) == 1
+    assert "refine did not write (dataset.json" in capsys.readouterr().err
+    assert sorted(p.name for p in foreign.iterdir()) == ["dataset.json"]
     images_missing = tmp_path / "images_missing"
     shutil.copytree(images, images_missing, dirs_exist_ok=True)
     next(images_missing.glob("*_0002.nii.gz")).unlink()

@@ -51,6 +51,17 @@ non_negative_float = bounded(float, minimum=0)
 probability = bounded(float, minimum=0, maximum=1)
 
 
+dataset_id = bounded(int, minimum=1, maximum=999)
+"""nnU-Net dataset ids are 1-999 (``DatasetXXX_NAME``)."""
+
+
+def dataset_name(text: str) -> str:
+    """A dataset name for ``DatasetXXX_NAME``: letters, digits, ``_`` and ``-`` (no path separators)."""
+    if not text or any(not (c.isalnum() or c in "_-") for c in text):
+        raise argparse.ArgumentTypeError(f"use letters, digits, '_' and '-' only, got {text!r}")
+    return text
+
+
 def key_value(text: str) -> tuple[str, str]:
     """``KEY=VALUE`` (for ``--set``)."""
     key, sep, value = text.partition("=")

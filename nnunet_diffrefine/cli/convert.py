@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from nnunet_diffrefine.cli.arguments import add_flag, add_overwrite, non_negative_float, positive_int
+from nnunet_diffrefine.cli.arguments import (
+    add_flag,
+    add_overwrite,
+    dataset_id,
+    dataset_name,
+    non_negative_float,
+    positive_int,
+)
 from nnunet_diffrefine.data.convert import REPORT_FILE, convert_brats
 
 SUMMARY = "convert a BraTS 2023 or 2021 folder into an nnU-Net raw dataset"
@@ -51,10 +58,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "-i", "--input", required=True, metavar="SOURCE_FOLDER", help="BraTS folder, one sub-folder per case"
     )
     p.add_argument(
-        "-d", "--dataset-id", required=True, type=int, metavar="DATASET_ID", help="nnU-Net dataset id (1-999)"
+        "-d",
+        "--dataset-id",
+        required=True,
+        type=dataset_id,
+        metavar="DATASET_ID",
+        help="nnU-Net dataset id (1-999)",
     )
     p.add_argument(
-        "-n", "--name", required=True, help="dataset name, e.g. BraTS2023GLI (letters, digits, '_', '-')"
+        "-n",
+        "--name",
+        required=True,
+        type=dataset_name,
+        help="dataset name, e.g. BraTS2023GLI (letters, digits, '_', '-')",
     )
     p.add_argument(
         "-o",

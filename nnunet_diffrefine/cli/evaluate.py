@@ -6,7 +6,7 @@ import argparse
 import math
 import os
 
-from nnunet_diffrefine.cli.arguments import add_workers, non_negative_float, non_negative_int
+from nnunet_diffrefine.cli.arguments import add_overwrite, add_workers, non_negative_float, non_negative_int
 
 SUMMARY = "BraTS metrics of a prediction folder (Dice, HD95, sensitivity, precision, volumes, lesion-wise)"
 DESCRIPTION = (
@@ -40,7 +40,14 @@ def run(args: argparse.Namespace) -> int:
         connectivity=args.lesion_connectivity,
         min_volume_mm3=args.lesion_min_volume,
     )
+    from nnunet_diffrefine.utils.io import OutputExistsError
+
     dataset = load_dataset_json(args.djfile)
+    output = args.o or os.path.join(args.pred_folder, "summary.json")
+    table = os.path.splitext(output)[0] + ".csv"
+    existing = [f for f in (output, table) if os.path.exists(f)]
+    if existing and not args.overwrite:
+        raise OutputExistsError(f"{existing[0]} exists; pass --overwrite to replace it, or another -o")
     summary = evaluate_folder(
         args.gt_folder,
         args.pred_folder,
@@ -52,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
         hd95_penalty=args.hd95_penalty,
     )
     _, names, _ = dataset_regions(dataset)
-    output = args.o or os.path.join(args.pred_folder, "summary.json")
-    print(f"{len(summary['metric_per_case'])} cases; wrote {output} and {os.path.splitext(output)[0]}.csv")
+    print(f"{len(summary['metric_per_case'])} cases; wrote {output} and {table}")
     print(f"{'region':<12} {'Dice':>8} {'HD95':>8} {'LW Dice':>8} {'LW HD95':>8}")
     for region, means in summary["mean"].items():
         print(
@@ -73,6 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "-o", default=None, metavar="SUMMARY_JSON", help="output file (default: PRED_FOLDER/summary.json)"
     )
     add_workers(p)
+    add_overwrite(p, "replace an existing summary (and its CSV)")
     p.add_argument("--empty-convention", choices=("brats", "nan"), default="brats", help=_EMPTY_HELP)
     p.add_argument(
         "--lesion-dilation",

@@ -9,6 +9,8 @@ from nnunet_diffrefine.cli.arguments import (
     add_flag,
     add_overwrite,
     add_workers,
+    dataset_id,
+    dataset_name,
     non_negative_int,
     positive_int,
     probability,
@@ -71,8 +73,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-d", dest="dataset_id", type=int, required=True, help="dataset id (1-999)")
-    p.add_argument("-n", dest="name", default="SynthBraTS", help="dataset name (default: SynthBraTS)")
+    p.add_argument("-d", dest="dataset_id", type=dataset_id, required=True, help="dataset id (1-999)")
+    p.add_argument(
+        "-n",
+        dest="name",
+        type=dataset_name,
+        default="SynthBraTS",
+        help="dataset name: letters, digits, '_', '-' (default: SynthBraTS)",
+    )
     p.add_argument("--num-train", type=positive_int, default=20, help="labelled training cases (default: 20)")
     p.add_argument(
         "--num-test", type=non_negative_int, default=5, help="test cases in imagesTs/labelsTs (default: 5)"

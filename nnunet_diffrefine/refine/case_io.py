@@ -10,6 +10,7 @@ and renamed.
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,8 @@ def _check_probabilities(npz: Path, num_outputs: int) -> str | None:
             if "probabilities" not in f:
                 return f"{npz}: no 'probabilities' array"
             probs = f["probabilities"]
-    except (OSError, ValueError, EOFError) as e:
-        return f"{npz}: unreadable ({e})"
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        return f"{npz}: unreadable ({e or type(e).__name__})"
     if probs.ndim != 4:
         return f"{npz}: probabilities have shape {probs.shape}, expected (C, Z, Y, X)"
     if probs.shape[0] != num_outputs:
@@ -35,6 +36,18 @@ def _check_probabilities(npz: Path, num_outputs: int) -> str | None:
         return f"{npz}: probabilities contain NaN or infinite values"
     if probs.min() < -1e-4 or probs.max() > 1 + 1e-4:
         return f"{npz}: values outside [0, 1] ({probs.min():.3g} .. {probs.max():.3g}): not probabilities"
+    return None
+
+
+def _check_properties(pkl: Path) -> str | None:
+    """nnU-Net's ``CASE.pkl`` (a dict of the image properties) is readable."""
+    try:
+        with open(pkl, "rb") as f:
+            properties = pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError) as e:
+        return f"{pkl}: unreadable ({e or type(e).__name__})"
+    if not isinstance(properties, dict) or "spacing" not in properties:
+        return f"{pkl}: not nnU-Net's case properties (no 'spacing')"
     return None
 
 
@@ -52,6 +65,8 @@ def check_inputs(
         pkl = input_folder / f"{case}.pkl"
         if not pkl.is_file():
             problems.append(f"{pkl}: missing (run nnUNetv2_predict with --save_probabilities)")
+        elif problem := _check_properties(pkl):
+            problems.append(problem)
         problem = _check_probabilities(input_folder / f"{case}.npz", num_outputs)
         if problem:
             problems.append(problem)

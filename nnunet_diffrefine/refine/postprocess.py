@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from nnunet_diffrefine.data.brats import REGIONS
+from nnunet_diffrefine.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,29 @@ def _clean(mask: np.ndarray, min_voxels: int, fill: bool) -> np.ndarray:
     if fill and mask.any():
         mask = ndimage.binary_fill_holes(mask)
     return mask
+
+
+def region_names(label_manager) -> list[str]:
+    """The names ``fill_holes`` may list: WT/TC/ET (or the region tuples) for region-based datasets,
+    else the label values."""
+    if label_manager.has_regions:
+        return [
+            _region_name(tuple(r) if isinstance(r, (list, tuple)) else (r,))
+            for r in label_manager.foreground_regions
+        ]
+    return [str(label) for label in label_manager.foreground_labels]
+
+
+def check_postprocess(config: PostprocessConfig, label_manager) -> None:
+    """One error for settings that do not fit the dataset (before anything is written)."""
+    if config.min_component_voxels < 0:
+        raise InputError(f"--pp-min-size must be >= 0, got {config.min_component_voxels}")
+    known = region_names(label_manager)
+    unknown = [name for name in config.fill_holes if name not in known]
+    if unknown:
+        raise InputError(
+            f"--pp-fill-holes {' '.join(unknown)}: not a region of this dataset (choose from {', '.join(known)})"
+        )
 
 
 def postprocess_segmentation(

@@ -37,7 +37,11 @@ from tqdm import tqdm
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.refine.base import DatasetSignature, Refiner
 from nnunet_diffrefine.refine.case_io import check_inputs, output_files, write_case
-from nnunet_diffrefine.refine.postprocess import PostprocessConfig, postprocess_segmentation
+from nnunet_diffrefine.refine.postprocess import (
+    PostprocessConfig,
+    check_postprocess,
+    postprocess_segmentation,
+)
 from nnunet_diffrefine.refine.priors import PriorPrediction, read_prior_prediction
 from nnunet_diffrefine.refine.registry import load_refiner, read_refiner_config
 from nnunet_diffrefine.refine.spaces import original_to_preprocessed, preprocessed_to_original
@@ -194,6 +198,11 @@ def _prepare_output(
     output_folder: Path, input_folder: Path, context: ModelContext, args: dict, overwrite: bool
 ):
     args_file = output_folder / ARGS_FILE
+    if output_folder.is_dir() and not args_file.is_file() and any(output_folder.iterdir()):
+        found = ", ".join(sorted(p.name for p in output_folder.iterdir())[:3])
+        raise OutputExistsError(
+            f"{output_folder} holds files that refine did not write ({found}, ...); choose an empty or new -o"
+        )
     if args_file.is_file() and not overwrite:
         previous = json.loads(args_file.read_text())
         if {k: previous.get(k) for k in args} != json.loads(json.dumps(args)):
@@ -255,6 +264,7 @@ def refine_folder(
         raise InputError("the output folder must differ from the input folder")
     cases = _input_cases(input_folder, images_folder, num_parts, part_id)
     context = load_model_context(model_folder)
+    check_postprocess(postprocess, context.label_manager)
     refiners, configs = load_fold_refiners(context, folds, refiner, device, overrides)
     _check_all_inputs(cases, input_folder, images_folder, context)
     priors = read_prior_prediction(input_folder, len(folds), prior_mirroring, prior_folds)
