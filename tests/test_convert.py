@@ -176,6 +176,16 @@ def test_nii_sources_are_written_compressed(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read(out / "labelsTr" / f"{gli(0)}.nii.gz"), nested_seg(3))
 
 
+def test_an_uncompressed_nifti_named_nii_gz_is_read_by_content(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_case(src, gli(0), ending=".nii")
+    for path in (src / gli(0)).glob("*.nii"):
+        path.rename(path.with_name(path.name + ".gz"))  # uncompressed bytes, .nii.gz name
+    out = convert_brats(src, tmp_path / "raw", 3, "Plain")
+    assert json.loads((out / REPORT_FILE).read_text())["skipped"] == []
+    np.testing.assert_array_equal(read(out / "labelsTr" / f"{gli(0)}.nii.gz"), nested_seg(3))
+
+
 def test_validation_in_worker_processes(source2023: Path, tmp_path: Path) -> None:
     (source2023 / gli(1) / f"{gli(1)}-t2f.nii.gz").unlink()
     out = convert_brats(source2023, tmp_path / "raw", 8, "Workers", num_processes=2)
@@ -223,7 +233,19 @@ def _break_2d(folder: Path) -> None:
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((10, 12), dtype=np.float32)), str(path))
 
 
+def _break_directory(folder: Path) -> None:
+    path = folder / f"{folder.name}-t2w.nii.gz"
+    path.unlink()
+    path.mkdir()
+
+
+def _break_empty(folder: Path) -> None:
+    (folder / f"{folder.name}-t2w.nii.gz").write_bytes(b"")
+
+
 BROKEN = {
+    "directory": (_break_directory, "{case}: {case}-t2w.nii.gz is a directory, not an image file"),
+    "empty": (_break_empty, "{case}: {case}-t2w.nii.gz is an empty file (0 bytes)"),
     "missing": (_break_missing, "{case}: missing t2f (expected {folder}/{case}-t2f.nii.gz)"),
     "spacing": (_break_spacing, "{case}: spacing of -t1c (1.0, 1.0, 2.0) differs from -t1n (1.0, 1.0, 1.0)"),
     "label": (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import numpy as np
 import pytest
@@ -150,3 +151,21 @@ def test_brats_layout_round_trips_through_the_converter(tmp_path):
     src, dst = tmp_path / "raw" / "Dataset011_Src", out
     for sub in ("imagesTr", "labelsTr", "imagesTs"):
         assert _digest(src / sub) == _digest(dst / sub)
+
+
+def test_a_killed_run_leaves_a_partial_folder_that_the_next_run_removes(tmp_path):
+    import subprocess
+    import sys
+
+    cfg = SynthConfig(shape=(32, 32, 32), seed=0)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = (
+        tmp_path / f".Dataset007_First.partial-{int(dead.stdout)}-abc123"
+    )  # as a SIGKILLed synth leaves it
+    (stale / "imagesTr").mkdir(parents=True)
+    running = tmp_path / f".Dataset007_First.partial-{os.getppid()}-def456"  # another run still writing
+    running.mkdir()
+    synthesize_dataset(tmp_path, 7, "First", 1, 0, cfg, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [running.name, "Dataset007_First"]

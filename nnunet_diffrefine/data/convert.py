@@ -160,9 +160,10 @@ def _nifti_payload_problem(path: Path) -> str | None:
     the whole file is decompressed here (gzip checks its CRC) and its length is compared with what the
     header announces (``vox_offset + prod(dim) * bitpix / 8`` bytes). Returns a problem or ``None``.
     """
-    opener = gzip.open if path.name.endswith(".gz") else open
     try:
-        with opener(path, "rb") as f:
+        with open(path, "rb") as f:
+            compressed = f.read(2) == b"\x1f\x8b"  # by content: an uncompressed file may be named .nii.gz
+        with (gzip.open if compressed else open)(path, "rb") as f:
             header = f.read(540)
             total = len(header)
             while chunk := f.read(1 << 22):
@@ -193,9 +194,13 @@ def _nifti_payload_problem(path: Path) -> str | None:
 
 def _find_file(folder: Path, stem: str) -> tuple[Path | None, str | None]:
     """``folder/stem.nii.gz`` or ``folder/stem.nii``; returns (path, problem)."""
-    found = [folder / (stem + e) for e in SOURCE_ENDINGS if (folder / (stem + e)).is_file()]
+    found = [folder / (stem + e) for e in SOURCE_ENDINGS if (folder / (stem + e)).exists()]
     if len(found) > 1:
         return None, f"both {found[0].name} and {found[1].name} exist; keep one"
+    if found and found[0].is_dir():
+        return None, f"{found[0].name} is a directory, not an image file"
+    if found and found[0].stat().st_size == 0:
+        return None, f"{found[0].name} is an empty file (0 bytes)"
     return (found[0], None) if found else (None, None)
 
 

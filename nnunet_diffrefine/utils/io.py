@@ -2,7 +2,9 @@
 
 Everything that writes user-visible results goes through these helpers so that an interrupted
 or failed run leaves no half-written file or folder behind, and nothing existing is overwritten
-unless the caller asks for it.
+unless the caller asks for it. Temporary names are ``.NAME.partial-PID-XXXX``: a run killed before it
+could clean up (SIGKILL, power loss) leaves one behind, and the next write of ``NAME`` removes those
+whose process no longer runs on this machine.
 """
 
 from __future__ import annotations
@@ -19,6 +21,39 @@ from typing import Any
 
 class OutputExistsError(FileExistsError):
     """Raised when a result would overwrite something the user already has."""
+
+
+def _partial_prefix(final: Path) -> str:
+    return f".{final.name}.partial-{os.getpid()}-"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_partials(final: str | os.PathLike) -> list[Path]:
+    """Remove the temporary siblings of ``final`` left by runs that were killed (their process is gone);
+    returns what was removed."""
+    final = Path(final)
+    removed = []
+    if not final.parent.is_dir():
+        return removed
+    for candidate in final.parent.glob(f".{final.name}.partial-*"):
+        pid_text = candidate.name[len(f".{final.name}.partial-") :].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _process_alive(int(pid_text)):
+            continue
+        if candidate.is_dir() and not candidate.is_symlink():
+            shutil.rmtree(candidate, ignore_errors=True)
+        else:
+            candidate.unlink(missing_ok=True)
+        removed.append(candidate)
+    return removed
 
 
 def _current_umask() -> int:
@@ -41,7 +76,8 @@ def atomic_output_dir(final: str | os.PathLike, overwrite: bool = False) -> Iter
             f"{final} already exists; refusing to overwrite it (remove it or pass --overwrite)"
         )
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    remove_stale_partials(final)
+    tmp = Path(tempfile.mkdtemp(prefix=_partial_prefix(final), dir=final.parent))
     os.chmod(tmp, 0o777 & ~_current_umask())  # mkdtemp makes 0700; results should be shared like any folder
     try:
         yield tmp
@@ -68,8 +104,9 @@ def atomic_output_file(final: str | os.PathLike, overwrite: bool = True) -> Iter
     if final.exists() and not overwrite:
         raise OutputExistsError(f"{final} already exists; refusing to overwrite it")
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(final)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{final.name}.partial-", suffix="".join(final.suffixes), dir=final.parent
+        prefix=_partial_prefix(final), suffix="".join(final.suffixes), dir=final.parent
     )
     os.close(fd)
     os.chmod(tmp_name, 0o666 & ~_current_umask())
