@@ -25,9 +25,10 @@ DESCRIPTION = (
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_diffrefine.refine.postprocess import PostprocessConfig
-    from nnunet_diffrefine.refine.run import refine_folder
+    from nnunet_diffrefine.refine.run import input_cases, refine_folder
     from nnunet_diffrefine.utils.nnunet_folders import model_folder_for
 
+    input_cases(args.i, args.images, args.num_parts, args.part_id)  # the inputs first, then the model
     overrides = {
         k: v for k, v in (("inference_steps", args.steps), ("num_samples", args.num_samples)) if v is not None
     }

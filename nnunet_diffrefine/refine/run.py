@@ -217,7 +217,11 @@ def _prepare_output(
         shutil.copyfile(source, output_folder / name)
 
 
-def _input_cases(input_folder: Path, images_folder: Path, num_parts: int, part_id: int) -> list[str]:
+def input_cases(
+    input_folder: str | os.PathLike, images_folder: str | os.PathLike, num_parts: int = 1, part_id: int = 0
+) -> list[str]:
+    """The cases of this part of ``input_folder`` (``CASE.npz``); one error for a missing folder or none."""
+    input_folder, images_folder = Path(input_folder), Path(images_folder)
     for folder, what in ((input_folder, "prediction"), (images_folder, "images")):
         if not folder.is_dir():
             raise InputError(f"{folder}: the {what} folder does not exist")
@@ -262,7 +266,7 @@ def refine_folder(
     input_folder, output_folder, images_folder = Path(input_folder), Path(output_folder), Path(images_folder)
     if input_folder.resolve() == output_folder.resolve():
         raise InputError("the output folder must differ from the input folder")
-    cases = _input_cases(input_folder, images_folder, num_parts, part_id)
+    cases = input_cases(input_folder, images_folder, num_parts, part_id)
     context = load_model_context(model_folder)
     check_postprocess(postprocess, context.label_manager)
     refiners, configs = load_fold_refiners(context, folds, refiner, device, overrides)

@@ -42,8 +42,12 @@ def dataset_name(dataset: str | int) -> str:
 
     try:
         return maybe_convert_to_dataset_name(dataset)
-    except RuntimeError as e:
-        raise InputError(str(e)) from None
+    except RuntimeError:  # nnU-Net's message spans several lines
+        folders = ", ".join(
+            f"{n}={os.environ.get(n) or '(unset)'}"
+            for n in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+        )
+        raise InputError(f"no dataset {dataset} in the nnU-Net folders ({folders})") from None
 
 
 def model_folder_for(dataset: str | int, trainer: str, plans: str, configuration: str) -> Path:
