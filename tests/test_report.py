@@ -22,6 +22,7 @@ from nnunet_diffrefine.report.inputs import CaseInputs, load_case
 from nnunet_diffrefine.report.measurements import measure
 from nnunet_diffrefine.report.offline import offline_sections
 from nnunet_diffrefine.report.orientation import LPSView
+from nnunet_diffrefine.report.privacy import SECRET_ENV
 from nnunet_diffrefine.report.prompt import ReplyFormatError, parse_reply
 
 API_KEY = "sk-test-9f8e7d6c5b4a39281706"
@@ -30,8 +31,9 @@ MODEL = "test-model-1"
 
 
 @pytest.fixture(autouse=True)
-def _no_real_endpoint(monkeypatch):
-    """Never reach a real API: no key or base URL from the developer's environment, no proxy."""
+def _no_real_endpoint(monkeypatch, tmp_path):
+    """Never reach a real API: no key or base URL from the developer's environment, no proxy; the
+    pseudonym secret in the test's folder, not the user's configuration."""
     for name in (
         "OPENAI_API_KEY",
         "OPENAI_BASE_URL",
@@ -46,6 +48,7 @@ def _no_real_endpoint(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv(KEY_ENV, API_KEY)
+    monkeypatch.setenv(SECRET_ENV, str(tmp_path / "pseudonym.key"))
 
 
 def _grid(spacing_zyx=(1.0, 1.0, 1.0), direction=None, origin=(0.0, 0.0, 0.0)) -> sitk.Image:
@@ -445,7 +448,7 @@ def test_llm_reply_with_matching_numbers_is_used_without_flags(cases, tmp_path, 
     _assert_no_key(out, captured.out, captured.err)
 
 
-def test_llm_reply_with_a_wrong_volume_is_flagged(cases, tmp_path, chat_server):
+def test_llm_reply_that_contradicts_the_measurements_is_rejected(cases, tmp_path, chat_server, capsys):
     base_url, state = chat_server
     m = _measured(cases)
     wrong = m["volumes_cm3"]["ED"] + 25.0
@@ -455,19 +458,51 @@ def test_llm_reply_with_a_wrong_volume_is_flagged(cases, tmp_path, chat_server):
         "A satellite lesion of 4.2 cm is seen.\n\n## Impression\nTumor.\n\n## Limitations\nAutomatic."
     )
     out = tmp_path / "llm"
-    assert main(_llm_args(cases, out, base_url, "--no-images")) == 0
+    assert main(_llm_args(cases, out, base_url, "--no-images")) == 0  # a warning, as for a failed request
+    err = capsys.readouterr().err
+    assert "warning" in err and "contradicts the measurements in 3 statement(s)" in err
     report = json.loads((out / "report.json").read_text())
-    assert report["source"]["path"] == "llm" and report["source"]["images_sent"] is False
-    flags = report["flagged_statements"]
-    assert [f["number"] for f in flags] == [f"{wrong:.1f} cm³", "4.2 cm"]
-    assert flags[0]["section"] == "findings" and "contradicts the measured ED volume" in flags[0]["reason"]
-    assert flags[0]["sentence"] == f"Peritumoral edema measures {wrong:.1f} cm³."
-    assert "not among the measurements" in flags[1]["reason"]
+    assert report["source"]["path"] == "offline" and report["source"]["images_sent"] is False
+    assert report["source"]["reason"] == "the LLM reply contradicted the measurements"
+    assert report["sections"] == offline_sections(json.loads((out / "measurements.json").read_text()))
+    assert report["flagged_statements"] == []
+    draft = report["rejected_draft"]
+    assert draft["model"] == MODEL and draft["sections"]["findings"].startswith("The whole tumor measures")
+    bad = draft["contradicted_statements"]
+    assert [f["statement"] for f in bad] == [f"{wrong:.1f} cm³", "satellite lesion", "4.2 cm"]
+    assert all(f["section"] == "findings" and f["status"] == "contradicted" for f in bad)
+    assert bad[0]["reason"].startswith("contradicts the measured ED volume")
+    assert bad[0]["sentence"] == f"Peritumoral edema measures {wrong:.1f} cm³."
+    assert "lesion(s) were segmented" in bad[1]["reason"]
     md = (out / "report.md").read_text()
-    assert f"Peritumoral edema measures {wrong:.1f} cm³. ⚠" in md and "## Flagged statements" in md
-    # the table still holds our numbers, not the model's
+    assert "## Rejected draft" in md and f"Peritumoral edema measures {wrong:.1f} cm³. ⚠" in md
+    assert "attached below as a rejected draft" in md
+    # the report's own text and table hold our numbers, not the model's
     assert f"| {m['volumes_cm3']['ED']:.2f} | cm³ |" in md
     assert isinstance(json.loads(state["requests"][0]["body"])["messages"][1]["content"], str)
+
+
+def test_llm_reply_with_unverifiable_statements_is_kept_and_flagged(cases, tmp_path, chat_server):
+    base_url, state = chat_server
+    m = _measured(cases)
+    state["reply"] = json.dumps(
+        {
+            "findings": f"Whole tumor volume {m['volumes_cm3']['WT']:.2f} cm³ in the left frontal lobe. "
+            "There is no midline shift.",
+            "impression": "Left-sided tumor, to be reviewed.",
+        }
+    )
+    out = tmp_path / "llm"
+    assert main(_llm_args(cases, out, base_url, "--no-images")) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["source"]["path"] == "llm" and report["rejected_draft"] is None
+    flags = report["flagged_statements"]
+    assert [(f["statement"], f["status"]) for f in flags] == [
+        ("frontal lobe", "unverifiable"),
+        ("midline shift", "unverifiable"),
+    ]
+    md = (out / "report.md").read_text()
+    assert "## Flagged statements" in md and "left frontal lobe. ⚠" in md and "## Rejected draft" not in md
 
 
 @pytest.mark.parametrize("failure", ["500", "429", "garbage", "closed port", "timeout"])
@@ -495,7 +530,7 @@ def test_llm_failures_fall_back_to_the_offline_report(cases, tmp_path, chat_serv
         "429": "rate-limited the request (HTTP 429)",
         "garbage": "returned an empty reply",
         "closed port": "could not connect",
-        "timeout": "timed out after 0.5 s",
+        "timeout": "within 0.5 s (--timeout, all attempts together); 1 attempt: no answer in",
     }[failure]
     assert expected in report["llm_error"]
     assert captured.err.count("\n") == 1 and expected in captured.err and "offline report" in captured.err
@@ -527,11 +562,11 @@ def test_guard_units_and_rounding():
         "impression": "Whole tumor 2.4 cm³.\nEdema 1.2 cm³ of 19 cm length.\nThere are 2 separate lesions."
     }
     flags = check_sections(bad, m)
-    assert [(f.number, f.reason.split(" (")[0]) for f in flags] == [
-        ("2.4 cm³", "contradicts the measured WT volume 1.2 cm³"),
-        ("1.2 cm³", "contradicts the measured ED volume 1.14 cm³"),
-        ("19 cm", "not among the measurements"),
-        ("2", "contradicts the measured number of lesions 1"),
+    assert [(f.statement, f.status, f.reason) for f in flags] == [
+        ("2.4 cm³", "contradicted", "contradicts the measured WT volume 1.20 cm³"),
+        ("1.2 cm³", "contradicted", "contradicts the measured ED volume 1.14 cm³"),
+        ("19 cm", "contradicted", "contradicts the measured bidimensional diameter 18.9 or 11.8 mm"),
+        ("2 separate lesions", "contradicted", "claims 2 lesion(s); 1 lesion(s) were segmented"),
     ]
     assert [n.text for n in numbers_in("45 x 30 mm in BraTS 2023")] == ["45 mm", "30 mm"]
 

@@ -24,10 +24,15 @@ DESCRIPTION = (
     "report.json, measurements.json, axial/coronal/sagittal.png. The text comes from an OpenAI-compatible "
     "chat-completions endpoint (key from $OPENAI_API_KEY or --api-key-env, base URL from --base-url or "
     "$OPENAI_BASE_URL, model from --model or $DIFFREFINE_REPORT_MODEL; temperature 0) or, with --offline, "
-    "without an endpoint, or when the request fails, from a deterministic template. Every number in the "
-    "model's text is checked against the measurements and mismatches are flagged. Only the measurements, "
-    "the figures and the case id are sent (default case id: the segmentation's file name without "
-    "suffix). Batch mode: --pred-folder PRED --images-folder IMAGES writes OUT_DIR/CASE/ per case."
+    "without an endpoint, or when the request fails, from a deterministic template. Every number and "
+    "claim of the model's text (volumes, proportions, diameters, distances, side, midline crossing, "
+    "lesion count, which sub-regions are present) is checked against the measured quantity it is stated "
+    "for: statements that cannot be verified are flagged, and a reply that contradicts the measurements "
+    "is replaced by the template report, the reply attached as a rejected draft (exit code 0, with a "
+    "warning). Only the measurements, the figures and a pseudonym of the case id are sent (--send-case-id "
+    "sends the case id itself: the segmentation's file name without suffix, or --case-id). --timeout "
+    "bounds the whole wait for the endpoint, retries included. Batch mode: --pred-folder PRED "
+    "--images-folder IMAGES writes OUT_DIR/CASE/ per case."
 )
 
 
@@ -46,7 +51,12 @@ def run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         max_retries=args.max_retries,
     )
-    options = {"offline": args.offline, "overwrite": args.overwrite, "send_images": not args.no_images}
+    options = {
+        "offline": args.offline,
+        "overwrite": args.overwrite,
+        "send_images": not args.no_images,
+        "send_case_id": args.send_case_id,
+    }
     if batch:
         return _run_batch(args, settings, options)
     for flag, value in (
@@ -60,21 +70,32 @@ def run(args: argparse.Namespace) -> int:
     from nnunet_diffrefine.report.pipeline import write_report
 
     case = load_case(args.segmentation, args.images or (), args.reference, case_id=args.case_id)
-    outcome = write_report(case, args.o, settings, **options)
-    _say(outcome.folder, outcome.source, outcome.llm_error, outcome.flagged, settings.model)
+    outcome = write_report(case, args.o, settings, progress=_progress, **options)
+    _say(outcome, settings.model)
     return 0
 
 
-def _say(folder, source: str, llm_error: str | None, flagged: int, model: str) -> None:
-    if llm_error:
+def _progress(line: str) -> None:
+    print(f"nnunet-diffrefine report: {line}", file=sys.stderr, flush=True)
+
+
+def _say(outcome, model: str) -> None:
+    if outcome.llm_error:
         print(
-            f"nnunet-diffrefine report: warning: {llm_error}; wrote the offline report instead",
+            f"nnunet-diffrefine report: warning: {outcome.llm_error}; wrote the offline report instead",
             file=sys.stderr,
         )
-    how = f"language model {model}" if source == "llm" else "offline template"
-    print(f"wrote {folder}/report.md, report.json, measurements.json and figures ({how})")
-    if flagged:
-        print(f"{flagged} statement(s) flagged: numbers that do not match the measurements (see report.md)")
+    if outcome.contradicted:
+        print(
+            f"nnunet-diffrefine report: warning: the reply of {model} contradicts the measurements in "
+            f"{outcome.contradicted} statement(s); wrote the offline report, with the reply attached as a "
+            "rejected draft listing them (see report.md)",
+            file=sys.stderr,
+        )
+    how = f"language model {model}" if outcome.source == "llm" else "offline template"
+    print(f"wrote {outcome.folder}/report.md, report.json, measurements.json and figures ({how})")
+    if outcome.flagged:
+        print(f"{outcome.flagged} statement(s) flagged: they could not be verified (see report.md)")
 
 
 def _run_batch(args: argparse.Namespace, settings, options: dict) -> int:
@@ -95,6 +116,7 @@ def _run_batch(args: argparse.Namespace, settings, options: dict) -> int:
         **options,
     )
     failed_llm = [r for r in results if r.get("llm_error")]
+    rejected = [r for r in results if r.get("contradicted_statements")]
     flagged = sum(r.get("flagged_statements", 0) for r in results)
     print(f"wrote {len(results)} reports under {args.o} (index: {os.path.join(args.o, 'reports.json')})")
     if failed_llm:
@@ -103,8 +125,15 @@ def _run_batch(args: argparse.Namespace, settings, options: dict) -> int:
             f"(first: {failed_llm[0]['llm_error']}); their reports are the offline template",
             file=sys.stderr,
         )
+    if rejected:
+        print(
+            f"nnunet-diffrefine report: warning: the LLM reply contradicted the measurements for "
+            f"{len(rejected)} case(s) (first: {rejected[0]['case_id']}); their reports are the offline "
+            "template with the reply attached as a rejected draft",
+            file=sys.stderr,
+        )
     if flagged:
-        print(f"{flagged} statement(s) flagged in total (see each report.md)")
+        print(f"{flagged} statement(s) flagged in total: they could not be verified (see each report.md)")
     return 0
 
 
@@ -124,7 +153,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     one.add_argument(
         "--case-id",
         metavar="ID",
-        help="id written in the report and sent in the prompt (default: SEG's file name)",
+        help="id written in the report (default: SEG's file name); the endpoint gets a pseudonym of it",
     )
     many = p.add_argument_group("batch")
     many.add_argument("--pred-folder", metavar="PRED", help="folder of CASE.nii.gz predictions")
@@ -155,8 +184,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=positive_float,
         default=60.0,
         metavar="S",
-        help="request time-out in s (default: 60)",
+        help="the longest wait in s for the endpoint, all attempts together (default: 60)",
     )
     retries = "retries on connection errors, 429 and 5xx (default: 2)"
     llm.add_argument("--max-retries", type=non_negative_int, default=2, help=retries)
     add_flag(llm, "--no-images", "send only the measurements (for text-only models)")
+    add_flag(
+        llm,
+        "--send-case-id",
+        "send the case id itself (default: a pseudonym, stable per case, not derived from the file name)",
+    )

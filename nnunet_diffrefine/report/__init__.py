@@ -10,7 +10,9 @@ Pipeline, one module per step:
 - :mod:`.facts` rounds the measurements for display and is the whitelist of what goes into a prompt;
 - :mod:`.prompt` builds the chat-completions messages and parses the reply; :mod:`.llm` sends them;
 - :mod:`.offline` writes the deterministic template text (no endpoint, ``--offline`` or a failure);
-- :mod:`.guard` checks every number of the model's text against the measurements;
+- :mod:`.guard` checks every number and claim of the model's text against the measured quantity it is
+  stated for (:mod:`.text`, :mod:`.numbers`, :mod:`.binding`, :mod:`.quantities`, :mod:`.claims`);
+  :mod:`.privacy` makes the pseudonym sent instead of the case id;
 - :mod:`.render` writes report.json and report.md; :mod:`.pipeline` ties one case together
   (:func:`write_report`) and :mod:`.batch` runs a folder (:func:`report_folder`).
 """

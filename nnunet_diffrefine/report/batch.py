@@ -5,13 +5,16 @@ are ``CASE_0000.nii.gz`` .. ``CASE_0003.nii.gz`` in the images folder (nnU-Net's
 their reference, if a reference folder is given, ``CASE.nii.gz`` there. Everything is located before
 any work, and existing case folders are refused unless ``overwrite``. A case that fails (bad labels,
 geometry) does not stop the others; ``reports.json`` in the output folder lists every case with its
-source, LLM error, number of flagged statements or error.
+source, LLM error, numbers of flagged and of contradicted statements (a contradicted reply is kept
+only as a rejected draft), or error.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,13 +69,20 @@ def find_cases(
     return cases
 
 
-def _one(job: tuple[CaseFiles, Path, LLMSettings | None, bool, bool, bool]) -> dict[str, Any]:
-    files, folder, settings, offline, overwrite, send_images = job
+def _progress(case_id: str) -> Callable[[str], None]:
+    def say(line: str) -> None:
+        tqdm.write(f"nnunet-diffrefine report: {case_id}: {line}", file=sys.stderr)
+
+    return say
+
+
+def _one(job: tuple[CaseFiles, Path, LLMSettings | None, dict[str, bool]]) -> dict[str, Any]:
+    files, folder, settings, options = job
+    options = dict(options)
+    progress = _progress(files.case_id) if options.pop("progress") else None
     try:
         case = load_case(files.segmentation, files.images, files.reference, case_id=files.case_id)
-        outcome = write_report(
-            case, folder, settings, offline=offline, overwrite=overwrite, send_images=send_images
-        )
+        outcome = write_report(case, folder, settings, progress=progress, **options)
     except (DiffRefineError, OutputExistsError) as e:
         return {"case_id": files.case_id, "folder": folder.name, "error": str(e)}
     return {
@@ -81,6 +91,7 @@ def _one(job: tuple[CaseFiles, Path, LLMSettings | None, bool, bool, bool]) -> d
         "source": outcome.source,
         "llm_error": outcome.llm_error,
         "flagged_statements": outcome.flagged,
+        "contradicted_statements": outcome.contradicted,
     }
 
 
@@ -95,15 +106,25 @@ def report_folder(
     send_images: bool = True,
     num_processes: int = 1,
     progress: bool = True,
+    send_case_id: bool = False,
 ) -> list[dict[str, Any]]:
     """Write ``out_dir/CASE/`` for every case and ``out_dir/reports.json``; returns the per-case entries.
-    Raises :class:`DiffRefineError` after the others are written when a case failed."""
+    Each endpoint request gets the case's pseudonym unless ``send_case_id``; with ``progress`` a bar
+    and, while waiting for the endpoint, progress lines. Raises :class:`DiffRefineError` after the
+    others are written when a case failed."""
     out = Path(out_dir)
     cases = find_cases(pred_folder, images_folder, reference_folder)
     for files in cases:
         check_output_folder(out / files.case_id, overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(files, out / files.case_id, settings, offline, overwrite, send_images) for files in cases]
+    options = {
+        "offline": offline,
+        "overwrite": overwrite,
+        "send_images": send_images,
+        "send_case_id": send_case_id,
+        "progress": progress,
+    }
+    jobs = [(files, out / files.case_id, settings, options) for files in cases]
     results: list[dict[str, Any]] = []
     with tqdm(total=len(jobs), desc="writing reports", unit="case", disable=not progress) as bar:
         if num_processes <= 1:

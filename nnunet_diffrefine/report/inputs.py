@@ -45,8 +45,8 @@ class CaseInputs:
 
 def default_case_id(segmentation_file: str | os.PathLike) -> str:
     """The segmentation's file name without its image suffix (``BraTS-GLI-00001-000.nii.gz`` ->
-    ``BraTS-GLI-00001-000``). This is the only part of any file name that reaches the report and the
-    LLM prompt; pass ``case_id`` explicitly to send something else."""
+    ``BraTS-GLI-00001-000``). This is the only part of any file name that reaches the report; the
+    LLM prompt gets a pseudonym of it (:mod:`.privacy`) unless the user asks to send it."""
     name = Path(segmentation_file).name
     for suffix in _SUFFIXES:
         if name.lower().endswith(suffix):

@@ -1,7 +1,8 @@
 """The deterministic template report: the four sections written from the measurements alone.
 
-Used with ``--offline``, without a configured endpoint, and whenever the LLM request fails. Every
-number is one of :func:`.facts.report_facts`, so the hallucination guard never flags it.
+Used with ``--offline``, without a configured endpoint, whenever the LLM request fails, and when the
+model's reply contradicts the measurements. Every number is one of :func:`.facts.report_facts`, so the
+check of :mod:`.guard` never flags it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ STANDARD_LIMITATIONS = (
 
 LLM_LIMITATIONS = (
     "The text was drafted by a language model ({model}) from the measurements{images}; it may state "
-    "findings that are not present. Numbers that do not match the measurements are flagged; the "
+    "findings that are not present. Its numbers and claims were checked against the measurements (a "
+    "reply contradicting them is not used); statements that could not be verified are flagged. The "
     "measurements table always comes from the measurements themselves."
 )
 

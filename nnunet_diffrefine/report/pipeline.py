@@ -1,5 +1,9 @@
 """One case -> one report folder: measurements, figures, text (LLM or template), guard, files.
 
+A model reply with a statement that contradicts the measurements (:mod:`.guard`) is not the report's
+text: the template is written instead, with the reply attached as a *rejected draft* listing each
+contradiction (report.md, and ``rejected_draft`` in report.json; ``source.reason`` says why).
+
 The folder holds ``report.md``, ``report.json``, ``measurements.json`` and ``axial.png``,
 ``coronal.png``, ``sagittal.png``. It is written under a temporary name and renamed when complete;
 an existing folder is replaced only with ``overwrite``, and never when it holds anything but a report.
@@ -8,19 +12,21 @@ an existing folder is replaced only with ``overwrite``, and never when it holds 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nnunet_diffrefine.report.facts import report_facts
 from nnunet_diffrefine.report.figures import render_figures
-from nnunet_diffrefine.report.guard import Flag, check_sections
+from nnunet_diffrefine.report.guard import Flag, check_sections, contradictions
 from nnunet_diffrefine.report.inputs import CaseInputs
 from nnunet_diffrefine.report.llm import LLMFailure, LLMSettings, complete
 from nnunet_diffrefine.report.measurements import measure
 from nnunet_diffrefine.report.offline import LLM_LIMITATIONS, offline_sections, standard_limitations
+from nnunet_diffrefine.report.privacy import pseudonym
 from nnunet_diffrefine.report.prompt import SECTIONS, ReplyFormatError, build_messages, parse_reply
-from nnunet_diffrefine.report.render import report_dict, write_report_files
+from nnunet_diffrefine.report.render import LLM_CONTRADICTED, report_dict, write_report_files
 from nnunet_diffrefine.utils.io import OutputExistsError, atomic_output_dir, write_json
 
 REPORT_FILES: tuple[str, ...] = ("report.md", "report.json", "measurements.json")
@@ -32,12 +38,15 @@ LLM_FAILED = "the LLM request failed"
 
 @dataclass(frozen=True)
 class ReportOutcome:
-    """What was written: the folder, the path that wrote the text, the LLM error and the flag count."""
+    """What was written: the folder, the path that wrote the text, the LLM error, the number of
+    statements flagged in the written text and of contradicted ones in a rejected reply."""
 
     folder: Path
     source: str
     llm_error: str | None
     flagged: int
+    contradicted: int = 0
+    """Contradicted statements of the model's reply (> 0: it was rejected, the template written)."""
 
 
 def check_output_folder(folder: str | os.PathLike, overwrite: bool) -> bool:
@@ -65,6 +74,8 @@ def _llm_sections(
     figures: list[dict[str, Any]],
     folder: Path,
     send_images: bool,
+    case_id_sent: str,
+    progress: Callable[[str], None] | None,
 ) -> tuple[dict[str, str], list[str]]:
     """Sections from the model (missing ones from the template) and the names taken from the template."""
     pictures = (
@@ -75,7 +86,8 @@ def _llm_sections(
         if send_images
         else []
     )
-    reply = complete(settings, build_messages(report_facts(measurements), pictures))
+    facts = {**report_facts(measurements), "case_id": case_id_sent}
+    reply = complete(settings, build_messages(facts, pictures), progress=progress)
     sections = parse_reply(reply)
     template = offline_sections(measurements)
     missing = [name for name in SECTIONS if name not in sections]
@@ -89,9 +101,14 @@ def write_report(
     offline: bool = False,
     overwrite: bool = False,
     send_images: bool = True,
+    send_case_id: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> ReportOutcome:
     """Measure ``case``, draw the figures, write the text (the LLM when ``settings`` is configured and
-    not ``offline``, else the template; the template as well when the LLM fails) and save the folder."""
+    not ``offline``, else the template; the template as well when the LLM fails or its reply
+    contradicts the measurements, the reply then kept as a rejected draft) and save the folder.
+    The endpoint gets a pseudonym of the case id (:mod:`.privacy`) unless ``send_case_id``;
+    ``progress`` receives a line now and then while waiting for it."""
     folder = Path(folder)
     exists = check_output_folder(folder, overwrite)
     measurements = measure(case)
@@ -100,36 +117,44 @@ def write_report(
         write_json(measurements, tmp / "measurements.json")
         llm_error: str | None = None
         flags: list[Flag] = []
+        rejected: dict[str, Any] | None = None
         source: dict[str, Any]
         if offline or settings is None or not settings.configured:
             sections = offline_sections(measurements)
             source = {"path": "offline", "reason": OFFLINE_REQUESTED if offline else NOT_CONFIGURED}
         else:
+            sent, stable = (case.case_id, True) if send_case_id else pseudonym(case.case_id)
+            asked = {"model": settings.model, "images_sent": bool(send_images), "case_id_sent": sent}
+            if not stable:
+                asked["case_id_sent_stable"] = False
             try:
-                sections, missing = _llm_sections(settings, measurements, figures, tmp, send_images)
+                sections, missing = _llm_sections(
+                    settings, measurements, figures, tmp, send_images, sent, progress
+                )
             except (LLMFailure, ReplyFormatError) as e:
                 llm_error = str(e)
                 sections = offline_sections(measurements)
-                source = {"path": "offline", "reason": LLM_FAILED, "model": settings.model}
+                source = {"path": "offline", "reason": LLM_FAILED, **asked}
             else:
                 from_model = {name: text for name, text in sections.items() if name not in missing}
                 flags = check_sections(from_model, measurements)
-                note = LLM_LIMITATIONS.format(
-                    model=settings.model, images=" and figures" if send_images else ""
-                )
-                sections["limitations"] = (
-                    sections["limitations"].rstrip()
-                    + "\n\n"
-                    + standard_limitations(measurements)
-                    + " "
-                    + note
-                )
-                source = {
-                    "path": "llm",
-                    "model": settings.model,
-                    "images_sent": bool(send_images),
-                    "sections_from_template": missing,
-                }
-        report = report_dict(measurements, sections, source, llm_error, flags, figures)
-        write_report_files(tmp, report, flags, model_text=source["path"] == "llm")
-    return ReportOutcome(folder, source["path"], llm_error, len(flags))
+                if contradictions(flags):
+                    rejected = {"sections": from_model, "statements": flags}
+                    flags, sections = [], offline_sections(measurements)
+                    source = {"path": "offline", "reason": LLM_CONTRADICTED, **asked}
+                else:
+                    note = LLM_LIMITATIONS.format(
+                        model=settings.model, images=" and figures" if send_images else ""
+                    )
+                    sections["limitations"] = (
+                        sections["limitations"].rstrip()
+                        + "\n\n"
+                        + standard_limitations(measurements)
+                        + " "
+                        + note
+                    )
+                    source = {"path": "llm", **asked, "sections_from_template": missing}
+        report = report_dict(measurements, sections, source, llm_error, flags, figures, rejected)
+        write_report_files(tmp, report, flags, model_text=source["path"] == "llm", rejected=rejected)
+    contradicted = len(contradictions(rejected["statements"])) if rejected else 0
+    return ReportOutcome(folder, source["path"], llm_error, len(flags), contradicted)

@@ -1,6 +1,7 @@
 """The structured prompt for a multimodal LLM and the parser of its reply.
 
-The prompt holds only :func:`.facts.report_facts` (measured values and the case id) and, for
+The prompt holds only :func:`.facts.report_facts` (measured values and the case id, which the pipeline
+replaces by a pseudonym unless asked to send it) and, for
 multimodal models, the figures as base64 PNG data URLs; nothing from file names or image headers.
 The model is asked for a JSON object with the string fields of :data:`SECTIONS`; :func:`parse_reply`
 also accepts that object inside a code fence or surrounding prose, and markdown with one heading per
@@ -23,7 +24,9 @@ automatic segmentation. The draft will be reviewed by a radiologist.
 Rules:
 - Use only the measurements given in the JSON below. Do not compute, estimate or invent other \
 numbers; quote numbers exactly as given, with their units (cm³ for volumes, mm for lengths, % for \
-proportions).
+proportions), each next to the name of its quantity and sub-region (for example "enhancing tumor \
+(ET) volume 12.34 cm³", "ET/TC 40.1 %", "longest diameter 45.2 mm"). Every number and claim is \
+checked; a reply that contradicts the measurements is discarded.
 - Sub-regions: NC necrotic / non-enhancing tumor core, ED peritumoral edema, ET enhancing tumor, \
 TC tumor core (NC + ET), WT whole tumor (NC + ED + ET). Side is the patient's side.
 - The figures, if attached, show T1c and T2-FLAIR slices with overlays (NC red, ED green, ET \

@@ -3,21 +3,26 @@
 Both files open with :data:`BANNER` and say which path wrote the text (``source``: ``llm`` with the
 model name, or ``offline`` with the reason) and, if the LLM failed, why (``llm_error``). The
 measurements table is always built from the measurements, never from the model's text. Flagged
-sentences get a :data:`FLAG_MARK` in report.md and are listed in a *Flagged statements* section.
+sentences get a :data:`FLAG_MARK` in report.md and are listed in a *Flagged statements* section. A
+rejected reply (it contradicted the measurements) is attached after them as a *Rejected draft*
+quoting the model's sections, with each contradiction listed (``rejected_draft`` in report.json).
 Nothing time- or machine-dependent is written, so the same inputs give the same bytes.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from nnunet_diffrefine.report.facts import SUBREGION_NAMES, cm3, measurement_rows
-from nnunet_diffrefine.report.guard import Flag
+from nnunet_diffrefine.report.guard import CONTRADICTED, Flag
 from nnunet_diffrefine.report.measurements import SUBREGIONS
 from nnunet_diffrefine.report.prompt import SECTIONS
 from nnunet_diffrefine.utils.io import atomic_output_file, write_json
+
+LLM_CONTRADICTED = "the LLM reply contradicted the measurements"
 
 BANNER = (
     "AI-generated draft for review by a radiologist. Not a diagnosis: every statement must be checked "
@@ -50,8 +55,10 @@ def report_dict(
     llm_error: str | None,
     flags: list[Flag],
     figures: list[dict[str, Any]],
+    rejected: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The content of report.json."""
+    """The content of report.json (``rejected``: the model's sections and flags when its reply was
+    rejected for contradicting the measurements)."""
     out: dict[str, Any] = {
         "format": REPORT_FORMAT,
         "banner": BANNER,
@@ -63,6 +70,18 @@ def report_dict(
             {"quantity": q, "value": v, "unit": u} for q, v, u in measurement_rows(measurements)
         ],
         "flagged_statements": [flag.to_json() for flag in flags],
+        "rejected_draft": None
+        if rejected is None
+        else {
+            "model": source.get("model"),
+            "sections": dict(rejected["sections"]),
+            "contradicted_statements": [
+                f.to_json() for f in rejected["statements"] if f.status == CONTRADICTED
+            ],
+            "unverifiable_statements": [
+                f.to_json() for f in rejected["statements"] if f.status != CONTRADICTED
+            ],
+        },
         "figures": figures,
         "measurements_file": "measurements.json",
     }
@@ -110,13 +129,51 @@ def _source_line(source: dict[str, Any], llm_error: str | None) -> str:
             )
         return line
     line = f"Written from the offline template ({source['reason']})."
+    if source["reason"] == LLM_CONTRADICTED:
+        line += f" The reply of `{source['model']}` is attached below as a rejected draft."
     if llm_error:
         line += f" LLM error: {llm_error}"
     return line
 
 
-def report_markdown(report: dict[str, Any], flags: list[Flag], model_text: bool) -> str:
-    """report.md from :func:`report_dict`'s output (``model_text``: whether the sections came from a model)."""
+def _flag_lines(flags: Sequence[Flag]) -> list[str]:
+    lines = []
+    for i, flag in enumerate(flags, 1):
+        sentence = _neutralise(flag.sentence).replace("|", "\\|")
+        statement = _neutralise(flag.statement).replace("`", "'")
+        lines.append(f'{i}. {FLAG_MARK} {flag.section}: "{sentence}": `{statement}` {flag.reason}')
+    return lines + [""]
+
+
+def _rejected_lines(draft: dict[str, Any], flags: Sequence[Flag]) -> list[str]:
+    bad = [f for f in flags if f.status == CONTRADICTED]
+    lines = [
+        "## Rejected draft",
+        "",
+        f"The reply of the language model `{draft['model']}` contradicted the measurements in {len(bad)} "
+        "statement(s), so it is not the text of this report (that comes from the template above). It is "
+        "kept here for review only.",
+        "",
+        "Contradicted statements:",
+        "",
+        *_flag_lines(bad),
+    ]
+    others = [f for f in flags if f.status != CONTRADICTED]
+    if others:
+        lines += ["Statements that could not be verified:", "", *_flag_lines(others)]
+    for name, text in draft["sections"].items():
+        marked = _paragraphs(_neutralise(_mark(text, [f for f in flags if f.section == name])))
+        lines += [f"> **{name.capitalize()} (rejected draft)**", ">"]
+        lines += [f"> {line}" if line else ">" for line in marked.splitlines()]
+        lines.append("")
+    return lines
+
+
+def report_markdown(
+    report: dict[str, Any], flags: list[Flag], model_text: bool, rejected_flags: Sequence[Flag] = ()
+) -> str:
+    """report.md from :func:`report_dict`'s output (``model_text``: whether the sections came from a
+    model; ``rejected_flags``: the flags of a rejected draft)."""
     sections = dict(report["sections"])
     for name in SECTIONS:
         text = _mark(sections[name], [f for f in flags if f.section == name])
@@ -170,19 +227,25 @@ def report_markdown(report: dict[str, Any], flags: list[Flag], model_text: bool)
         "",
     ]
     if flags:
-        lines += ["## Flagged statements", "", "Numbers in the text that do not match the measurements:", ""]
-        for i, flag in enumerate(flags, 1):
-            sentence = _neutralise(flag.sentence).replace("|", "\\|")
-            lines.append(f'{i}. {FLAG_MARK} {flag.section}: "{sentence}": `{flag.number}` {flag.reason}')
-        lines.append("")
+        lines += ["## Flagged statements", "", "Statements in the text that could not be verified:", ""]
+        lines += _flag_lines(flags)
+    if report.get("rejected_draft"):
+        lines += _rejected_lines(report["rejected_draft"], rejected_flags)
     lines += ["## Figures", ""]
     for figure in report["figures"]:
         lines += [f"![{figure['plane']} slice {figure['file_index']}]({figure['file']})", ""]
     return "\n".join(lines)
 
 
-def write_report_files(folder: Path, report: dict[str, Any], flags: list[Flag], model_text: bool) -> None:
+def write_report_files(
+    folder: Path,
+    report: dict[str, Any],
+    flags: list[Flag],
+    model_text: bool,
+    rejected: dict[str, Any] | None = None,
+) -> None:
     """Write ``report.json`` and ``report.md`` into ``folder`` (each atomically)."""
     write_json(report, folder / "report.json")
+    rejected_flags = rejected["statements"] if rejected else []
     with atomic_output_file(folder / "report.md") as tmp:
-        tmp.write_text(report_markdown(report, flags, model_text), encoding="utf-8")
+        tmp.write_text(report_markdown(report, flags, model_text, rejected_flags), encoding="utf-8")

@@ -1,0 +1,232 @@
+"""Which measured quantity each number of a sentence is stated for.
+
+Each number (or ``A x B mm`` group) gets two windows: the words before it back to the previous
+number and the words after it up to the next, the text between two numbers going to the number
+before it up to its first connector (``, ;`` *and, with, while, but*) and to the number after it
+from its last one, so that ``12 cm³ of ET and 40 cm³ of edema`` binds ET to 12 and ED to 40. The
+sub-region is the last one named before the number in its window (outside a parenthesised aside
+such as ``TC (NC + ET)``, if any is), else the first after it, else (volumes only) the last one named
+earlier in the sentence. The kind comes from the unit
+and, for lengths, the nearest keywords (*midline* distance, *voxel* size, *perpendicular* or
+*longest* diameter, *diameter / measures* either one; a pair ``A x B`` is the two diameters, a
+triple the voxel size). Percentages are ``numerator / base``: the base is the sub-region after
+*of / relative to* (or ``X/Y``), else the prompt's default (ET and NC of TC, ED and TC of WT).
+Unitless numbers are slice indices (after *slice*), label values (after *label*), numbers of
+sequences, or fractions (*ratio 0.62*). Anything else cannot be bound: ``quantity`` is ``None``
+with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from nnunet_diffrefine.report import quantities as q
+from nnunet_diffrefine.report.measurements import SUBREGIONS
+from nnunet_diffrefine.report.numbers import Number
+from nnunet_diffrefine.report.text import Mention, mentions
+
+_I = re.IGNORECASE
+_CONNECTOR_RE = re.compile(r",|;|\b(?:and|with|while|whereas|but|plus)\b", _I)
+_BELONGS_BEFORE_RE = re.compile(r"^\s*(?:of|in|for|within)\b", _I)
+_OF_RE = re.compile(r"(?:\bof|\bto|\brelative\s+to|\bwithin)\s+(?:the\s+)?$", _I)
+_RATIO_RE = re.compile(r"\b(ET|NCR?|ED|TC|WT)\s*(?:/|:|\s+to\s+)\s*(ET|NCR?|ED|TC|WT)\b")
+_LENGTH_KEYS: tuple[tuple[str, str], ...] = (
+    ("midline", r"\bmidline\b"),
+    ("voxel", r"\bvoxels?\b|\bresolution\b|\bspacing\b|\bslice\s+thickness\b|\bisotropic\b"),
+    ("perpendicular", r"\bperpendicular\b|\bshort(?:est)?\b|\borthogonal\b|\bminor\b"),
+    ("long", r"\blong(?:est)?\b|\bmaxim(?:al|um)\b|\bgreatest\b|\bmajor\b"),
+    (
+        "pair",
+        r"\bdiameters?\b|\blength\b|\bmeasur\w*|\bextent\b|\bsize\b|\bdimensions?\b|\bspans?\b|\bbidimensional\b",
+    ),
+)
+_LESION_RE = re.compile(r"\blesions?\b|\bsatellite\b|\bfoc(?:us|i)\b|\bnodules?\b", _I)
+_SLICE_RE = re.compile(
+    r"\b(?:(axial|coronal|sagittal)\s+)?(?:slice|section)\s*(?:index|number|no\.?|#)?\s*:?\s*$", _I
+)
+_LABEL_RE = re.compile(r"\blabels?\s*(?:value)?\s*:?\s*$", _I)
+_SEQUENCES_RE = re.compile(r"^\s*(?:MRI\s+)?(?:sequences|channels|modalities|contrasts)\b", _I)
+_FRACTION_WORDS_RE = re.compile(r"\bratio\b|\bfraction\b|\bproportion\b", _I)
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A number, the quantity it is stated for (``None``: unbound) and, if unbound, why."""
+
+    number: Number
+    quantity: q.Quantity | None
+    reason: str = ""
+    contradicted: bool = False
+    """An unbound number that cannot be right (a percentage of a region it is not part of)."""
+
+
+def _split(gap: str) -> tuple[int, int]:
+    """Where the gap between two numbers splits: ``gap[:left]`` (up to the first connector) belongs
+    to the number before it, ``gap[right:]`` (after the last one) to the number after it."""
+    found = list(_CONNECTOR_RE.finditer(gap))
+    if found:
+        return found[0].start(), found[-1].end()
+    cut = len(gap) if _BELONGS_BEFORE_RE.match(gap) else 0
+    return cut, cut
+
+
+def _windows(sentence: str, numbers: list[Number]) -> list[tuple[int, int, int, int]]:
+    """``(pre_start, pre_end, post_start, post_end)`` of each number (group members share them)."""
+    slots: list[list[int]] = []
+    for i, n in enumerate(numbers):
+        if slots and n.group >= 0 and numbers[slots[-1][0]].group == n.group:
+            slots[-1].append(i)
+        else:
+            slots.append([i])
+    spans = [(numbers[s[0]].start, numbers[s[-1]].end) for s in slots]
+    out: list[tuple[int, int, int, int]] = [(0, 0, 0, 0)] * len(numbers)
+    for k, members in enumerate(slots):
+        start, end = spans[k]
+        if k == 0:
+            found = list(_CONNECTOR_RE.finditer(sentence, 0, start))
+            pre_start = found[-1].end() if found else 0
+        else:
+            pre_start = spans[k - 1][1] + _split(sentence[spans[k - 1][1] : start])[1]
+        if k + 1 == len(spans):
+            first = _CONNECTOR_RE.search(sentence, end)
+            post_end = first.start() if first else len(sentence)
+        else:
+            post_end = end + _split(sentence[end : spans[k + 1][0]])[0]
+        for i in members:
+            out[i] = (pre_start, start, end, post_end)
+    return out
+
+
+def _pick(found: list[Mention], last: bool, specific: bool = True) -> Mention | None:
+    chosen = [m for m in found if (m.region != "G") == specific]
+    return (chosen[-1] if last else chosen[0]) if chosen else None
+
+
+def _region(pre: list[Mention], post: list[Mention], before: list[Mention]) -> str | None:
+    for found, last in ((pre, True), (post, False)):
+        hit = _pick(found, last)
+        if hit:
+            return hit.region
+    for found in (pre, post):
+        if _pick(found, True, specific=False):
+            return "G"
+    hit = _pick(before, True) or _pick(before, True, specific=False)
+    return hit.region if hit else None
+
+
+def _length_key(texts: list[str]) -> str | None:
+    for text in texts:
+        for key, pattern in _LENGTH_KEYS:
+            if re.search(pattern, text, _I):
+                return key
+    return None
+
+
+def _of(sentence: str, mention: Mention) -> bool:
+    """Whether ``mention`` is the base of a proportion (*of the*, *relative to*)."""
+    return bool(_OF_RE.search(sentence[max(0, mention.start - 25) : mention.start]))
+
+
+def _percent(
+    m: dict[str, Any], sentence: str, n: Number, pre: tuple[int, int], post: tuple[int, int]
+) -> Binding:
+    ratio = _RATIO_RE.search(sentence[pre[0] : pre[1]]) or _RATIO_RE.match(
+        sentence[post[0] : post[1]].strip()
+    )
+    if ratio:
+        num, den = (g.replace("NCR", "NC") for g in ratio.groups())
+    else:
+        every = mentions(sentence)
+        inside = [x for x in every if pre[0] <= x.start and x.end <= post[1]]
+        bases = [x for x in inside if _of(sentence, x)]
+        named = [x for x in inside if x not in bases and x.region != "G"]
+        before = [x for x in every if x.end <= pre[0] and x.region != "G" and not _of(sentence, x)]
+        in_pre = [x for x in named if x.end <= pre[1]]
+        num_m = in_pre[-1] if in_pre else named[0] if named else before[-1] if before else None
+        if num_m is None:
+            return Binding(n, None, "no sub-region is named for this percentage")
+        num = num_m.region
+        den = bases[0].region if bases else q.DEFAULT_BASE.get(num, "")
+        if den == "G":
+            den = q.DEFAULT_BASE.get(num, "WT")
+    if num in q.REGION_WORDS and den in q.REGION_WORDS and num != den and q.proportion(m, num, den) is None:
+        if not set(SUBREGIONS[num]) <= set(SUBREGIONS[den]):
+            return Binding(n, None, f"{num} is not part of {den}: no such proportion", contradicted=True)
+    quantity = q.proportion(m, num, den)
+    if quantity is None:
+        return Binding(n, None, f"no proportion {num}/{den or '?'} can be measured")
+    return Binding(n, quantity)
+
+
+def _parentheses(sentence: str) -> list[tuple[int, int]]:
+    """Spans ``(open, close)`` of the parenthesised asides of ``sentence``."""
+    spans, stack = [], []
+    for i, ch in enumerate(sentence):
+        if ch == "(":
+            stack.append(i)
+        elif ch == ")" and stack:
+            spans.append((stack.pop(), i))
+    return spans
+
+
+def bind(sentence: str, numbers: list[Number], m: dict[str, Any]) -> list[Binding]:
+    """The quantity of every number of ``sentence`` (see the module docstring)."""
+    all_mentions = mentions(sentence)
+    out: list[Binding] = []
+    for n, (a, b, c, d) in zip(numbers, _windows(sentence, numbers)):
+        pre_text, post_text = sentence[a:b], sentence[c:d]
+        asides = [(i, j) for i, j in _parentheses(sentence) if not i < n.start < j]
+        plain = [x for x in all_mentions if not any(i < x.start and x.end <= j for i, j in asides)]
+        pre = [x for x in plain if a <= x.start and x.end <= b]
+        pre = pre or [x for x in all_mentions if a <= x.start and x.end <= b]
+        post = [x for x in all_mentions if c <= x.start and x.end <= d]
+        before = [x for x in plain if x.end <= n.start] or [x for x in all_mentions if x.end <= n.start]
+        found = _bind_one(m, sentence, n, (a, b), (c, d), pre_text, post_text, pre, post, before)
+        out.append(found if isinstance(found, Binding) else Binding(n, None, found))
+    return out
+
+
+def _bind_one(m, sentence, n, pre_span, post_span, pre_text, post_text, pre, post, before) -> Binding | str:
+    if n.kind == "percent":
+        return _percent(m, sentence, n, pre_span, post_span)
+    if n.kind is None:
+        return _unitless(m, sentence, n, pre_span, post_span, pre_text, post_text)
+    region = _region(pre, post, before if n.kind == "volume" else [])
+    if n.kind == "volume":
+        if region in q.REGION_WORDS:
+            return Binding(n, q.volume(m, region))
+        if region == "G" or _LESION_RE.search(pre_text + " " + post_text):
+            wt = m["volumes_cm3"]["WT"]
+            return Binding(n, q.measured("WT or lesion volume", "cm³", [wt, *m["lesions"]["volumes_cm3"]]))
+        return "no sub-region is named for this volume"
+    key = "voxel" if n.size == 3 else _length_key([pre_text, post_text, sentence[: n.start]])
+    if region in ("NC", "ED", "ET", "TC") and key not in ("voxel", "midline"):
+        return f"no {n.kind} of the {q.REGION_WORDS[region]} was measured (only of the whole tumor)"
+    if n.kind == "area":
+        return Binding(n, q.area(m)) if q.area(m) else "no area was measured"
+    if n.size == 2 and key not in ("voxel", "midline"):
+        key = "pair"
+    if key is None and region in ("G", "WT"):
+        key = "pair"
+    if key is None:
+        return "no length (diameter, distance from the midline, voxel size) is named for this number"
+    quantity = q.length(m, key)
+    return Binding(n, quantity) if quantity else f"no {key} length was measured"
+
+
+def _unitless(m, sentence, n, pre_span, post_span, pre_text, post_text) -> Binding | str:
+    slice_match = _SLICE_RE.search(pre_text)
+    if slice_match:
+        plane = (slice_match.group(1) or "axial").lower()
+        quantity = q.slice_index(m, plane)
+        return Binding(n, quantity) if quantity else f"no {plane} slice was chosen"
+    if _LABEL_RE.search(pre_text):
+        return Binding(n, q.measured("label value", "", [1, 2, 3]))
+    if _SEQUENCES_RE.match(post_text):
+        return Binding(n, q.count_of_images(m))
+    if _FRACTION_WORDS_RE.search(pre_text + " " + post_text) and n.value <= 1.0:
+        scaled = Number(n.text, 100 * n.value, 100 * n.half_unit, "%", "percent", 1.0, n.start, n.end)
+        return _percent(m, sentence, scaled, pre_span, post_span)
+    return "a number without a unit that is not a slice index, label or count"

@@ -1,0 +1,143 @@
+"""Reading the model's text: sentences, clauses, sub-region mentions and negation scopes.
+
+Sub-regions are named by abbreviation (``ET NC NCR ED TC WT``, upper case only) or by name, any
+case: *enhancing tumor / enhancement* (ET), *necrotic / non-enhancing core, necrosis* (NC), *edema,
+peritumoral edema, FLAIR hyperintensity* (ED), *tumor core, core* (TC), *whole / total / entire
+tumor* (WT). *tumor, lesion, mass* alone is the generic mention ``G`` (the whole tumor or one
+lesion). Where names overlap the longest, earliest one wins (*non-enhancing* is NC, not ET).
+
+A negation cue (*no, not, without, absent, free of, none, ...*) negates what follows it up to the
+end of its clause: the next ``; :``, *but / whereas / while / although / with*, an *and* or a comma
+that is not followed by another sub-region (``no ET, NC or ED``: all three negated).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_I = re.IGNORECASE
+_NAMES: tuple[tuple[str, str, int], ...] = (
+    (
+        "NC",
+        r"\bnecrotic\s*(?:/|and|or)?\s*non[\s-]?enhancing(?:\s+tumou?r)?(?:\s+core)?"
+        r"|\bnon[\s-]?enhancing(?:\s+tumou?r)?(?:\s+core)?|\bnecro\w*(?:\s+(?:tumou?r\s+)?core)?",
+        _I,
+    ),
+    ("NC", r"\bNCR?\b", 0),
+    ("TC", r"\btumou?r(?:'s)?\s+core\b|\bcore\b", _I),
+    ("TC", r"\bTC\b", 0),
+    ("ET", r"\b(?:contrast[\s-]?)?enhanc\w*(?:\s+(?:tumou?r|component|rim|portion|part))?", _I),
+    ("ET", r"\bET\b", 0),
+    ("ED", r"\b(?:peri\w*\s+|vasogenic\s+)?o?edema\w*|\bFLAIR\s+hyperintens\w*", _I),
+    ("ED", r"\bED\b", 0),
+    ("WT", r"\b(?:whole|total|entire|overall)[\s-]+(?:tumou?r|lesion)(?:\s+(?:burden|volume))?", _I),
+    ("WT", r"\b(?:in\s+)?total\b(?!\s+of)", _I),
+    ("WT", r"\bWT\b", 0),
+    ("G", r"\btumou?rs?\b|\blesions?\b|\bmass(?:es)?\b(?!\s+effect)|\bneoplasm\b", _I),
+)
+_REGION_RES = tuple((name, re.compile(pattern, flags)) for name, pattern, flags in _NAMES)
+
+SENTENCE_RE = re.compile(r"[^\n]+?(?:[.!?](?=\s|$)|(?=\n)|$)")
+_ABBREVIATION_RE = re.compile(r"\b(?:approx|ca|circa|e\.g|i\.e|vs|cf|fig|figs|no|nr|incl|resp)\.$", _I)
+NEGATION_RE = re.compile(
+    r"\b(?:no|not|without|absent|absence|lacks?|lacking|free\s+of|neither|nor|none|nil)\b|n't\b", _I
+)
+HEDGE_RE = re.compile(r"\b(?:may|might|could|possibl\w*|probabl\w*|suspect\w*|cannot|likely)\b", _I)
+_POST_NEGATION_RE = re.compile(
+    r"^\s*(?:\([^)]*\)\s*)?(?:(?:is|are|was|were|appears?|seems?)\s+)?(?:absent|none|nil|"
+    r"not\s+(?:present|seen|identified|detected|segmented|visible|demonstrated))\b|^\s*:\s*(?:none|absent)\b",
+    _I,
+)
+_HARD_BOUNDARY_RE = re.compile(r"[;:.!?()]|\b(?:but|whereas|while|although|however|with|which)\b", _I)
+_SOFT_BOUNDARY_RE = re.compile(r",|\band\b", _I)
+_LIST_WORDS = r"(?:\s*(?:or|nor|any|a|an|the)\b)*\s*"
+CLAUSE_RE = re.compile(r"[,;:]|\b(?:and|but|whereas|while|although|with)\b", _I)
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A sub-region named in a sentence: ``region`` in NC ED ET TC WT or G (generic), its span."""
+
+    region: str
+    start: int
+    end: int
+
+
+def sentences(text: str) -> list[tuple[int, int]]:
+    """Character spans of the sentences (or lines) of ``text``, leading blanks excluded; no break
+    after an abbreviation (*approx., ca., e.g.*)."""
+    spans: list[tuple[int, int]] = []
+    for match in SENTENCE_RE.finditer(text):
+        start = match.start() + len(match.group(0)) - len(match.group(0).lstrip())
+        if start >= match.end():
+            continue
+        previous = text[spans[-1][0] : spans[-1][1]] if spans else ""
+        if _ABBREVIATION_RE.search(previous) and "\n" not in text[spans[-1][1] : start]:
+            spans[-1] = (spans[-1][0], match.end())
+        else:
+            spans.append((start, match.end()))
+    return spans
+
+
+def plain(text: str) -> str:
+    """``text`` with markdown emphasis and code marks (``* _ ` #``) blanked, same length and spans."""
+    return re.sub(r"[*`#]|(?<!\w)_+|_+(?!\w)", lambda m: " " * len(m.group(0)), text)
+
+
+def mentions(text: str) -> list[Mention]:
+    """The sub-region mentions of ``text`` in order, overlaps resolved to the longest earliest."""
+    found = [Mention(name, m.start(), m.end()) for name, regex in _REGION_RES for m in regex.finditer(text)]
+    found.sort(key=lambda m: (m.start, -(m.end - m.start)))
+    kept: list[Mention] = []
+    for mention in found:
+        if not kept or mention.start >= kept[-1].end:
+            kept.append(mention)
+    return kept
+
+
+def clause_bounds(text: str, position: int) -> tuple[int, int]:
+    """The clause of ``text`` around ``position`` (split at ``, ; :`` and *and / but / with ...*)."""
+    start, end = 0, len(text)
+    for match in CLAUSE_RE.finditer(text):
+        if match.end() <= position:
+            start = match.end()
+        elif match.start() > position:
+            end = match.start()
+            break
+    return start, end
+
+
+def negation_scopes(text: str) -> list[tuple[int, int]]:
+    """Spans of ``text`` a negation cue applies to (see the module docstring)."""
+    scopes = []
+    for cue in NEGATION_RE.finditer(text):
+        end = cue.end()
+        while True:
+            hard = _HARD_BOUNDARY_RE.search(text, end)
+            soft = _SOFT_BOUNDARY_RE.search(text, end)
+            stop = min(m.start() for m in (hard, soft) if m) if (hard or soft) else len(text)
+            if soft and soft.start() == stop and (not hard or hard.start() > stop):
+                rest = text[soft.end() :]
+                lead = re.match(_LIST_WORDS, rest, _I)
+                following = mentions(rest[lead.end() : lead.end() + 60]) if lead else []
+                if soft.group(0) == "," and following and following[0].start == 0:
+                    end = soft.end()
+                    continue
+            break
+        scopes.append((cue.start(), stop))
+    return scopes
+
+
+def negated(text: str, start: int, end: int, scopes: list[tuple[int, int]] | None = None) -> bool:
+    """Whether the span ``start:end`` of ``text`` lies in a negation scope or is followed by *is
+    absent / not seen / none*."""
+    scopes = negation_scopes(text) if scopes is None else scopes
+    if any(a <= start and end <= b for a, b in scopes):
+        return True
+    return bool(_POST_NEGATION_RE.match(text[end:]))
+
+
+def hedged(text: str) -> bool:
+    """Whether ``text`` is hedged (*may, possibly, cannot be excluded*): no claim is read from it."""
+    return bool(HEDGE_RE.search(text))
