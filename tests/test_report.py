@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import socket
 import threading
 import time
@@ -600,15 +601,46 @@ def test_batch_mode_writes_one_folder_per_case(cases, tmp_path, capsys):
         assert report["case_id"] == case and "reference_comparison" in report
     dice = json.loads((out / "Case001" / "measurements.json").read_text())["reference"]["dice"]
     assert dice["WT"] == 1.0 and dice["ET"] == 0.0  # the second prediction relabelled ET as NC
-    assert main(args) == 1  # the case folders exist
-    assert "--overwrite" in capsys.readouterr().err
+    before = (out / "Case000" / "report.md").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(args) == 0  # a re-run skips the finished cases
+    assert "2 case(s) already reported, skipped" in capsys.readouterr().err
+    assert (out / "Case000" / "report.md").stat().st_mtime_ns == before
+    assert [c["case_id"] for c in json.loads((out / "reports.json").read_text())["cases"]] == [
+        "Case000",
+        "Case001",
+    ]
+    (out / "Case001" / "report.json").unlink()  # a case folder holding other files is refused
+    assert main(args) == 1 and "holds files that are not a report" in capsys.readouterr().err
+    shutil.rmtree(out / "Case001")  # a case not reported yet is done, the finished one skipped
+    assert main(args) == 0 and (out / "Case001" / "report.json").is_file()
+    assert (out / "Case000" / "report.md").stat().st_mtime_ns == before
+    assert main([*args, "--overwrite"]) == 0 and (out / "Case000" / "report.md").stat().st_mtime_ns != before
+
+
+def test_images_in_the_wrong_order_are_refused_unless_told(cases, tmp_path, capsys):
+    images = [str(cases / "images" / f"Case000_{c:04d}.nii.gz") for c in range(4)]
+    seg = ["report", "-s", str(cases / "pred" / "Case000.nii.gz"), "--offline"]
+    swapped = [*seg, "-i", images[1], images[0], *images[2:], "-o", str(tmp_path / "rep")]
+    capsys.readouterr()
+    assert main(swapped) == 1
+    err = capsys.readouterr().err
+    assert (
+        "is channel 1, given as image 1" in err and err.count("\n") == 1 and not (tmp_path / "rep").exists()
+    )
+    assert main([*swapped, "--any-image-order"]) == 0
+    dataset = tmp_path / "dataset.json"
+    dataset.write_text(json.dumps({"channel_names": {"0": "T1n", "1": "T2w", "2": "T1c", "3": "FLAIR"}}))
+    capsys.readouterr()
+    assert main([*seg, "-i", *images, "-o", str(tmp_path / "rep2"), "-djfile", str(dataset)]) == 1
+    assert "dataset.json channel 1 is 'T2w', the report expects T1c" in capsys.readouterr().err
 
 
 def test_cli_errors_are_one_line(cases, tmp_path, capsys):
     seg = np.zeros((6, 8, 8), np.int16)
     seg[2, 2, 2] = 4
     bad = _write(seg, tmp_path / "bad.nii.gz")
-    small = _write(np.zeros((6, 8, 9), np.float32), tmp_path / "small_0000.nii.gz")
+    small = [_write(np.zeros((6, 8, 9), np.float32), tmp_path / f"small_{c:04d}.nii.gz") for c in range(4)]
     runs = {
         "missing": (
             ["report", "-s", str(tmp_path / "nope.nii.gz"), "-o", str(tmp_path / "o1")],
@@ -621,14 +653,14 @@ def test_cli_errors_are_one_line(cases, tmp_path, capsys):
                 "-s",
                 str(_write(np.zeros((6, 8, 8), np.int16), tmp_path / "ok.nii.gz")),
                 "-i",
-                *[str(small)] * 4,
+                *map(str, small),
                 "-o",
                 str(tmp_path / "o3"),
             ],
             "small_0000.nii.gz: the T1n image's size differs",
         ),
         "count": (
-            _single_args(cases, tmp_path / "o4")[:3] + ["-i", str(small), "-o", str(tmp_path / "o4")],
+            _single_args(cases, tmp_path / "o4")[:3] + ["-i", str(small[0]), "-o", str(tmp_path / "o4")],
             "or none, got 1",
         ),
         "mode": (["report", "-o", str(tmp_path / "o5")], "give either -s SEG"),

@@ -69,7 +69,19 @@ def run(args: argparse.Namespace) -> int:
     from nnunet_diffrefine.report.inputs import load_case
     from nnunet_diffrefine.report.pipeline import write_report
 
-    case = load_case(args.segmentation, args.images or (), args.reference, case_id=args.case_id)
+    channels = None
+    if args.djfile:
+        from nnunet_diffrefine.evaluation.folder import load_dataset_json
+
+        channels = load_dataset_json(args.djfile).get("channel_names")
+    case = load_case(
+        args.segmentation,
+        args.images or (),
+        args.reference,
+        case_id=args.case_id,
+        channel_names=channels,
+        any_order=args.any_image_order,
+    )
     outcome = write_report(case, args.o, settings, progress=_progress, **options)
     _say(outcome, settings.model)
     return 0
@@ -148,6 +160,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="IMAGE",
         help="CASE_0000 .. CASE_0003 (T1n, T1c, T2w, T2-FLAIR), in order",
+    )
+    one.add_argument(
+        "-djfile",
+        metavar="DATASET_JSON",
+        help="dataset.json of the images: its channel_names must be T1n, T1c, T2w, T2-FLAIR in this order",
+    )
+    add_flag(
+        one,
+        "--any-image-order",
+        "accept images whose names (_000N, -t1n/-t1c/-t2w/-t2f) contradict the order T1n, T1c, T2w, T2-FLAIR",
     )
     one.add_argument("--reference", metavar="REF", help="reference label map, drawn next to the prediction")
     one.add_argument(

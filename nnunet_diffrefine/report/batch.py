@@ -3,7 +3,8 @@
 Cases are the ``CASE.nii.gz`` files of the prediction folder (nnU-Net's output layout); their images
 are ``CASE_0000.nii.gz`` .. ``CASE_0003.nii.gz`` in the images folder (nnU-Net's ``imagesTs``) and
 their reference, if a reference folder is given, ``CASE.nii.gz`` there. Everything is located before
-any work, and existing case folders are refused unless ``overwrite``. A case that fails (bad labels,
+any work; cases whose folder already holds a finished report are skipped (a re-run resumes), other
+existing folders are refused, and ``overwrite`` redoes every case. A case that fails (bad labels,
 geometry) does not stop the others; ``reports.json`` in the output folder lists every case with its
 source, LLM error, numbers of flagged and of contradicted statements (a contradicted reply is kept
 only as a rejected draft), or error.
@@ -69,6 +70,20 @@ def find_cases(
     return cases
 
 
+def _earlier_entries(out: Path) -> dict[str, dict[str, Any]]:
+    """The entries of an earlier run's ``reports.json`` (finished cases are skipped on a re-run)."""
+    import json
+
+    try:
+        return {
+            e["case_id"]: e
+            for e in json.loads((out / "reports.json").read_text())["cases"]
+            if "error" not in e
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 def _progress(case_id: str) -> Callable[[str], None]:
     def say(line: str) -> None:
         tqdm.write(f"nnunet-diffrefine report: {case_id}: {line}", file=sys.stderr)
@@ -114,8 +129,18 @@ def report_folder(
     others are written when a case failed."""
     out = Path(out_dir)
     cases = find_cases(pred_folder, images_folder, reference_folder)
+    earlier = _earlier_entries(out) if not overwrite else {}
+    done = [f for f in cases if not overwrite and (out / f.case_id / "report.json").is_file()]
     for files in cases:
-        check_output_folder(out / files.case_id, overwrite)
+        if files not in done:
+            check_output_folder(out / files.case_id, overwrite)
+    skipped = [earlier.get(f.case_id, {"case_id": f.case_id, "folder": f.case_id}) for f in done]
+    cases = [f for f in cases if f not in done]
+    if done and progress:
+        tqdm.write(
+            f"nnunet-diffrefine report: {len(done)} case(s) already reported, skipped (--overwrite redoes them)",
+            file=sys.stderr,
+        )
     out.mkdir(parents=True, exist_ok=True)
     options = {
         "offline": offline,
@@ -141,6 +166,8 @@ def report_folder(
                 for result in pool.map(_one, jobs):
                     results.append(result)
                     bar.update()
+    order = {f.case_id: i for i, f in enumerate(find_cases(pred_folder, images_folder, reference_folder))}
+    results = sorted(skipped + results, key=lambda r: order.get(r["case_id"], len(order)))
     write_json({"cases": results}, out / "reports.json")
     failed = [r for r in results if "error" in r]
     if failed:

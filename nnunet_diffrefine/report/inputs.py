@@ -99,18 +99,61 @@ def _check_grid(path: str | os.PathLike, image: sitk.Image, reference: Geometry,
         )
 
 
+_BRATS_TAGS = {  # what a file name may say about its sequence, per channel (BraTS 2023 and 2021 names)
+    0: ("-t1n", "_t1."),
+    1: ("-t1c", "_t1ce"),
+    2: ("-t2w", "_t2."),
+    3: ("-t2f", "_flair"),
+}
+_CHANNEL_ALIASES = {0: {"t1n", "t1", "t1w", "native t1"}, 1: {"t1c", "t1ce", "t1gd", "t1-gd", "t1 contrast"}}
+_CHANNEL_ALIASES |= {2: {"t2w", "t2", "t2-weighted"}, 3: {"t2f", "flair", "t2-flair", "t2 flair", "t2flair"}}
+
+
+def image_order_problems(images: Sequence[str | os.PathLike], channel_names: dict | None = None) -> list[str]:
+    """Where the images' names contradict nnU-Net's channel order T1n, T1c, T2w, T2-FLAIR: an
+    ``_000N`` suffix or a BraTS sequence tag at the wrong position, and (``channel_names``: dataset.json's)
+    a dataset whose channels are not these four in this order."""
+    problems = []
+    for position, path in enumerate(images):
+        name = Path(path).name.lower()
+        stem = next((name[: -len(s)] for s in _SUFFIXES if name.endswith(s)), name)
+        if len(stem) > 5 and stem[-5] == "_" and stem[-4:].isdigit() and int(stem[-4:]) != position:
+            problems.append(f"{Path(path).name} is channel {int(stem[-4:])}, given as image {position + 1}")
+            continue
+        for channel, tags in _BRATS_TAGS.items():
+            if channel != position and any(tag in name + "." for tag in tags):
+                problems.append(
+                    f"{Path(path).name} looks like {IMAGE_NAMES[channel]}, given as image {position + 1}"
+                )
+    for key, name in sorted((channel_names or {}).items(), key=lambda kv: int(kv[0])):
+        if int(key) in _CHANNEL_ALIASES and str(name).strip().lower() not in _CHANNEL_ALIASES[int(key)]:
+            problems.append(
+                f"dataset.json channel {key} is {name!r}, the report expects {IMAGE_NAMES[int(key)]}"
+            )
+    return problems
+
+
 def load_case(
     segmentation: str | os.PathLike,
     images: Sequence[str | os.PathLike] = (),
     reference: str | os.PathLike | None = None,
     case_id: str | None = None,
+    channel_names: dict | None = None,
+    any_order: bool = False,
 ) -> CaseInputs:
     """Read and check one case. ``images``: none, or the four channels in nnU-Net order
-    (``CASE_0000`` T1n, ``_0001`` T1c, ``_0002`` T2w, ``_0003`` T2-FLAIR)."""
+    (``CASE_0000`` T1n, ``_0001`` T1c, ``_0002`` T2w, ``_0003`` T2-FLAIR); an order their names (or
+    ``channel_names``, dataset.json's) contradict is refused unless ``any_order``."""
     if len(images) not in (0, len(IMAGE_NAMES)):
         raise InputError(
             f"give the {len(IMAGE_NAMES)} images in nnU-Net channel order (T1n, T1c, T2w, T2-FLAIR: "
             f"CASE_0000 .. CASE_0003) or none, got {len(images)}"
+        )
+    problems = [] if any_order else image_order_problems(images, channel_names)
+    if problems:
+        raise InputError(
+            f"{'; '.join(problems[:2])}: give the images as T1n, T1c, T2w, T2-FLAIR (CASE_0000 .. CASE_0003), "
+            "or pass --any-image-order if the names mislead"
         )
     seg, seg_image = read_labels(segmentation)
     geometry = Geometry.of(seg_image)
