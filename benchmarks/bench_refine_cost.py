@@ -242,7 +242,7 @@ def main() -> None:
             env=env,
             check=True,
         )
-    for _, (_, plans, arch, _, _) in BASES.items():
+    for _, (_, plans, arch, _) in BASES.items():
         if arch and not (pre / f"{plans}.json").is_file():
             write_plans_preset(DATASET_ID, arch)
 

@@ -207,6 +207,7 @@ def test_identity_refiner_reproduces_nnunet_files_and_nnunet_accepts_the_folder(
     expect_error(truncate(".npz"), f"{npz}: unreadable")
     expect_error(truncate(".pkl"), f"{npz.replace('.npz', '.pkl')}: unreadable")
     expect_error(lambda f: None, "--pp-fill-holes XX: not a region", ["--pp-fill-holes", "XX"])
+    expect_error(lambda f: None, "fold(s) 1, 3 have no trained 'identity' refiner", ["-f", "0", "1", "3"])
     foreign = tmp_path / "foreign"  # a folder refine did not write is never written into
     foreign.mkdir()
     (foreign / "dataset.json").write_text("{}")

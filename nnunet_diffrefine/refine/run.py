@@ -110,7 +110,7 @@ def load_fold_refiners(
     folders = {f: find_refiner_folder(context.folder / f"fold_{f}", name) for f in folds}
     missing = [f for f, folder in folders.items() if folder is None]
     if missing:
-        what = f"a '{name}' refiner" if name else "a refiner"
+        what = f"'{name}' refiner" if name else "refiner"
         raise InputError(
             f"{context.folder}: fold(s) {', '.join(map(str, missing))} have no trained {what} "
             f"(train it with 'nnunet-diffrefine train-refiner', or pass -f with the folds that have one)"
