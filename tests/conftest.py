@@ -39,8 +39,16 @@ def pytest_configure(config) -> None:
     torch.set_num_threads(int(THREADS))
 
 
+# Long independent tests, handed out next so that the other worker starts on them.
+LONG_FIRST = ("tests/test_bench_refinement.py", "tests/test_demo.py")
+
+
 def pytest_collection_modifyitems(config, items) -> None:
-    items.sort(key=lambda item: item.nodeid.split("::")[0] not in SHARED_MODELS)  # stable: order kept
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0]
+        return 0 if path in SHARED_MODELS else 1 if path in LONG_FIRST else 2
+
+    items.sort(key=rank)  # stable: the order within a rank is kept
 
 
 @pytest.hookimpl(optionalhook=True)
