@@ -34,6 +34,7 @@ STOCK = ("nnUNetTrainerCustomSchedule", "nnUNetPlansCPU")
 MEDNEXT = ("MedNeXtTrainer", "nnUNetPlansMedNeXtCPU")
 REFINER = "corrdiff"
 ROWS = {"stock": "nnU-Net", "mednext": "MedNeXt"}
+PLANS = (STOCK[1], MEDNEXT[1])
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,12 @@ class DemoConfig:
             val_iterations=max(1, self.iterations // 5),
             warmup_epochs=min(2, self.epochs - 1),
         )
+
+    def describe_schedule(self, trainer: str, optimizer: str) -> str:
+        """``16 x 25 iterations, SGD lr 0.1``: what a training stage runs."""
+        schedule = self.schedule()
+        lr = schedule.environment(trainer)["DIFFREFINE_LR"]
+        return f"{schedule.epochs} x {schedule.iterations} iterations, {optimizer} lr {lr}"
 
     def refiner_settings(self):
         """CorrDiff's typed settings: the preset, with the demo's schedule."""
@@ -283,12 +290,7 @@ def build_stages(config: DemoConfig) -> tuple[list[Stage], dict[str, Path]]:
     paths = DemoPaths.of(config)
     env = nnunet_environment(config, paths)
     refiner_done = paths.model(MEDNEXT) / "fold_0" / f"refiner_{REFINER}" / "refiner_final.pth"
-    sched = config.schedule()
-
-    def schedule(trainer: str, optimizer: str) -> str:
-        lr = sched.environment(trainer)["DIFFREFINE_LR"]
-        return f"{sched.epochs} x {sched.iterations} iterations, {optimizer} lr {lr}"
-
+    schedule = config.describe_schedule
     stages = [
         Stage(
             "synth",
@@ -306,9 +308,7 @@ def build_stages(config: DemoConfig) -> tuple[list[Stage], dict[str, Path]]:
             "plans",
             f"a {config.num_folds}-fold split and the small-CPU plans presets for stock nnU-Net and MedNeXt",
             lambda: write_presets(config, paths),
-            lambda: all(
-                (paths.preprocessed / f"{p}.json").is_file() for p in (STOCK[1], MEDNEXT[1], "splits_final")
-            ),
+            lambda: all((paths.preprocessed / f"{p}.json").is_file() for p in (*PLANS, "splits_final")),
         ),
         Stage(
             "train_nnunet",

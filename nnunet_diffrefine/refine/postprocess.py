@@ -62,9 +62,12 @@ def region_names(label_manager) -> list[str]:
 
 
 def check_postprocess(config: PostprocessConfig, label_manager) -> None:
-    """One error for settings that do not fit the dataset (before anything is written)."""
+    """One error for settings that do not fit the dataset (before anything is written). The default
+    ``fill_holes`` (WT, TC) applies where the dataset has those regions (none in a label-based one)."""
     if config.min_component_voxels < 0:
         raise InputError(f"--pp-min-size must be >= 0, got {config.min_component_voxels}")
+    if tuple(config.fill_holes) == PostprocessConfig().fill_holes:
+        return
     known = region_names(label_manager)
     unknown = [name for name in config.fill_holes if name not in known]
     if unknown:
