@@ -172,7 +172,14 @@ def _roi_sizes(prior: Path, refiner: str, patch: list[int]) -> dict[str, dict]:
     sizes = {}
     for npz in sorted(prior.glob("*.npz")):
         probabilities = np.load(npz)["probabilities"]
-        box = roi_box(probabilities, True, settings.patch_size, settings.roi_threshold, settings.roi_margin)
+        box = roi_box(
+            probabilities,
+            True,
+            settings.patch_size,
+            settings.roi_threshold,
+            settings.roi_margin,
+            settings.roi_seed_threshold,
+        )
         shape = [0, 0, 0] if box is None else [b.stop - b.start for b in box]
         sizes[npz.name[: -len(".npz")]] = {
             "box": shape,

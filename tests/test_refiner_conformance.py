@@ -76,7 +76,9 @@ def test_output_shape_range_and_prior_outside_the_region_of_interest(name, signa
     assert np.array_equal(refiner.refine(case.prior, case.image, seed=1), out)
     s = refiner.settings
     if refiner.uses_prior and getattr(s, "roi", False):
-        box = roi_box(case.prior, signature.regions, s.patch_size, s.roi_threshold, s.roi_margin)
+        box = roi_box(
+            case.prior, signature.regions, s.patch_size, s.roi_threshold, s.roi_margin, s.roi_seed_threshold
+        )
         outside = np.ones(case.prior.shape, bool)
         if box is not None:
             outside[(slice(None), *box)] = False

@@ -10,7 +10,7 @@ import pytest
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.refine.base import DatasetSignature
 from nnunet_diffrefine.refine.registry import create_refiner, refiner_settings
-from nnunet_diffrefine.refine.roi import refine_in_roi, roi_box
+from nnunet_diffrefine.refine.roi import refine_in_roi, roi_box, tumor_regions
 
 SETTINGS = SimpleNamespace(roi=True, roi_threshold=0.05, roi_margin=2, patch_size=(4, 4, 4))
 
@@ -40,6 +40,45 @@ def test_label_priors_use_one_minus_the_background():
     prior[0] = 1.0
     prior[0, 4, 4, 4], prior[3, 4, 4, 4] = 0.3, 0.7
     assert roi_box(prior, False, [1, 1, 1], 0.05, 1) == (slice(3, 6),) * 3
+
+
+def _flood_fill_reference(probability: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Brute force: a breadth-first search over face neighbours above ``low``, from every voxel above ``high``."""
+    keep = np.zeros(probability.shape, bool)
+    queue = [tuple(v) for v in np.argwhere(probability > high)]
+    for v in queue:
+        keep[v] = True
+    while queue:
+        z, y, x = queue.pop()
+        for d in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)):
+            n = (z + d[0], y + d[1], x + d[2])
+            if all(0 <= a < b for a, b in zip(n, probability.shape)) and not keep[n] and probability[n] > low:
+                keep[n] = True
+                queue.append(n)
+    return keep
+
+
+def test_tumor_regions_are_the_hysteresis_threshold_of_a_flood_fill():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        probability = rng.random((9, 10, 11)) ** 3
+        assert np.array_equal(tumor_regions(probability, 0.05, 0.5), _flood_fill_reference(probability, 0.05, 0.5))
+        assert np.array_equal(tumor_regions(probability, 0.05, 0.05), probability > 0.05)
+
+
+def test_faint_specks_far_from_the_tumor_do_not_stretch_the_box():
+    prior = _prior()
+    prior[1, 18, 1, 1] = 0.2  # a faint speck in a far corner: no voxel of its region exceeds 0.5
+    prior[1, 5:8, 12, 30] = 0.2  # faint, but touching the tumor: kept
+    assert roi_box(prior, True, [4, 4, 4], 0.05, 2, 0.5) == (slice(3, 10), slice(8, 15), slice(28, 40))
+    assert roi_box(prior, True, [4, 4, 4], 0.05, 2) == (slice(3, 20), slice(0, 15), slice(0, 40))
+    prior[1, 18, 1, 1] = 0.6  # the far region now reaches the seed threshold
+    assert roi_box(prior, True, [4, 4, 4], 0.05, 2, 0.5) == (slice(3, 20), slice(0, 15), slice(0, 40))
+
+
+def test_the_seed_threshold_may_not_be_below_the_region_threshold():
+    with pytest.raises(InputError, match="roi_seed_threshold 0.01 is below roi_threshold 0.05"):
+        refiner_settings("corrdiff", roi_seed_threshold=0.01)
 
 
 def test_nothing_to_correct_gives_no_box():

@@ -3,14 +3,19 @@
 A conditioned refiner corrects the coarse prediction; far from anything the prior calls tumor there
 is nothing to correct, and sampling there costs as much as anywhere. With the setting ``roi`` (on
 for CorrDiff and the conditioned DDPM and MedSegDiff) a refiner only runs on the bounding box of
-the voxels whose prior foreground probability exceeds ``roi_threshold`` (0.05; for sigmoid regions
-the largest region probability, for softmax outputs one minus the background), grown by
-``roi_margin`` voxels (16) on every side and, where the volume allows, to at least one patch so the
-windows see real context instead of padding. Outside the box the prior is returned unchanged (and
-a standard deviation of 0); an empty box leaves the whole prior unchanged. The price: a tumor the
-prior misses entirely (probability <= 0.05 everywhere, more than 16 voxels from anything it does
-see) cannot be recovered; ``roi: false`` refines the whole volume. The unconditional (scratch)
-refiners never look at the prior, so they always work on the whole volume.
+the prior's tumor regions, grown by ``roi_margin`` voxels (16) on every side and, where the volume
+allows, to at least one patch so the windows see real context instead of padding. A tumor region is
+a connected region (face neighbours) of voxels whose foreground probability exceeds
+``roi_threshold`` (0.05; for sigmoid regions the largest region probability, for softmax outputs one
+minus the background) that exceeds ``roi_seed_threshold`` (0.5) somewhere: hysteresis
+thresholding (scikit-image's), so that the faint specks a trained model leaves far from any tumor
+do not stretch the box (measured on a trained MedNeXt's probabilities on the 240x240x155 grid: 147
+regions above 0.05, 3 of them reaching 0.5; the box shrank from 55 % of the volume to 15 %, before
+the margin). ``roi_seed_threshold`` = ``roi_threshold`` keeps every region. Outside the box the prior
+is returned unchanged (and a standard deviation of 0); no region leaves the whole prior unchanged.
+The price: a tumor the prior never gives more than 0.5, more than 16 voxels from a region it does,
+cannot be recovered; ``roi: false`` refines the whole volume. The unconditional (scratch) refiners
+never look at the prior, so they always work on the whole volume.
 """
 
 from __future__ import annotations
@@ -25,11 +30,29 @@ def foreground_probability(prior: np.ndarray, regions: bool) -> np.ndarray:
     return prior.max(0) if regions else 1.0 - prior[0]
 
 
+def tumor_regions(probability: np.ndarray, threshold: float, seed_threshold: float) -> np.ndarray:
+    """``(Z, Y, X)`` bool: voxels of ``probability`` above ``threshold`` in a connected region that
+    exceeds ``seed_threshold`` somewhere (hysteresis thresholding)."""
+    from skimage.filters import apply_hysteresis_threshold
+
+    if seed_threshold <= threshold:
+        return probability > threshold
+    return apply_hysteresis_threshold(probability, threshold, seed_threshold)
+
+
 def roi_box(
-    prior: np.ndarray, regions: bool, patch: Sequence[int], threshold: float, margin: int
+    prior: np.ndarray,
+    regions: bool,
+    patch: Sequence[int],
+    threshold: float,
+    margin: int,
+    seed_threshold: float | None = None,
 ) -> tuple[slice, ...] | None:
-    """The spatial slices of the region of interest (see the module docstring), or None when empty."""
-    found = np.argwhere(foreground_probability(prior, regions) > threshold)
+    """The spatial slices of the region of interest (see the module docstring), or None when empty.
+
+    ``prior`` ``(C, Z, Y, X)``; ``seed_threshold`` None: ``threshold`` (every region kept)."""
+    seed = threshold if seed_threshold is None else seed_threshold
+    found = np.argwhere(tumor_regions(foreground_probability(prior, regions), threshold, seed))
     if not len(found):
         return None
     shape = np.array(prior.shape[1:])
@@ -53,14 +76,20 @@ def refine_in_roi(
 ) -> tuple[np.ndarray, ...]:
     """Run ``refine(prior, image)`` (returning ``(C, Z, Y, X)`` arrays) on the region of interest only.
 
-    ``settings``: the refiner's (``roi``, ``roi_threshold``, ``roi_margin``, ``patch_size``); ``outside``
+    ``settings``: the refiner's (``roi``, ``roi_threshold``, ``roi_seed_threshold``, ``roi_margin``,
+    ``patch_size``); ``outside``
     says what each output holds outside the region: ``"prior"`` or ``"zero"``. Without ``roi`` (or
     with it false) the whole volume is refined.
     """
     if not getattr(settings, "roi", False):
         return refine(prior, image)
     box = roi_box(
-        prior, regions, settings.patch_size or prior.shape[1:], settings.roi_threshold, settings.roi_margin
+        prior,
+        regions,
+        settings.patch_size or prior.shape[1:],
+        settings.roi_threshold,
+        settings.roi_margin,
+        getattr(settings, "roi_seed_threshold", None),
     )
     full_box = box is not None and all(s.stop - s.start == n for s, n in zip(box, prior.shape[1:]))
     if full_box:

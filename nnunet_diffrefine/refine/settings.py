@@ -243,6 +243,17 @@ class ConditionedSettings(RefinerSettings):
 
     roi: bool = setting(True, "refine only the box of what the prior calls tumor, plus a margin")
     roi_threshold: float = setting(
-        0.05, "tumor probability that puts a voxel in the box", minimum=0, maximum=1
+        0.05, "tumor probability that puts a voxel in a tumor region", minimum=0, maximum=1
+    )
+    roi_seed_threshold: float = setting(
+        0.5, "a region above roi_threshold enters the box only if it exceeds this somewhere", minimum=0, maximum=1
     )
     roi_margin: int = setting(16, "voxels added on every side of the box", minimum=0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.roi_seed_threshold < self.roi_threshold:
+            raise InputError(
+                f"{self.label}: roi_seed_threshold {self.roi_seed_threshold} is below roi_threshold "
+                f"{self.roi_threshold}"
+            )
