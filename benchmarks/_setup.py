@@ -43,19 +43,19 @@ def synthesize_and_plan(
             work / "nnUNet_raw", dataset_id, name, num_train, num_test, config, num_processes=2
         )
     if not (pre / "nnUNetPlans.json").is_file():
-        run(
-            [
-                str(BIN / "nnUNetv2_plan_and_preprocess"),
-                "-d",
-                str(dataset_id),
-                "-c",
-                "3d_fullres",
-                "-np",
-                "2",
-            ],
-            env,
-        )
+        plan_and_preprocess(dataset_id, env)
     return raw, pre
+
+
+def plan_and_preprocess(dataset_id: int, env: dict) -> None:
+    """nnU-Net's planning and 3d_fullres preprocessing of ``dataset_id`` with two processes."""
+    run(
+        [
+            str(BIN / "nnUNetv2_plan_and_preprocess"),
+            *("-d", str(dataset_id), "-c", "3d_fullres", "-np", "2", "-npfp", "2"),
+        ],
+        env,
+    )
 
 
 def write_half_split(raw: Path, pre: Path) -> tuple[int, int]:

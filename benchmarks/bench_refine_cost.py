@@ -34,13 +34,12 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
+from _setup import plan_and_preprocess
+
 DATASET_ID, DATASET_NAME = 961, "Dataset961_BenchRefineCost"
 BASES = {  # base model -> (trainer, plans, preset architecture or None, refiners)
     "nnU-Net (stock)": ("nnUNetTrainer", "nnUNetPlans", None, ()),
@@ -236,19 +235,7 @@ def main() -> None:
             num_processes=2,
         )
     if not (pre / "nnUNetPlans.json").is_file():
-        subprocess.run(
-            [
-                str(BIN / "nnUNetv2_plan_and_preprocess"),
-                "-d",
-                str(DATASET_ID),
-                "-c",
-                "3d_fullres",
-                "-np",
-                "2",
-            ],
-            env=env,
-            check=True,
-        )
+        plan_and_preprocess(DATASET_ID, env)
     for _, (_, plans, arch, _) in BASES.items():
         if arch and not (pre / f"{plans}.json").is_file():
             write_plans_preset(DATASET_ID, arch)

@@ -38,7 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-from _setup import BIN, nnunet_environment, run
+from _setup import BIN, nnunet_environment, plan_and_preprocess, run
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET_ID = 962
@@ -153,20 +153,7 @@ class Benchmark:
         )
 
     def plan(self) -> None:
-        run(
-            [
-                str(BIN / "nnUNetv2_plan_and_preprocess"),
-                "-d",
-                str(DATASET_ID),
-                "-c",
-                "3d_fullres",
-                "-np",
-                "2",
-                "-npfp",
-                "2",
-            ],
-            self.env,
-        )
+        plan_and_preprocess(DATASET_ID, self.env)
 
     def splits_and_presets(self) -> None:
         from nnunet_diffrefine.benchmark.protocol import kfold_splits, write_splits

@@ -62,7 +62,9 @@ def test_tumor_regions_are_the_hysteresis_threshold_of_a_flood_fill():
     rng = np.random.default_rng(0)
     for _ in range(5):
         probability = rng.random((9, 10, 11)) ** 3
-        assert np.array_equal(tumor_regions(probability, 0.05, 0.5), _flood_fill_reference(probability, 0.05, 0.5))
+        assert np.array_equal(
+            tumor_regions(probability, 0.05, 0.5), _flood_fill_reference(probability, 0.05, 0.5)
+        )
         assert np.array_equal(tumor_regions(probability, 0.05, 0.05), probability > 0.05)
 
 

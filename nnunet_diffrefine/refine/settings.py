@@ -246,7 +246,10 @@ class ConditionedSettings(RefinerSettings):
         0.05, "tumor probability that puts a voxel in a tumor region", minimum=0, maximum=1
     )
     roi_seed_threshold: float = setting(
-        0.5, "a region above roi_threshold enters the box only if it exceeds this somewhere", minimum=0, maximum=1
+        0.5,
+        "a region above roi_threshold enters the box only if it exceeds this somewhere",
+        minimum=0,
+        maximum=1,
     )
     roi_margin: int = setting(16, "voxels added on every side of the box", minimum=0)
 
