@@ -250,7 +250,7 @@ BROKEN = {
     "spacing": (_break_spacing, "{case}: spacing of -t1c (1.0, 1.0, 2.0) differs from -t1n (1.0, 1.0, 1.0)"),
     "label": (
         _break_label,
-        "{case}: {case}-seg.nii.gz contains label 4, not a BraTS 2023 label (allowed 0,1,2,3)",
+        "{case}: {case}-seg.nii.gz contains label 4, not a BraTS 2023 adult glioma (GLI) label (allowed 0,1,2,3)",
     ),
     "unreadable": (_break_unreadable, "{case}: {case}-t2w.nii.gz is unreadable: "),
     "truncated": (_break_truncated, "{case}: {case}-t2w.nii.gz is unreadable: "),
@@ -266,7 +266,8 @@ def test_bad_case_is_skipped_with_reason(kind: str, source2023: Path, tmp_path: 
     breaker(folder)
     expected = message.format(case=gli(1), folder=folder)
 
-    out = convert_brats(source2023, tmp_path / "raw", 9, "Broken")
+    challenge = "brats2023-gli" if kind == "label" else "auto"  # label 4 alone is never guessed
+    out = convert_brats(source2023, tmp_path / "raw", 9, "Broken", challenge=challenge)
     report = json.loads((out / REPORT_FILE).read_text())
     assert report["train"] == [gli(0)]
     assert report["test"] == [gli(2)]
@@ -293,8 +294,58 @@ def test_strict_fails_and_writes_nothing(source2023: Path, tmp_path: Path) -> No
     raw = tmp_path / "raw"
     raw.mkdir()
     with pytest.raises(InputError, match="contains label 4"):
-        convert_brats(source2023, raw, 10, "Strict", strict=True)
+        convert_brats(source2023, raw, 10, "Strict", strict=True, challenge="brats2023-gli")
     assert list(raw.iterdir()) == []
+
+
+def test_label_4_is_never_guessed(source2023: Path, tmp_path: Path) -> None:
+    _break_label(source2023 / gli(1))
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    with pytest.raises(
+        InputError, match=rf"label 4 is in the label files \({gli(1)}\).*--challenge brats2024-gli"
+    ):
+        convert_brats(source2023, raw, 10, "Guess")
+    assert list(raw.iterdir()) == []
+
+
+def test_a_2024_post_treatment_case_keeps_its_resection_cavity(source2023: Path, tmp_path: Path) -> None:
+    _break_label(source2023 / gli(1))  # label 4: the resection cavity in BraTS 2024 GLI
+    out = convert_brats(source2023, tmp_path / "raw", 12, "PostOp", challenge="brats2024-gli")
+    report = json.loads((out / REPORT_FILE).read_text())
+    assert report["challenge"] == "brats2024-gli" and report["num_skipped"] == 0
+    dataset = json.loads((out / "dataset.json").read_text())
+    assert dataset["brats_convention"] == "brats2024-gli"
+    assert dataset["labels"]["resection_cavity"] == [4] and dataset["labels"]["tumor_core"] == [1, 3]
+    assert dataset["regions_class_order"] == [2, 1, 3, 4]
+    seg = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "labelsTr" / f"{gli(1)}.nii.gz")))
+    assert 4 in seg
+
+
+@pytest.mark.parametrize(
+    ("prefix", "labels", "expected"),
+    [
+        ("BraTS-GLI", {0, 1, 2, 3}, "brats2023-gli"),
+        ("BraTS-MET", {0, 1, 2, 3}, "brats2023-met"),
+        ("BraTS-MEN", {0, 2, 3}, "brats2023-men"),
+        ("BraTS-GoAT", {0, 1, 2, 3}, "brats2024-goat"),
+        ("Patient", {0, 1, 2, 3}, "brats2023-gli"),
+        ("BraTS-PED", {0, 1, 2, 3}, "--challenge brats2023-ped or brats2024-ped"),
+        ("BraTS-PED", {0, 1, 2, 4}, "--challenge brats2024-gli, brats2024-met or brats2024-ped"),
+        ("BraTS-GLI", {0, 1, 2, 3, 4}, "--challenge brats2024-gli, brats2024-met or brats2024-ped"),
+    ],
+)
+def test_challenge_detection_decides_only_where_the_data_do(prefix, labels, expected) -> None:
+    from nnunet_diffrefine.data.challenges import LAYOUT_2023, detect_convention
+
+    cases = [f"{prefix}-0000{i}-000" for i in range(3)]
+    if expected.startswith("--"):
+        with pytest.raises(InputError, match=expected):
+            detect_convention(LAYOUT_2023, cases, {cases[0]: labels})
+    else:
+        assert detect_convention(LAYOUT_2023, cases, {cases[0]: labels}).key == expected
+    with pytest.raises(InputError, match="mixes cases of several challenges"):
+        detect_convention(LAYOUT_2023, ["BraTS-GLI-00001-000", "BraTS-SSA-00001-000"], {})
 
 
 def test_failure_while_writing_leaves_nothing(source2023: Path, tmp_path: Path, monkeypatch) -> None:

@@ -1,4 +1,4 @@
-"""``nnunet-diffrefine convert``: a BraTS 2023 / 2021 folder -> an nnU-Net v2 raw dataset."""
+"""``nnunet-diffrefine convert``: a BraTS release folder (2021, 2023, 2024) -> an nnU-Net v2 raw dataset."""
 
 from __future__ import annotations
 
@@ -13,17 +13,20 @@ from nnunet_diffrefine.cli.arguments import (
     non_negative_float,
     positive_int,
 )
-from nnunet_diffrefine.data.convert import REPORT_FILE, convert_brats
+from nnunet_diffrefine.data.challenges import CHALLENGE_CHOICES
+from nnunet_diffrefine.data.convert import LAYOUTS, REPORT_FILE, convert_brats
 
-SUMMARY = "convert a BraTS 2023 or 2021 folder into an nnU-Net raw dataset"
+SUMMARY = "convert a BraTS folder (2021, 2023, 2024) into an nnU-Net raw dataset"
 DESCRIPTION = (
-    "Convert a BraTS 2023 (CASE-t1n/-t1c/-t2w/-t2f[-seg].nii.gz) or BraTS 2021 "
-    "(CASE_t1/_t1ce/_t2/_flair[_seg].nii.gz) folder into RAW_ROOT/DatasetXXX_NAME with imagesTr, "
-    "labelsTr, imagesTs (cases without segmentation), a region-based dataset.json and "
-    "conversion_report.json. Channels are T1n, T1c, T2w, T2-FLAIR; BraTS 2021 label 4 becomes 3. "
-    "Every case is validated (files present and readable, 3D, same geometry, known labels); "
-    "invalid cases are skipped with a reason, or make the command fail with --strict. "
-    "The source folder is only read."
+    "Convert a BraTS 2023/2024 (CASE-t1n/-t1c/-t2w/-t2f[-seg].nii.gz), BraTS 2021 "
+    "(CASE_t1/_t1ce/_t2/_flair[_seg].nii.gz) or MEN-RT (CASE_t1c[_gtv].nii.gz) folder into "
+    "RAW_ROOT/DatasetXXX_NAME with imagesTr, labelsTr, imagesTs (cases without segmentation), the "
+    "challenge's region-based dataset.json and conversion_report.json. The label convention (labels, "
+    "regions, lesion-wise parameters) is the --challenge one, or detected from the file names, case ids "
+    "and labels (refused where they do not decide, e.g. label 4 without a BraTS-GLI/-MET/-PED case id); "
+    "BraTS 2021 label 4 becomes 3. Every case is validated (files present and readable, 3D, same "
+    "geometry, labels of the convention); invalid cases are skipped with a reason, or make the command "
+    "fail with --strict. The source folder is only read."
 )
 
 
@@ -38,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         "num_processes",
         "overwrite",
         "label_based",
+        "challenge",
     )
     folder = convert_brats(
         source=args.input, raw_root=args.output, **{key: getattr(args, key) for key in options}
@@ -46,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         report = json.load(f)
     print(
         f"{folder}: {report['num_train']} training cases, {report['num_test']} test cases, "
-        f"{report['num_skipped']} skipped ({report['layout']})"
+        f"{report['num_skipped']} skipped ({report['challenge']}, {report['layout']} file names)"
     )
     for skipped in report["skipped"]:
         print(f"  skipped {skipped['reason']}")
@@ -81,9 +85,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--layout",
-        choices=("auto", "brats2023", "brats2021"),
+        choices=("auto", *LAYOUTS),
         default="auto",
         help="source naming; auto detects it from the file names (default: auto)",
+    )
+    p.add_argument(
+        "--challenge",
+        choices=CHALLENGE_CHOICES,
+        default="auto",
+        help="label convention of the source (see the README's table); auto detects it where the file "
+        "names, case ids and labels decide (default: auto)",
     )
     add_flag(p, "--strict", "fail, writing nothing, if any case is invalid")
     add_flag(
@@ -108,7 +119,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_flag(
         p,
         "--label-based",
-        "write a label-based dataset.json (softmax over background, NC, ED, ET) instead of the "
-        "region-based one (sigmoid WT/TC/ET, as BraTS scores)",
+        "write a label-based dataset.json (softmax over background and the challenge's labels) instead "
+        "of the region-based one (sigmoid regions such as WT/TC/ET, as BraTS scores)",
     )
     add_overwrite(p, "replace an existing dataset folder")

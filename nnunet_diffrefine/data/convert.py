@@ -3,18 +3,22 @@
 Reads a BraTS release folder with one sub-folder per case and writes ``DatasetXXX_NAME`` in the
 nnU-Net raw folder::
 
-    imagesTr/CASE_0000.nii.gz .. CASE_0003.nii.gz   T1n, T1c, T2w, T2-FLAIR of labelled cases
-    labelsTr/CASE.nii.gz                            labels 0..3 (BraTS 2023 numbering)
-    imagesTs/CASE_0000.nii.gz ..                    cases without a segmentation
-    dataset.json                                    region-based (WT/TC/ET) nnU-Net dataset.json
-    conversion_report.json                          converted and skipped cases, with reasons
+    imagesTr/CASE_0000.nii.gz ..    the images of labelled cases (T1n, T1c, T2w, T2-FLAIR; MEN-RT: T1c)
+    labelsTr/CASE.nii.gz            the labels, in the challenge's numbering
+    imagesTs/CASE_0000.nii.gz ..    cases without a segmentation
+    dataset.json                    region-based (or label-based) nnU-Net dataset.json of the challenge
+    conversion_report.json          converted and skipped cases, with reasons
 
-Two source layouts are understood:
+The challenge's label convention (:mod:`nnunet_diffrefine.data.challenges`: labels, regions, lesion-wise
+parameters) is given with ``challenge`` or detected from the file names, the case ids and the labels
+found (:func:`~nnunet_diffrefine.data.challenges.detect_convention`, which refuses where they do not
+decide). Three file layouts are understood:
 
-* BraTS 2023 (GLI, PED, MEN, SSA, MET): ``CASE/CASE-t1n.nii.gz``, ``-t1c``, ``-t2w``, ``-t2f`` and an
-  optional ``-seg``, labels {0, 1, 2, 3}.
+* BraTS 2023 and 2024 (GLI, PED, MEN, SSA, MET, GoAT): ``CASE/CASE-t1n.nii.gz``, ``-t1c``, ``-t2w``,
+  ``-t2f`` and an optional ``-seg``.
 * BraTS 2021: ``CASE/CASE_t1.nii.gz``, ``_t1ce``, ``_t2``, ``_flair`` and an optional ``_seg``, labels
   {0, 1, 2, 4}; label 4 (enhancing tumor) is written as 3.
+* BraTS 2024 MEN-RT: ``CASE/CASE_t1c.nii.gz`` and an optional ``_gtv`` (one label, the GTV).
 
 Sources may be ``.nii.gz`` or ``.nii``. Every case is validated before anything is written; the source
 folder is only read.
@@ -30,46 +34,32 @@ import struct
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from nnunet_diffrefine.data.brats import (
-    FILE_ENDING,
-    MODALITIES,
-    brats_dataset_json,
-    dataset_folder_name,
-    existing_dataset_with_id,
+from nnunet_diffrefine.data.brats import FILE_ENDING, dataset_folder_name, existing_dataset_with_id
+from nnunet_diffrefine.data.challenges import (
+    CONVENTIONS,
+    FILE_LAYOUTS,
+    LAYOUT_2021,
+    LAYOUT_2023,
+    LAYOUT_MEN_RT,
+    Convention,
+    FileLayout,
+    convention_dataset_json,
+    detect_convention,
+    get_convention,
 )
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.utils.io import OutputExistsError, atomic_output_dir, write_json
 
-
-@dataclass(frozen=True)
-class Layout:
-    """File naming and label set of one BraTS release."""
-
-    key: str
-    title: str
-    separator: str
-    modalities: tuple[str, ...]
-    """File suffixes of the four images, in nnU-Net channel order (T1n, T1c, T2w, T2-FLAIR)."""
-    seg: str
-    labels: tuple[int, ...]
-    label_map: dict[int, int] = field(default_factory=dict)
-    """Source label -> written label, for the labels that change."""
-
-    def tag(self, suffix: str) -> str:
-        """``-t1c`` / ``_t1ce``: how a file is named in messages."""
-        return f"{self.separator}{suffix}"
-
-
-BRATS2023 = Layout("brats2023", "BraTS 2023", "-", MODALITIES, "seg", (0, 1, 2, 3))
-BRATS2021 = Layout("brats2021", "BraTS 2021", "_", ("t1", "t1ce", "t2", "flair"), "seg", (0, 1, 2, 4), {4: 3})
-LAYOUTS: dict[str, Layout] = {layout.key: layout for layout in (BRATS2023, BRATS2021)}
+Layout = FileLayout
+BRATS2023, BRATS2021, MEN_RT = LAYOUT_2023, LAYOUT_2021, LAYOUT_MEN_RT
+LAYOUTS: dict[str, FileLayout] = dict(FILE_LAYOUTS)
 SOURCE_ENDINGS: tuple[str, ...] = (".nii.gz", ".nii")
 
 REPORT_FILE = "conversion_report.json"
@@ -79,14 +69,16 @@ REPORT_FILE = "conversion_report.json"
 class CaseCheck:
     """Outcome of validating one case folder (small and picklable: no voxel data).
 
-    ``images`` are the four source files in nnU-Net channel order; ``seg`` is ``None`` for an unlabelled
-    case; ``reason`` is ``None`` for a valid case and otherwise one message naming the file and the problem.
+    ``images`` are the source images in nnU-Net channel order; ``seg`` is ``None`` for an unlabelled
+    case; ``labels`` the label values its segmentation holds; ``reason`` is ``None`` for a valid case and
+    otherwise one message naming the file and the problem.
     """
 
     case: str
     images: tuple[str, ...] = ()
     seg: str | None = None
     reason: str | None = None
+    labels: tuple[int, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------- layout
@@ -109,9 +101,10 @@ def _layouts_in_folder(folder: Path) -> set[str]:
 
 
 def detect_layout(source: str | os.PathLike) -> str:
-    """``"brats2023"`` or ``"brats2021"`` from the file names in the case folders of ``source``.
+    """The key of the file layout (``"brats2023"``, ``"brats2021"``, ``"brats-men-rt"``) of ``source``'s
+    case folders, judged by file names.
 
-    Raises :class:`InputError` if a case folder follows neither naming, or if the source mixes both.
+    Raises :class:`InputError` if a case folder follows no known naming, or if the source mixes them.
     """
     source = Path(source)
     per_layout: dict[str, list[str]] = {key: [] for key in LAYOUTS}
@@ -119,21 +112,26 @@ def detect_layout(source: str | os.PathLike) -> str:
         found = _layouts_in_folder(folder)
         if not found:
             raise InputError(
-                f"cannot detect the layout of {folder}: it holds no BraTS 2023 (CASE-t1n.nii.gz, ...) "
-                "nor BraTS 2021 (CASE_t1.nii.gz, ...) files; remove it or pass --layout"
+                f"cannot detect the layout of {folder}: it holds no BraTS 2023 (CASE-t1n.nii.gz, ...), "
+                "BraTS 2021 (CASE_t1.nii.gz, ...) nor MEN-RT (CASE_t1c.nii.gz) files; remove it or pass --layout"
             )
         if len(found) > 1:
-            raise InputError(f"{folder} mixes BraTS 2023 and BraTS 2021 file names")
+            raise InputError(
+                f"{folder} mixes {' and '.join(LAYOUTS[k].title for k in sorted(found))} file names"
+            )
         per_layout[found.pop()].append(folder.name)
     used = {key: cases for key, cases in per_layout.items() if cases}
     if not used:
         raise InputError(f"{source} contains no case folders")
     if len(used) > 1:
         examples = ", ".join(f"{LAYOUTS[k].title}: {cases[0]}" for k, cases in used.items())
-        raise InputError(
-            f"{source} mixes BraTS 2023 and BraTS 2021 cases ({examples}); convert them separately"
-        )
+        raise InputError(f"{source} mixes cases of several layouts ({examples}); convert them separately")
     return next(iter(used))
+
+
+def layout_labels(layout: str) -> tuple[int, ...]:
+    """Every label value some convention with this file layout allows (before the convention is known)."""
+    return tuple(sorted({v for c in CONVENTIONS.values() if c.layout.key == layout for v in c.source_values}))
 
 
 # ------------------------------------------------------------------------------------------ validation
@@ -269,28 +267,39 @@ def _read_scalar_3d(path: Path, case: str) -> tuple[sitk.Image | None, str | Non
     return img, None
 
 
-def _label_problem(img: sitk.Image, path: Path, case: str, spec: Layout) -> str | None:
-    """Why the segmentation's values are not the layout's integer labels (None when they are)."""
+def _label_values(img: sitk.Image, path: Path, case: str) -> tuple[tuple[int, ...], str | None]:
+    """``(values, problem)``: the integer label values of a segmentation, or why they are not integers."""
     values = np.unique(sitk.GetArrayViewFromImage(img))
     if np.issubdtype(values.dtype, np.floating):
         odd = values[~np.isfinite(values) | (values != np.round(values))]
         if odd.size:
-            return f"{case}: {path.name} contains non-integer label {float(odd[0])}"
-    unknown = sorted(int(v) for v in values if int(v) not in spec.labels)
+            return (), f"{case}: {path.name} contains non-integer label {float(odd[0])}"
+    return tuple(int(v) for v in values), None
+
+
+def label_problem(
+    values: Sequence[int], seg_name: str, case: str, allowed: Sequence[int], title: str
+) -> str | None:
+    """Why the label ``values`` of ``case``'s segmentation are not all in ``allowed`` (None when they are)."""
+    unknown = sorted(int(v) for v in values if int(v) not in allowed)
     if not unknown:
         return None
-    allowed = ",".join(str(v) for v in spec.labels)
+    allowed_text = ",".join(str(v) for v in allowed)
     if len(unknown) == 1:
-        what = f"label {unknown[0]}, not a {spec.title} label"
+        what = f"label {unknown[0]}, not a {title} label"
     else:
-        what = f"labels {', '.join(map(str, unknown))}, not {spec.title} labels"
-    return f"{case}: {path.name} contains {what} (allowed {allowed})"
+        what = f"labels {', '.join(map(str, unknown))}, not {title} labels"
+    return f"{case}: {seg_name} contains {what} (allowed {allowed_text})"
 
 
-def check_case(folder: str | os.PathLike, layout: str, tolerance: float = 1e-3) -> CaseCheck:
+def check_case(
+    folder: str | os.PathLike, layout: str, tolerance: float = 1e-3, challenge: str | None = None
+) -> CaseCheck:
     """Validate one case folder of the given layout; never raises for a bad case.
 
-    Checks, in this order, stopping at the first problem: the four images exist (``.nii.gz`` or ``.nii``);
+    ``challenge``: the convention whose labels the segmentation may hold (None: any convention with this
+    layout; the labels found are returned for :func:`detect_convention`).
+    Checks, in this order, stopping at the first problem: the images exist (``.nii.gz`` or ``.nii``);
     every image and the optional segmentation is a complete file that SimpleITK reads fully, is 3D and
     scalar; all of them share the first image's geometry: size (voxels, x/y/z) exactly, spacing within
     ``tolerance`` relative to the T1n spacing, origin within ``tolerance`` times the largest T1n voxel size
@@ -300,7 +309,11 @@ def check_case(folder: str | os.PathLike, layout: str, tolerance: float = 1e-3) 
     """
     folder = Path(folder)
     spec = LAYOUTS[layout]
+    convention = get_convention(challenge) if challenge else None
+    allowed = convention.source_values if convention else layout_labels(layout)
+    title = convention.title if convention else spec.title
     case = folder.name
+    labels: tuple[int, ...] = ()
     images, seg, problem = _case_files(folder, spec)
     if problem:
         return CaseCheck(case, reason=problem)
@@ -319,24 +332,30 @@ def check_case(folder: str | os.PathLike, layout: str, tolerance: float = 1e-3) 
             )
         if ref is None:
             ref = img
-        problem = _label_problem(img, path, case, spec) if path == seg else None
-        if problem:
-            return CaseCheck(case, reason=problem)
-    return CaseCheck(case, images=tuple(str(p) for p in images), seg=str(seg) if seg else None)
+        if path == seg:
+            labels, problem = _label_values(img, path, case)
+            problem = problem or label_problem(labels, path.name, case, allowed, title)
+            if problem:
+                return CaseCheck(case, reason=problem)
+    return CaseCheck(case, images=tuple(str(p) for p in images), seg=str(seg) if seg else None, labels=labels)
 
 
 def check_cases(
-    folders: Sequence[Path], layout: str, tolerance: float = 1e-3, num_processes: int = 1
+    folders: Sequence[Path],
+    layout: str,
+    tolerance: float = 1e-3,
+    num_processes: int = 1,
+    challenge: str | None = None,
 ) -> list[CaseCheck]:
     """:func:`check_case` for every folder, in ``num_processes`` worker processes, results in input order."""
     num_processes = max(1, min(int(num_processes), len(folders)))
     bar = {"total": len(folders), "desc": "checking cases", "unit": "case", "disable": None}
     if num_processes == 1:
-        return [check_case(f, layout, tolerance) for f in tqdm(folders, **bar)]
+        return [check_case(f, layout, tolerance, challenge) for f in tqdm(folders, **bar)]
     results: dict[int, CaseCheck] = {}
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=num_processes, mp_context=context) as pool:
-        futures = {pool.submit(check_case, f, layout, tolerance): i for i, f in enumerate(folders)}
+        futures = {pool.submit(check_case, f, layout, tolerance, challenge): i for i, f in enumerate(folders)}
         for future in tqdm(as_completed(futures), **bar):
             results[futures[future]] = future.result()
     return [results[i] for i in range(len(folders))]
@@ -374,8 +393,8 @@ def _write_image(src: Path, dst: Path, linker: _Linker) -> None:
         sitk.WriteImage(sitk.ReadImage(str(src)), str(dst), useCompression=True)
 
 
-def _write_seg(src: Path, dst: Path, spec: Layout, linker: _Linker) -> None:
-    """Copy a segmentation, or rewrite it as uint8 with the layout's label map (same geometry)."""
+def _write_seg(src: Path, dst: Path, spec: Convention, linker: _Linker) -> None:
+    """Copy a segmentation, or rewrite it as uint8 with the convention's label map (same geometry)."""
     if not spec.label_map:
         _write_image(src, dst, linker)
         return
@@ -428,12 +447,35 @@ def _target_folder(source: Path, raw_root: Path, dataset_id: int, name: str, ove
     return final
 
 
-def _valid_cases(source: Path, key: str, tolerance: float, num_processes: int, strict: bool):
-    """``(valid, invalid)`` checks of every case folder (errors: none valid, or any invalid with ``strict``)."""
+def _valid_cases(
+    source: Path, layout: str, challenge: str, tolerance: float, num_processes: int, strict: bool
+) -> tuple[list[CaseCheck], list[CaseCheck], Convention]:
+    """``(valid, invalid, convention)``: every case folder checked, the convention given or detected
+    (errors: none valid, or any invalid with ``strict``)."""
     folders = _case_folders(source)
     if not folders:
         raise InputError(f"{source} contains no case folders")
-    checks = check_cases(folders, key, tolerance=tolerance, num_processes=num_processes)
+    given = None if challenge == "auto" else challenge
+    checks = check_cases(folders, layout, tolerance=tolerance, num_processes=num_processes, challenge=given)
+    labelled = [c for c in checks if not c.reason and c.seg]
+    if given:
+        convention = get_convention(given)
+    else:
+        convention = detect_convention(
+            LAYOUTS[layout], [c.case for c in checks], {c.case: set(c.labels) for c in labelled}
+        )
+        checks = [
+            CaseCheck(c.case, reason=problem)
+            if not c.reason
+            and c.seg
+            and (
+                problem := label_problem(
+                    c.labels, Path(c.seg).name, c.case, convention.source_values, convention.title
+                )
+            )
+            else c
+            for c in checks
+        ]
     bad = [c for c in checks if c.reason]
     good = [c for c in checks if not c.reason]
     if strict and bad:
@@ -444,10 +486,10 @@ def _valid_cases(source: Path, key: str, tolerance: float, num_processes: int, s
     if not good:
         more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
         raise InputError(f"no valid case in {source}; " + "; ".join(c.reason or "" for c in bad[:5]) + more)
-    return good, bad
+    return good, bad, convention
 
 
-def _write_cases(folder: Path, good: list[CaseCheck], spec: Layout, linker: _Linker) -> None:
+def _write_cases(folder: Path, good: list[CaseCheck], spec: Convention, linker: _Linker) -> None:
     """imagesTr, labelsTr and (for cases without segmentation) imagesTs under ``folder``."""
     for sub in ("imagesTr", "labelsTr") + (("imagesTs",) if any(not c.seg for c in good) else ()):
         (folder / sub).mkdir()
@@ -460,14 +502,15 @@ def _write_cases(folder: Path, good: list[CaseCheck], spec: Layout, linker: _Lin
 
 
 def _conversion_report(
-    source: Path, key: str, final: Path, good, bad, linker: _Linker, tolerance: float
+    source: Path, convention: Convention, final: Path, good, bad, linker: _Linker, tolerance: float
 ) -> dict:
     train, test = [c for c in good if c.seg], [c for c in good if not c.seg]
     return {
         "source": str(source.resolve()),
-        "layout": key,
+        "layout": convention.layout.key,
+        "challenge": convention.key,
         "dataset": final.name,
-        "label_map": {str(k): v for k, v in LAYOUTS[key].label_map.items()},
+        "label_map": {str(k): v for k, v in convention.label_map.items()},
         "hardlinked": bool(linker.hardlink),
         "tolerance": tolerance,
         "num_train": len(train),
@@ -491,36 +534,47 @@ def convert_brats(
     num_processes: int = 1,
     overwrite: bool = False,
     label_based: bool = False,
+    challenge: str = "auto",
 ) -> Path:
-    """Convert a BraTS 2023 or 2021 folder into the nnU-Net raw dataset ``raw_root/DatasetXXX_NAME``.
+    """Convert a BraTS release folder into the nnU-Net raw dataset ``raw_root/DatasetXXX_NAME``.
 
     ``source``: folder with one sub-folder per case (the sub-folder name becomes the nnU-Net case id).
-    ``raw_root``: nnU-Net raw folder; ``None`` means ``$nnUNet_raw``. ``layout``: ``"auto"``,
-    ``"brats2023"`` or ``"brats2021"``. Invalid cases (see :func:`check_case` for the checks and the
-    meaning of ``tolerance``) are skipped and listed in ``conversion_report.json``; with ``strict`` any
-    invalid case raises :class:`InputError` and nothing is written. ``hardlink``: hard-link ``.nii.gz``
-    images (and BraTS 2023 segmentations) instead of copying them. The dataset folder appears complete or
-    not at all; an existing one is replaced only with ``overwrite``. The dataset.json is region-based
-    (WT/TC/ET) unless ``label_based`` (background, NC, ED, ET). Returns the dataset folder.
+    ``raw_root``: nnU-Net raw folder; ``None`` means ``$nnUNet_raw``. ``layout``: ``"auto"`` or a key of
+    :data:`LAYOUTS`; ``challenge``: ``"auto"`` or a key of
+    :data:`~nnunet_diffrefine.data.challenges.CONVENTIONS` (its layout then applies). Invalid cases (see
+    :func:`check_case` for the checks and the meaning of ``tolerance``; a label outside the convention
+    is one) are skipped and listed in ``conversion_report.json``; with ``strict`` any invalid case raises
+    :class:`InputError` and nothing is written. ``hardlink``: hard-link ``.nii.gz`` images (and
+    segmentations that need no relabelling) instead of copying them. The dataset folder appears
+    complete or not at all; an existing one is replaced only with ``overwrite``. The dataset.json is
+    the convention's region-based one unless ``label_based`` (one softmax class per label). Returns the
+    dataset folder.
     """
     source = Path(source)
     if not source.is_dir():
         raise InputError(f"source folder {source} does not exist or is not a folder")
     if layout != "auto" and layout not in LAYOUTS:
         raise InputError(f"unknown layout {layout!r}; use auto, {', '.join(LAYOUTS)}")
+    given = get_convention(challenge) if challenge != "auto" else None
+    if given and layout not in ("auto", given.layout.key):
+        raise InputError(
+            f"--layout {layout} does not fit --challenge {challenge}, whose files are named as {given.layout.title}"
+        )
     if not tolerance >= 0:
         raise InputError(f"tolerance must be >= 0, got {tolerance}")
     final = _target_folder(source, _resolve_raw_root(raw_root), dataset_id, name, overwrite)
-    key = detect_layout(source) if layout == "auto" else layout
-    good, bad = _valid_cases(source, key, tolerance, num_processes, strict)
+    key = given.layout.key if given else (detect_layout(source) if layout == "auto" else layout)
+    good, bad, convention = _valid_cases(source, key, challenge, tolerance, num_processes, strict)
     linker = _Linker(hardlink)
     with atomic_output_dir(final, overwrite=overwrite) as tmp:
-        _write_cases(tmp, good, LAYOUTS[key], linker)
+        _write_cases(tmp, good, convention, linker)
         num_train = sum(1 for c in good if c.seg)
-        description = f"{LAYOUTS[key].title} cases converted by nnunet-diffrefine convert"
-        dataset_json = brats_dataset_json(
-            num_train, name, label_based, description=description, file_ending=FILE_ENDING
+        description = f"{convention.title} cases converted by nnunet-diffrefine convert"
+        dataset_json = convention_dataset_json(
+            convention, num_train, name, label_based, description=description, file_ending=FILE_ENDING
         )
         write_json(dataset_json, tmp / "dataset.json")
-        write_json(_conversion_report(source, key, final, good, bad, linker, tolerance), tmp / REPORT_FILE)
+        write_json(
+            _conversion_report(source, convention, final, good, bad, linker, tolerance), tmp / REPORT_FILE
+        )
     return final

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from nnunet_diffrefine.data.brats import REGIONS
+from nnunet_diffrefine.data.challenges import region_display_names
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.evaluation.case import evaluate_case
 from nnunet_diffrefine.evaluation.conventions import (
@@ -52,7 +52,8 @@ def dataset_regions(dataset_json: dict) -> tuple[list[Region], dict[Region, str]
     """What to evaluate, from dataset.json ``labels`` through nnU-Net's ``LabelManager``.
 
     Returns the foreground regions (region-based datasets, tuples) or labels (ints) in nnU-Net's order,
-    a display name for each (WT/TC/ET for the BraTS regions, else the dataset.json name) and every
+    a display name for each (the BraTS short name of a region, :func:`region_display_names`, else the
+    dataset.json name) and every
     label value a file may hold.
     """
     from nnunetv2.utilities.label_handling.label_handling import LabelManager
@@ -70,13 +71,13 @@ def dataset_regions(dataset_json: dict) -> tuple[list[Region], dict[Region, str]
     regions: list[Region] = [int(r) if np.isscalar(r) else tuple(int(v) for v in r) for r in found]
 
     names: dict[Region, str] = {}
-    brats_names = {tuple(sorted(v)): k for k, v in REGIONS.items()}
+    display = region_display_names(dataset_json) if manager.has_regions else {}
     for name, value in labels.items():
         if isinstance(value, (list, tuple)):
             key: Region = tuple(int(v) for v in value)
-            names[key] = brats_names.get(tuple(sorted(key)), name) if manager.has_regions else name
+            names[key] = display.get(name, name)
         else:
-            names[int(value)] = name
+            names[int(value)] = display.get(name, name)
     region_names = {r: names.get(r, str(r)) for r in regions}
     return regions, region_names, [int(v) for v in manager.all_labels]
 

@@ -268,7 +268,7 @@ def refine_folder(
         raise InputError("the output folder must differ from the input folder")
     cases = input_cases(input_folder, images_folder, num_parts, part_id)
     context = load_model_context(model_folder)
-    check_postprocess(postprocess, context.label_manager)
+    check_postprocess(postprocess, context.label_manager, context.dataset_json)
     refiners, configs = load_fold_refiners(context, folds, refiner, device, overrides)
     _check_all_inputs(cases, input_folder, images_folder, context)
     priors = read_prior_prediction(input_folder, len(folds), prior_mirroring, prior_folds)
@@ -341,7 +341,7 @@ def _refine_cases(job: RefineJob, overwrite: bool, progress: bool) -> None:
             )
         segmentation = np.asarray(context.label_manager.convert_probabilities_to_segmentation(probabilities))
         segmentation = postprocess_segmentation(
-            segmentation.astype(np.uint8), context.label_manager, job.postprocess
+            segmentation.astype(np.uint8), context.label_manager, job.postprocess, context.dataset_json
         )
         write_case(out, case, job.input_folder, probabilities, segmentation, spread, writer, ending)
         timings[case] = {
