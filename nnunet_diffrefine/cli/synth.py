@@ -15,13 +15,15 @@ from nnunet_diffrefine.cli.arguments import (
     positive_int,
     probability,
 )
+from nnunet_diffrefine.data.challenges import CONVENTIONS, DEFAULT_CONVENTION
 from nnunet_diffrefine.errors import InputError
 
 SUMMARY = "write a synthetic BraTS-like nnU-Net raw dataset (MNI anatomy, irregular tumors, 4 contrasts)"
 DESCRIPTION = (
     "Write DatasetXXX_NAME into the nnU-Net raw folder: synthetic multimodal brain tumor MRI "
     "(T1n, T1c, T2w, T2-FLAIR) built on the MNI ICBM152 2009 template with BraTS labels "
-    "(1 necrotic/non-enhancing core, 2 edema, 3 enhancing) and the region-based dataset.json (WT/TC/ET). "
+    "(by default BraTS 2023: 1 necrotic/non-enhancing core, 2 edema, 3 enhancing; --challenge writes "
+    "another convention's labels, regions and channels) and the region-based dataset.json (WT/TC/ET). "
     "The same arguments give byte-identical files."
 )
 
@@ -52,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         phenotype=args.phenotype,
         second_lesion_prob=args.second_lesion_prob,
         mass_effect=not args.no_mass_effect,
+        challenge=args.challenge,
+        fluid_prob=args.fluid_prob,
     )
     folder = synthesize_dataset(
         raw_root,
@@ -68,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         f"spacing {[round(s, 3) for s in config.grid_spacing()]} mm)"
     )
     if args.brats_layout:
-        print(f"wrote the BraTS 2023 layout to {args.brats_layout}")
+        title = CONVENTIONS[args.challenge].layout.title
+        print(f"wrote the cases in the {title} release layout to {args.brats_layout}")
     return 0
 
 
@@ -117,19 +122,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_flag(p, "--no-mass-effect", "do not displace the anatomy around the tumor")
     p.add_argument(
+        "--challenge",
+        choices=list(CONVENTIONS),
+        default=DEFAULT_CONVENTION,
+        help=f"label convention to write (labels, regions, channels, file names; default: {DEFAULT_CONVENTION})",
+    )
+    p.add_argument(
+        "--fluid-prob",
+        type=probability,
+        default=0.0,
+        help="chance that a lesion has a fluid component: a cyst in pediatric tumors, a resection cavity "
+        "beside adult ones (written as the convention's CC or RC label, else as core; default: 0)",
+    )
+    p.add_argument(
         "-o", dest="output", default=None, help="nnU-Net raw folder to write into (default: $nnUNet_raw)"
     )
     p.add_argument(
         "--brats-layout",
         default=None,
         metavar="DIR",
-        help="also write the cases in the BraTS 2023 folder layout into DIR (test cases without -seg)",
+        help="also write the cases in the challenge's release folder layout into DIR (test cases without "
+        "a segmentation)",
     )
     add_workers(p)
     add_flag(
         p,
         "--label-based",
-        "write a label-based dataset.json (softmax over background, NC, ED, ET) instead of the "
-        "region-based one (sigmoid WT/TC/ET, as BraTS scores)",
+        "write a label-based dataset.json (softmax over background and the labels) instead of the "
+        "region-based one (sigmoid regions such as WT/TC/ET, as BraTS scores)",
     )
     add_overwrite(p, "replace an existing dataset folder of the same name")

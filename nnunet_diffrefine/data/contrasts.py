@@ -25,6 +25,7 @@ TISSUE_MEANS: dict[str, tuple[float, float, float, float]] = {
     "necrosis": (0.45, 0.38, 1.50, 0.85),
     "non_enhancing": (0.62, 0.63, 1.38, 1.30),
     "enhancing": (0.80, 1.90, 1.02, 1.18),
+    "fluid": (0.30, 0.32, 1.70, 0.25),  # cyst or resection cavity: CSF-like
 }
 SCANNER_GAIN: dict[str, float] = {"t1n": 900.0, "t1c": 1000.0, "t2w": 1200.0, "t2f": 800.0}
 NOISE_LEVEL = 0.025
@@ -41,15 +42,17 @@ def compose_contrasts(
 ) -> np.ndarray:
     """The four images ``(4, Z, Y, X)`` int16 (T1n, T1c, T2w, T2-FLAIR), exactly 0 outside the brain.
 
-    ``labels``: BraTS label map ``(Z, Y, X)``; ``phenotype`` decides whether label 1 looks like
-    necrosis (``adult``) or non-enhancing tumor (``pediatric``).
+    ``labels``: the phenotype generator's label map ``(Z, Y, X)`` (1 core, 2 edema, 3 enhancing, 4 fluid);
+    ``phenotype`` decides whether label 1 looks like necrosis (``adult``) or non-enhancing tumor
+    (``pediatric``).
     """
     shape = labels.shape
     tissue = np.stack([maps.wm, maps.gm, maps.csf])
     tissue_sum = np.maximum(tissue.sum(0), 1e-3)
     blur = 0.5 if phenotype == "adult" else 1.0  # pediatric boundaries are blurrier
     soft = {k: ndimage.gaussian_filter((labels == k).astype(np.float32), blur) for k in (1, 2, 3)}
-    tumor_weight = np.clip(soft[1] + soft[2] + soft[3], 0.0, 1.0)
+    fluid = ndimage.gaussian_filter((labels == 4).astype(np.float32), blur) if (labels == 4).any() else None
+    tumor_weight = np.clip(soft[1] + soft[2] + soft[3] + (0.0 if fluid is None else fluid), 0.0, 1.0)
     core_name = "necrosis" if phenotype == "adult" else "non_enhancing"
     texture = 1.0 + 0.03 * smooth_noise(rng, shape, 1.0)
     tumor_texture = 1.0 + 0.07 * smooth_noise(rng, shape, 1.5)
@@ -63,6 +66,8 @@ def compose_contrasts(
         if modality in ("t1n", "t1c"):
             healthy = 0.5 * healthy + 0.5 * t1_detail
         lesion = (soft[1] * mu[core_name] + soft[2] * mu["edema"] + soft[3] * mu["enhancing"]) * tumor_texture
+        if fluid is not None:
+            lesion = lesion + fluid * mu["fluid"]
         image = ((1.0 - tumor_weight) * healthy + lesion) * texture
         image *= np.exp(BIAS_STRENGTH * smooth_noise(rng, shape, 0.4 * float(np.mean(shape))))
         gain = SCANNER_GAIN[modality] * rng.uniform(0.9, 1.1)

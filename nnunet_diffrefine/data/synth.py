@@ -23,11 +23,16 @@ from tqdm import tqdm
 
 from nnunet_diffrefine import __version__
 from nnunet_diffrefine.data.brats import (
+    CHANNEL_NAMES,
     FILE_ENDING,
-    MODALITIES,
-    brats_dataset_json,
     dataset_folder_name,
     existing_dataset_with_id,
+)
+from nnunet_diffrefine.data.challenges import (
+    DEFAULT_CONVENTION,
+    Convention,
+    convention_dataset_json,
+    get_convention,
 )
 from nnunet_diffrefine.data.contrasts import compose_contrasts
 from nnunet_diffrefine.data.template import (
@@ -39,6 +44,7 @@ from nnunet_diffrefine.data.template import (
 )
 from nnunet_diffrefine.data.tumor import (
     PHENOTYPES,
+    add_fluid,
     lesion_labels,
     mass_effect_displacement,
     merge_labels,
@@ -59,6 +65,10 @@ class SynthConfig:
     phenotype: str = "adult"
     second_lesion_prob: float = 0.2
     mass_effect: bool = True
+    challenge: str = DEFAULT_CONVENTION
+    """Label convention the files are written in (:mod:`nnunet_diffrefine.data.challenges`)."""
+    fluid_prob: float = 0.0
+    """Chance that a lesion has a fluid component (pediatric: a cyst, adult: a resection cavity)."""
 
     def grid_spacing(self) -> tuple[float, float, float]:
         return tuple(self.spacing) if self.spacing is not None else grid_spacing(self.shape)
@@ -77,9 +87,29 @@ class SyntheticCase:
     tissue: BrainMaps | None = None  # the (deformed) tissue maps the images were made from; not written
 
 
-def case_id_for(index: int, phenotype: str) -> str:
-    """BraTS 2023 style case id: ``BraTS-GLI-00007-000`` (adult) or ``BraTS-PED-00007-000`` (pediatric)."""
-    return f"BraTS-{'GLI' if phenotype == 'adult' else 'PED'}-{index:05d}-000"
+def case_id_for(index: int, phenotype: str, challenge: str = DEFAULT_CONVENTION) -> str:
+    """BraTS style case id: ``BraTS-GLI-00007-000`` (adult) or ``BraTS-PED-00007-000`` (pediatric) for
+    the 2021 and 2023 GLI conventions, else the challenge's prefix (``BraTS-MEN-RT-00007-000``)."""
+    if challenge in ("brats2021", DEFAULT_CONVENTION):
+        return f"BraTS-{'GLI' if phenotype == 'adult' else 'PED'}-{index:05d}-000"
+    return f"{get_convention(challenge).case_prefixes[0]}-{index:05d}-000"
+
+
+def written_labels(convention: Convention) -> np.ndarray:
+    """Lookup table: the generator's label (0 background, 1 core, 2 edema, 3 enhancing, 4 fluid) -> the
+    label written in ``convention`` (fluid: its cystic component or resection cavity, else the core;
+    a single-label convention such as MEN-RT's GTV: every tumor voxel)."""
+    by_kind = {c.kind: c.value for c in convention.labels}
+    if "gtv" in by_kind:
+        return np.array([0, 1, 1, 1, 1], dtype=np.uint8)
+    fluid = by_kind.get("cyst", by_kind.get("cavity", by_kind["core"]))
+    return np.array([0, by_kind["core"], by_kind["edema"], by_kind["enhancing"], fluid], dtype=np.uint8)
+
+
+def _channel_indices(convention: Convention) -> list[int]:
+    """Which of the generator's four images (T1n, T1c, T2w, T2-FLAIR) the convention's channels are."""
+    order = list(CHANNEL_NAMES.values())
+    return [order.index(name) for name in convention.layout.channel_names]
 
 
 def case_phenotype(seed: int, index: int, phenotype: str) -> str:
@@ -133,18 +163,31 @@ def generate_case(config: SynthConfig, index: int) -> SyntheticCase:
     displacement = sum(mass_effect_displacement(maps.brain.shape, np.array(spacing), les) for les in lesions)
     maps = _warp(maps, displacement)
     labels = merge_labels([lesion_labels(rng, maps, les) for les in lesions])
+    if config.fluid_prob > 0:  # its own stream: without fluid the phantoms stay byte-identical
+        fluid_rng = np.random.default_rng(np.random.SeedSequence([config.seed, index, 2]))
+        for lesion in lesions:
+            if fluid_rng.random() < config.fluid_prob:
+                labels = add_fluid(fluid_rng, labels, lesion, spacing, maps.brain)
     images = compose_contrasts(rng, maps, labels, phenotype)
+    convention = get_convention(config.challenge)
+    labels = written_labels(convention)[labels]
+    images = images[_channel_indices(convention)]
     voxel_cm3 = float(np.prod(spacing)) / 1000.0
     meta = {
         "phenotype": phenotype,
         "lesions": [les.to_json() for les in lesions],
         "volumes_cm3": {
-            name: round(float((labels == k).sum()) * voxel_cm3, 4)
-            for k, name in ((1, "NC"), (2, "ED"), (3, "ET"))
+            c.short: round(float((labels == c.value).sum()) * voxel_cm3, 4) for c in convention.labels
         },
     }
     return SyntheticCase(
-        case_id_for(index, phenotype), images, labels, spacing, maps.origin, meta, tissue=maps
+        case_id_for(index, phenotype, config.challenge),
+        images,
+        labels,
+        spacing,
+        maps.origin,
+        meta,
+        tissue=maps,
     )
 
 
@@ -163,7 +206,7 @@ def _write_case(config: SynthConfig, index: int, split: str, dataset_dir: str) -
     case = generate_case(config, index)
     folder = Path(dataset_dir)
     images_dir, labels_dir = ("imagesTr", "labelsTr") if split == "train" else ("imagesTs", "labelsTs")
-    for c in range(len(MODALITIES)):
+    for c in range(len(case.images)):
         write_nifti(
             case.images[c],
             case.spacing,
@@ -174,24 +217,40 @@ def _write_case(config: SynthConfig, index: int, split: str, dataset_dir: str) -
     return index, case.case_id, split, case.meta
 
 
-def _write_brats_layout(dataset_dir: Path, cases: list[tuple[int, str, str, dict]], target: Path) -> None:
-    """Copy the cases into the BraTS 2023 layout ``<case>/<case>-t1n.nii.gz ... -seg.nii.gz``.
+def _write_brats_layout(
+    dataset_dir: Path, cases: list[tuple[int, str, str, dict]], target: Path, convention: Convention
+) -> None:
+    """Copy the cases into the release layout of ``convention`` (BraTS 2023: ``<case>/<case>-t1n.nii.gz
+    ... -seg.nii.gz``), the labels in the release's own numbering (BraTS 2021: enhancing tumor 4).
 
-    Training cases get their ``-seg``; test cases are left without one, like BraTS validation data.
+    Training cases get their segmentation; test cases are left without one, like BraTS validation data.
     """
+    layout = convention.layout
+    inverse = {new: old for old, new in convention.label_map.items()}
     for _, case_id, split, _ in cases:
         images_dir = dataset_dir / ("imagesTr" if split == "train" else "imagesTs")
         case_dir = target / case_id
         case_dir.mkdir(parents=True)
-        for c, modality in enumerate(MODALITIES):
+        for c, modality in enumerate(layout.modalities):
             shutil.copyfile(
                 images_dir / f"{case_id}_{c:04d}{FILE_ENDING}",
-                case_dir / f"{case_id}-{modality}{FILE_ENDING}",
+                case_dir / f"{case_id}{layout.tag(modality)}{FILE_ENDING}",
             )
-        if split == "train":
-            shutil.copyfile(
-                dataset_dir / "labelsTr" / f"{case_id}{FILE_ENDING}", case_dir / f"{case_id}-seg{FILE_ENDING}"
-            )
+        if split != "train":
+            continue
+        source = dataset_dir / "labelsTr" / f"{case_id}{FILE_ENDING}"
+        seg_path = case_dir / f"{case_id}{layout.tag(layout.seg)}{FILE_ENDING}"
+        if not inverse:
+            shutil.copyfile(source, seg_path)
+            continue
+        image = sitk.ReadImage(str(source))
+        array = sitk.GetArrayFromImage(image)
+        out = array.copy()
+        for new_value, old_value in inverse.items():
+            out[array == new_value] = old_value
+        relabelled = sitk.GetImageFromArray(out)
+        relabelled.CopyInformation(image)
+        sitk.WriteImage(relabelled, str(seg_path), useCompression=True)
 
 
 def synthesize_dataset(
@@ -209,8 +268,10 @@ def synthesize_dataset(
 ) -> Path:
     """Write ``raw_root/DatasetXXX_NAME`` with ``num_train`` labelled and ``num_test`` test phantoms.
 
-    The dataset.json is region-based (sigmoid WT/TC/ET, as BraTS scores) unless ``label_based``
-    (softmax over background, NC, ED, ET); the label files are the same either way.
+    Labels, regions and channels follow ``config.challenge`` (default BraTS 2023: 1 NC, 2 ED, 3 ET). The
+    dataset.json is the convention's region-based one (sigmoid regions such as WT/TC/ET, as BraTS
+    scores) unless ``label_based`` (softmax over background and the labels); the label files are the
+    same either way.
 
     Returns the dataset folder. The folder appears only once complete; an existing one is refused
     unless ``overwrite``; another dataset with the same id is always refused (nnU-Net needs unique ids).
@@ -232,6 +293,9 @@ def synthesize_dataset(
             f"{brats_target} already exists; refusing to overwrite it (remove it or pass --overwrite)"
         )
     case_phenotype(config.seed, 0, config.phenotype)  # validates the phenotype before any work
+    convention = get_convention(config.challenge)
+    if not 0.0 <= config.fluid_prob <= 1.0:
+        raise InputError(f"the fluid probability must be between 0 and 1, got {config.fluid_prob}")
     jobs = [(i, "train") for i in range(num_train)] + [(num_train + i, "test") for i in range(num_test)]
     with atomic_output_dir(final, overwrite=overwrite) as tmp:
         for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
@@ -239,15 +303,20 @@ def synthesize_dataset(
         results = _run_jobs(config, jobs, tmp, num_processes, progress)
         results.sort(key=lambda r: r[0])
         write_json(
-            brats_dataset_json(
-                num_train, name, label_based, description=_description(config), reference="synthetic"
+            convention_dataset_json(
+                convention,
+                num_train,
+                name,
+                label_based,
+                description=_description(config),
+                reference="synthetic",
             ),
             tmp / "dataset.json",
         )
         write_json(_synthesis_record(config, results), tmp / "synthesis.json")
         if brats_target is not None:
             with atomic_output_dir(brats_target, overwrite=overwrite) as brats_tmp:
-                _write_brats_layout(tmp, results, brats_tmp)
+                _write_brats_layout(tmp, results, brats_tmp, convention)
     return final
 
 
@@ -283,7 +352,7 @@ def _run_jobs(
 def _description(config: SynthConfig) -> str:
     return (
         f"Synthetic BraTS-like phantoms (nnunet-diffrefine {__version__}): MNI ICBM152 2009 anatomy, "
-        f"{config.phenotype} tumors, grid {list(config.shape)} at {[round(s, 4) for s in config.grid_spacing()]} mm, seed {config.seed}"
+        f"{config.phenotype} tumors in the {config.challenge} labels, grid {list(config.shape)} at {[round(s, 4) for s in config.grid_spacing()]} mm, seed {config.seed}"
     )
 
 
@@ -297,5 +366,7 @@ def _synthesis_record(config: SynthConfig, results: list) -> dict:
         "phenotype": config.phenotype,
         "second_lesion_prob": config.second_lesion_prob,
         "mass_effect": config.mass_effect,
+        "challenge": config.challenge,
+        "fluid_prob": config.fluid_prob,
         "cases": {case_id: {"split": split, **meta} for _, case_id, split, meta in results},
     }

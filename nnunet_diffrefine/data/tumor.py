@@ -204,11 +204,41 @@ def lesion_labels(rng: np.random.Generator, maps: BrainMaps, lesion: LesionParam
     return labels
 
 
+FLUID = 4
+"""The phantoms' own label for fluid (a cyst inside a pediatric tumor, a resection cavity beside an adult
+one); the writer maps it to the convention's cystic component or resection cavity (or core)."""
+
+
+def add_fluid(
+    rng: np.random.Generator,
+    labels: np.ndarray,
+    lesion: LesionParams,
+    spacing: tuple[float, float, float],
+    brain: np.ndarray,
+) -> np.ndarray:
+    """``labels`` with a fluid ball (:data:`FLUID`): for a pediatric lesion a cyst (radius 0.35 of the
+    core's mean radius, inside the tumor core, off its centre), for an adult one a resection cavity
+    (radius 0.6, centred 0.8 radii from the centre, in the brain, over whatever was there)."""
+    spacing_mm = np.asarray(spacing, dtype=np.float64)
+    mean_r = float(np.mean(lesion.radii_mm))
+    direction = rng.standard_normal(3)
+    direction /= max(float(np.linalg.norm(direction)), 1e-6)
+    pediatric = lesion.phenotype == "pediatric"
+    offset, radius = (0.3, 0.35) if pediatric else (0.8, 0.6)
+    centre = np.asarray(lesion.center, dtype=np.float64) + direction * offset * mean_r / spacing_mm
+    zz, yy, xx = np.indices(labels.shape, dtype=np.float32)
+    d = np.sqrt(sum(((g - c) * s) ** 2 for g, c, s in zip((zz, yy, xx), centre, spacing_mm)))
+    where = np.isin(labels, (1, 3)) if pediatric else brain
+    out = labels.copy()
+    out[(d < radius * mean_r) & where] = FLUID
+    return out
+
+
 def merge_labels(maps: list[np.ndarray]) -> np.ndarray:
-    """Combine lesion label maps voxel-wise: enhancing > necrotic core > edema > background."""
+    """Combine lesion label maps voxel-wise: fluid > enhancing > necrotic core > edema > background."""
     priority = np.array(
-        [0, 2, 1, 3], dtype=np.uint8
-    )  # indexed by label: background < edema < core < enhancing
+        [0, 2, 1, 3, 4], dtype=np.uint8
+    )  # indexed by label: background < edema < core < enhancing < fluid
     out = np.zeros_like(maps[0])
     for m in maps:
         replace = priority[m] > priority[out]
