@@ -11,7 +11,8 @@ from nnunet_diffrefine.cli.arguments import add_overwrite, add_workers, non_nega
 SUMMARY = "BraTS metrics of a prediction folder (Dice, HD95, sensitivity, precision, volumes, lesion-wise)"
 DESCRIPTION = (
     "Score every reference file of GT_FOLDER against the file of the same name in PRED_FOLDER "
-    "(arguments as nnUNetv2_evaluate_folder): per region (WT/TC/ET) for region-based dataset.json files, "
+    "(arguments as nnUNetv2_evaluate_folder): per region (WT/TC/ET, or the challenge's regions) for "
+    "region-based dataset.json files, "
     "else per label. Metrics per case and region: nnU-Net's Dice, IoU, TP, FP, FN, TN, n_pred, n_ref, plus "
     "HD95 in mm exactly as the BraTS scorer (DeepMind's area-weighted surfel definition, image spacing), "
     "sensitivity, precision, predicted and reference volumes in cm3, and the BraTS 2023 lesion-wise Dice "
@@ -32,17 +33,22 @@ def _fmt(value: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnunet_diffrefine.evaluation.folder import dataset_regions, evaluate_folder, load_dataset_json
-    from nnunet_diffrefine.evaluation.lesionwise import LesionWiseParams
-
-    params = LesionWiseParams(
-        dilation=args.lesion_dilation,
-        connectivity=args.lesion_connectivity,
-        min_volume_mm3=args.lesion_min_volume,
+    from nnunet_diffrefine.evaluation.folder import (
+        dataset_lesion_params,
+        dataset_regions,
+        evaluate_folder,
+        load_dataset_json,
     )
+    from nnunet_diffrefine.evaluation.lesionwise import LesionWiseParams
     from nnunet_diffrefine.utils.io import OutputExistsError
 
     dataset = load_dataset_json(args.djfile)
+    defaults = dataset_lesion_params(dataset)
+    params = LesionWiseParams(
+        dilation=defaults.dilation if args.lesion_dilation is None else args.lesion_dilation,
+        connectivity=args.lesion_connectivity,
+        min_volume_mm3=defaults.min_volume_mm3 if args.lesion_min_volume is None else args.lesion_min_volume,
+    )
     output = args.o or os.path.join(args.pred_folder, "summary.json")
     table = os.path.splitext(output)[0] + ".csv"
     existing = [f for f in (output, table) if os.path.exists(f)]
@@ -84,10 +90,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lesion-dilation",
         type=non_negative_int,
-        default=3,
+        default=None,
         metavar="VOXELS",
         help="dilation (voxels) that merges nearby reference pieces into one lesion and defines the region "
-        "in which predicted components match it (default: 3, BraTS-GLI)",
+        "in which predicted components match it (default: the challenge's, from dataset.json "
+        "brats_convention: 3 for GLI, SSA, PED, 1 for MEN and MET; else 3)",
     )
     p.add_argument(
         "--lesion-connectivity",
@@ -99,10 +106,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lesion-min-volume",
         type=non_negative_float,
-        default=50.0,
+        default=None,
         metavar="MM3",
         help="reference lesions of at most this volume in mm3 are left out of the lesion-wise scores "
-        "(default: 50)",
+        "(default: the challenge's: 50, 2 for MET; else 50)",
     )
     p.add_argument(
         "--hd95-penalty",

@@ -72,8 +72,11 @@ def run(args: argparse.Namespace) -> int:
     channels = None
     if args.djfile:
         from nnunet_diffrefine.evaluation.folder import load_dataset_json
+        from nnunet_diffrefine.report.inputs import check_report_convention
 
-        channels = load_dataset_json(args.djfile).get("channel_names")
+        dataset = load_dataset_json(args.djfile)
+        check_report_convention(dataset, args.djfile)
+        channels = dataset.get("channel_names")
     case = load_case(
         args.segmentation,
         args.images or (),
@@ -118,6 +121,12 @@ def _run_batch(args: argparse.Namespace, settings, options: dict) -> int:
     for flag, value in (("-i", args.images), ("--reference", args.reference), ("--case-id", args.case_id)):
         if value:
             raise InputError(f"{flag} belongs to single-case mode (-s); batch mode finds the files itself")
+    from nnunet_diffrefine.evaluation.folder import load_dataset_json
+    from nnunet_diffrefine.report.inputs import check_report_convention
+
+    for dataset_json in (args.djfile, os.path.join(args.pred_folder, "dataset.json")):  # nnU-Net writes one
+        if dataset_json and os.path.isfile(dataset_json):
+            check_report_convention(load_dataset_json(dataset_json), dataset_json)
     results = report_folder(
         args.pred_folder,
         args.images_folder,

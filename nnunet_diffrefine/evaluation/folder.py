@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from nnunet_diffrefine.data.challenges import region_display_names
+from nnunet_diffrefine.data.challenges import convention_of_dataset, region_display_names
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.evaluation.case import evaluate_case
 from nnunet_diffrefine.evaluation.conventions import (
@@ -82,6 +82,19 @@ def dataset_regions(dataset_json: dict) -> tuple[list[Region], dict[Region, str]
     return regions, region_names, [int(v) for v in manager.all_labels]
 
 
+def dataset_lesion_params(dataset_json: dict) -> LesionWiseParams:
+    """The BraTS 2023 lesion-wise parameters of the convention dataset.json declares (``brats_convention``:
+    dilation 3 / 50 mm³ for GLI, SSA, PED; 1 / 50 for MEN; 1 / 2 for MET), else the GLI ones."""
+    convention = convention_of_dataset(dataset_json)
+    if convention is None:
+        return BRATS_LESION_PARAMS
+    return LesionWiseParams(
+        dilation=convention.lesion_dilation,
+        connectivity=BRATS_LESION_PARAMS.connectivity,
+        min_volume_mm3=convention.lesion_min_volume_mm3,
+    )
+
+
 def evaluate_folder(
     gt_folder: str | os.PathLike,
     pred_folder: str | os.PathLike,
@@ -89,7 +102,7 @@ def evaluate_folder(
     output_file: str | os.PathLike | None = None,
     num_processes: int = 1,
     empty_convention: EmptyConvention = "brats",
-    lesion_params: LesionWiseParams = BRATS_LESION_PARAMS,
+    lesion_params: LesionWiseParams | None = None,
     hd95_penalty: float = BRATS_HD95_PENALTY_MM,
     progress: bool = True,
     cases: Sequence[str] | None = None,
@@ -101,6 +114,7 @@ def evaluate_folder(
     HD95 0; one empty -> Dice 0, HD95 ``hd95_penalty``; "nan": nnU-Net's NaNs). Returns the summary
     with region objects as keys, like nnU-Net's ``compute_metrics_on_folder``. ``cases``: score only
     these case ids (e.g. one cross-validation fold's validation cases); default every reference file.
+    ``lesion_params``: default :func:`dataset_lesion_params` (the sub-challenge's BraTS 2023 ones).
     """
     check_empty_convention(empty_convention)
     hd95_penalty = check_penalty(hd95_penalty)
@@ -115,6 +129,7 @@ def evaluate_folder(
     if not isinstance(file_ending, str) or not file_ending:
         raise InputError("dataset.json has no 'file_ending'")
     regions, region_names, known_labels = dataset_regions(dataset)
+    lesion_params = lesion_params or dataset_lesion_params(dataset)
     output_file = Path(output_file) if output_file is not None else pred_folder / "summary.json"
     if output_file.suffix != ".json":
         raise InputError(f"{output_file}: the output file must end with .json")

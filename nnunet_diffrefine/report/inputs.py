@@ -17,6 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_diffrefine.data.brats import CHANNEL_NAMES, KNOWN_LABELS
+from nnunet_diffrefine.data.challenges import CONVENTIONS, DEFAULT_CONVENTION, convention_of_dataset
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.evaluation.case import Geometry, label_values
 
@@ -67,6 +68,21 @@ def _read(path: str | os.PathLike, what: str) -> sitk.Image:
     return image
 
 
+def check_report_convention(dataset_json: dict | None, where: str = "dataset.json") -> None:
+    """Refuse a dataset whose declared convention numbers its labels otherwise than BraTS 2021/2023 (1 NC,
+    2 ED, 3 ET): the report's wording, proportions and colours are written for those labels only."""
+    if dataset_json is None:
+        return
+    convention = convention_of_dataset(dataset_json)
+    if convention is None or convention.labels == CONVENTIONS[DEFAULT_CONVENTION].labels:
+        return
+    labels = ", ".join(f"{c.value} {c.short}" for c in convention.labels)
+    raise InputError(
+        f"{where} declares {convention.title} ({labels}); the report is written for the BraTS 2021/2023 "
+        "labels (1 NC, 2 ED, 3 ET) only and would name these regions wrongly"
+    )
+
+
 def read_labels(path: str | os.PathLike, what: str = "segmentation") -> tuple[np.ndarray, sitk.Image]:
     """A BraTS label map ``(Z, Y, X)`` (int16) and its image; :class:`InputError` on unknown labels."""
     image = _read(path, what)
@@ -74,7 +90,12 @@ def read_labels(path: str | os.PathLike, what: str = "segmentation") -> tuple[np
     values = label_values(array).tolist()
     unknown = sorted(v for v in values if v not in KNOWN_LABELS)
     if unknown:
-        hint = " (BraTS 2021 label 4 is written as 3 since BraTS 2023)" if 4 in unknown else ""
+        hint = (
+            " (BraTS 2021 label 4 is written as 3 since BraTS 2023; BraTS 2024 GLI/MET use 4 for the "
+            "resection cavity and PED for edema, labels the report does not describe yet)"
+            if 4 in unknown
+            else ""
+        )
         raise InputError(
             f"{path}: unknown label values {unknown}; a BraTS {what} holds only 0 background, "
             f"1 NC, 2 ED, 3 ET{hint}"

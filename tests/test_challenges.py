@@ -1,0 +1,206 @@
+"""Per-challenge label conventions: the table, and 2024-style datasets through every stage.
+
+The end-to-end test runs a BraTS 2024 pediatric-style and a 2024 post-treatment glioma-style dataset
+(synth in the release layout -> convert --challenge -> nnU-Net planning -> MedNeXtCorrDiffTrainer ->
+nnUNetv2_predict -> refine -> evaluate, ours and nnU-Net's) and checks the regions and their names.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import BIN, SEQUENTIAL, isolated_nnunet_env, run_checked
+
+from nnunet_diffrefine.cli.main import main
+from nnunet_diffrefine.data.challenges import (
+    CONVENTIONS,
+    convention_dataset_json,
+    region_display_names,
+)
+from nnunet_diffrefine.data.synth import written_labels
+from nnunet_diffrefine.errors import InputError
+from nnunet_diffrefine.evaluation.folder import dataset_lesion_params, dataset_regions
+
+
+@pytest.mark.parametrize("key", sorted(CONVENTIONS))
+def test_nnunet_paints_every_label_of_every_convention_back(key):
+    """nnU-Net's own LabelManager turns perfect region predictions into exactly the label map."""
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
+    convention = CONVENTIONS[key]
+    dataset = convention_dataset_json(convention, 1, "X")
+    manager = LabelManager(dataset["labels"], dataset.get("regions_class_order"))
+    labels = np.array(convention.values, dtype=np.uint8).reshape(-1, 1, 1)
+    if manager.has_regions:
+        probabilities = np.stack([np.isin(labels, r).astype(np.float32) for r in manager.foreground_regions])
+    else:
+        probabilities = np.stack([(labels == v).astype(np.float32) for v in manager.all_labels])
+    np.testing.assert_array_equal(manager.convert_probabilities_to_segmentation(probabilities), labels)
+    assert sorted(manager.all_labels) == list(convention.values)
+
+
+def test_region_names_come_from_the_convention_not_the_label_set():
+    ped = convention_dataset_json(CONVENTIONS["brats2024-ped"], 1, "X")
+    regions, names, _ = dataset_regions(ped)
+    assert names == {(1, 2, 3, 4): "WT", (1, 2, 3): "TC", (3,): "CC", (1,): "ET"}
+    gli = convention_dataset_json(CONVENTIONS["brats2024-gli"], 1, "X")
+    assert dataset_regions(gli)[1] == {(1, 2, 3): "WT", (1, 3): "TC", (3,): "ET", (4,): "RC"}
+    nnunet_style = {"labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "x": [3]}}
+    assert region_display_names(nnunet_style) == {
+        "background": "background",
+        "whole tumor": "WT",
+        "tumor core": "TC",
+        "x": "x",
+    }
+    with pytest.raises(InputError, match="unknown brats_convention 'brats2099'"):
+        region_display_names({"labels": {}, "brats_convention": "brats2099"})
+
+
+def test_lesion_wise_parameters_follow_the_sub_challenge():
+    def params(key):
+        p = dataset_lesion_params(convention_dataset_json(CONVENTIONS[key], 1, "X"))
+        return p.dilation, p.min_volume_mm3
+
+    assert params("brats2023-gli") == params("brats2023-ped") == (3, 50.0)
+    assert params("brats2023-men") == (1, 50.0)
+    assert params("brats2023-met") == params("brats2024-met") == (1, 2.0)
+    assert dataset_lesion_params({"labels": {}}).dilation == 3  # no convention: the GLI ones
+
+
+def test_phantom_classes_are_written_in_each_convention():
+    # generator classes: 0 background, 1 core, 2 edema, 3 enhancing, 4 fluid
+    assert written_labels(CONVENTIONS["brats2023-gli"]).tolist() == [0, 1, 2, 3, 1]
+    assert written_labels(CONVENTIONS["brats2024-gli"]).tolist() == [0, 1, 2, 3, 4]  # fluid: RC
+    assert written_labels(CONVENTIONS["brats2024-ped"]).tolist() == [0, 2, 4, 1, 3]  # fluid: CC
+    assert written_labels(CONVENTIONS["brats2024-men-rt"]).tolist() == [0, 1, 1, 1, 1]  # GTV
+
+
+def test_the_report_refuses_a_convention_it_has_no_words_for(tmp_path):
+    from nnunet_diffrefine.report.inputs import check_report_convention
+
+    check_report_convention(convention_dataset_json(CONVENTIONS["brats2021"], 1, "X"))
+    check_report_convention({"labels": {}})
+    with pytest.raises(InputError, match=r"BraTS 2024 pediatric tumors \(PED\) \(1 ET, 2 NETC, 3 CC, 4 ED\)"):
+        check_report_convention(convention_dataset_json(CONVENTIONS["brats2024-ped"], 1, "X"))
+
+
+CASES = {  # challenge -> (phenotype, the regions' names, the labels the files must hold)
+    "brats2024-ped": ("pediatric", {"WT", "TC", "CC", "ET"}, {0, 1, 2, 3, 4}),
+    "brats2024-gli": ("adult", {"WT", "TC", "ET", "RC"}, {0, 1, 2, 3, 4}),
+}
+TRAINER, PLANS = "MedNeXtCorrDiffTrainer", "nnUNetPlansMedNeXtCPU"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("challenge", sorted(CASES))
+def test_a_2024_dataset_goes_through_every_stage_with_its_own_regions(
+    challenge, tmp_path, monkeypatch, capsys
+):
+    phenotype, names, values = CASES[challenge]
+    dataset_id = 983 if challenge == "brats2024-ped" else 984
+    name = challenge.replace("-", "_")
+    env = isolated_nnunet_env(
+        tmp_path,
+        DIFFREFINE_NUM_EPOCHS="1",
+        DIFFREFINE_ITERS_PER_EPOCH="2",
+        DIFFREFINE_VAL_ITERS_PER_EPOCH="1",
+        DIFFREFINE_REFINER_PRESET="tiny",
+    )
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
+        monkeypatch.setenv(key, env[key])
+    release = tmp_path / "release"
+    synth = ["synth", "-d", "7", "-n", "Release", "--num-train", "5", "--num-test", "1", "--shape", "32"]
+    synth += ["--seed", "3", "--phenotype", phenotype, "--challenge", challenge, "--fluid-prob", "1"]
+    assert main([*synth, "-o", str(tmp_path / "synth_raw"), "--brats-layout", str(release)]) == 0
+    assert main(["convert", "-i", str(release), "-d", str(dataset_id), "-n", name]) == 1
+    assert "label 4 is in the label files" in capsys.readouterr().err  # never guessed
+    assert (
+        main(["convert", "-i", str(release), "-d", str(dataset_id), "-n", name, "--challenge", challenge])
+        == 0
+    )
+    raw = Path(env["nnUNet_raw"]) / f"Dataset{dataset_id}_{name}"
+    dataset_json = json.loads((raw / "dataset.json").read_text())
+    assert dataset_json["brats_convention"] == challenge
+    found = set()
+    for f in (raw / "labelsTr").glob("*.nii.gz"):
+        found |= set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(f)))).tolist())
+    assert found == values  # the fluid class (CC / RC) is there too
+
+    run_checked(
+        [str(BIN / "nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", "3d_fullres"]
+        + ["-np", "1", "-npfp", "1"],
+        env,
+    )
+    assert main(["plans", "-d", str(dataset_id), "--arch", "mednext", "--cpu"]) == 0
+    run_checked(
+        [str(BIN / "nnUNetv2_train"), str(dataset_id), "3d_fullres", "0", "-tr", TRAINER, "-p", PLANS]
+        + ["-device", "cpu", "--npz"],
+        env,
+    )
+    images = tmp_path / "imagesTs"  # the test case comes from the release's own test split
+    images.mkdir()
+    case = next(p.name for p in release.iterdir() if not any(p.glob("*-seg.nii.gz")))
+    for c, suffix in enumerate(("t1n", "t1c", "t2w", "t2f")):
+        (images / f"{case}_{c:04d}.nii.gz").symlink_to(release / case / f"{case}-{suffix}.nii.gz")
+    pred, refined = tmp_path / "pred", tmp_path / "refined"
+    run_checked(
+        [str(BIN / "nnUNetv2_predict"), "-i", str(images), "-o", str(pred), "-d", str(dataset_id)]
+        + ["-c", "3d_fullres", "-tr", TRAINER, "-p", PLANS, "-f", "0", "--save_probabilities"]
+        + [*SEQUENTIAL, "-device", "cpu"],
+        env,
+    )
+    refine = [
+        "refine",
+        "-i",
+        str(pred),
+        "-o",
+        str(refined),
+        "-d",
+        str(dataset_id),
+        "-tr",
+        TRAINER,
+        "-p",
+        PLANS,
+    ]
+    assert main([*refine, "-f", "0", "--images", str(images)]) == 0
+    probabilities = np.load(refined / f"{case}.npz")["probabilities"]
+    assert probabilities.shape == (4, 32, 32, 32)  # one sigmoid channel per region of the convention
+    segmentation = sitk.GetArrayFromImage(sitk.ReadImage(str(refined / f"{case}.nii.gz")))
+    assert set(np.unique(segmentation)) <= values
+
+    labels_ts = tmp_path / "synth_raw" / "Dataset007_Release" / "labelsTs"
+    summary_file = tmp_path / "summary.json"
+    assert (
+        main(
+            ["evaluate", str(labels_ts), str(refined), "-djfile", str(refined / "dataset.json")]
+            + ["-o", str(summary_file), "-np", "1"]
+        )
+        == 0
+    )
+    summary = json.loads(summary_file.read_text())
+    region_names = summary["settings"]["region_names"]
+    assert set(region_names.values()) == names
+    assert region_names[str((1, 2, 3) if challenge == "brats2024-ped" else (1, 3))] == "TC"
+    run_checked(  # nnU-Net's own evaluation reads the same dataset.json
+        [str(BIN / "nnUNetv2_evaluate_folder"), str(labels_ts), str(refined)]
+        + ["-djfile", str(refined / "dataset.json"), "-pfile", str(refined / "plans.json"), "-np", "1"],
+        env,
+    )
+    assert len(json.loads((refined / "summary.json").read_text())["mean"]) == 4
+    capsys.readouterr()
+    report = [
+        "report",
+        "--pred-folder",
+        str(refined),
+        "--images-folder",
+        str(images),
+        "-o",
+        str(tmp_path / "r"),
+    ]
+    assert main(report) == 1
+    assert "the report is written for the BraTS 2021/2023 labels" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
