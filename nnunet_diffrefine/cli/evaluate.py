@@ -7,6 +7,7 @@ import math
 import os
 
 from nnunet_diffrefine.cli.arguments import add_overwrite, add_workers, non_negative_float, non_negative_int
+from nnunet_diffrefine.errors import InputError
 
 SUMMARY = "BraTS metrics of a prediction folder (Dice, HD95, sensitivity, precision, volumes, lesion-wise)"
 DESCRIPTION = (
@@ -43,17 +44,21 @@ def run(args: argparse.Namespace) -> int:
     from nnunet_diffrefine.utils.io import OutputExistsError
 
     dataset = load_dataset_json(args.djfile)
+    output = args.o or os.path.join(args.pred_folder, "summary.json")
+    table = os.path.splitext(output)[0] + ".csv"
+    existing = [f for f in (output, table) if os.path.exists(f)]
+    if existing and not args.overwrite:
+        raise OutputExistsError(f"{existing[0]} exists; pass --overwrite to replace it, or another -o")
+    if args.protocol == "brats-official":
+        return _run_official(args, dataset, output)
+    if args.official_config is not None:
+        raise InputError("--official-config belongs to --protocol brats-official")
     defaults = dataset_lesion_params(dataset)
     params = LesionWiseParams(
         dilation=defaults.dilation if args.lesion_dilation is None else args.lesion_dilation,
         connectivity=args.lesion_connectivity,
         min_volume_mm3=defaults.min_volume_mm3 if args.lesion_min_volume is None else args.lesion_min_volume,
     )
-    output = args.o or os.path.join(args.pred_folder, "summary.json")
-    table = os.path.splitext(output)[0] + ".csv"
-    existing = [f for f in (output, table) if os.path.exists(f)]
-    if existing and not args.overwrite:
-        raise OutputExistsError(f"{existing[0]} exists; pass --overwrite to replace it, or another -o")
     summary = evaluate_folder(
         args.gt_folder,
         args.pred_folder,
@@ -75,6 +80,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_official(args: argparse.Namespace, dataset: dict, output: str) -> int:
+    from nnunet_diffrefine.evaluation.official_folder import evaluate_folder_official
+
+    for flag, value in (
+        ("--lesion-dilation", args.lesion_dilation),
+        ("--lesion-min-volume", args.lesion_min_volume),
+    ):
+        if value is not None:
+            raise InputError(
+                f"{flag} belongs to --protocol brats-2023 (the official protocol has no such setting)"
+            )
+    summary = evaluate_folder_official(
+        args.gt_folder, args.pred_folder, dataset, output, args.official_config, num_processes=args.np
+    )
+    print(
+        f"{len(summary['metric_per_case'])} cases (official protocol, configuration "
+        f"{summary['official_config']}); wrote {output} and {os.path.splitext(output)[0]}.csv"
+    )
+    shown = ("global_dsc", "global_nsd", "global_hd95", "lesionwise_dsc_mean", "lesionwise_hd95_mean")
+    print(f"{'group':<8} " + " ".join(f"{c:>20}" for c in shown))
+    for group, means in summary["mean"].items():
+        print(f"{group:<8} " + " ".join(f"{_fmt(means[c]):>20}" for c in shown))
+    return 0
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("gt_folder", metavar="GT_FOLDER", help="folder with the reference label files")
     p.add_argument("pred_folder", metavar="PRED_FOLDER", help="folder with the predicted label files")
@@ -86,6 +116,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_workers(p)
     add_overwrite(p, "replace an existing summary (and its CSV)")
+    p.add_argument(
+        "--protocol",
+        choices=("brats-2023", "brats-official"),
+        default="brats-2023",
+        help="brats-2023 (default): nnU-Net's metrics, HD95 and the BraTS 2023 lesion-wise scores; "
+        "brats-official: the current official scorer (BraTS-evaluation: panoptica's matched-lesion DSC, "
+        "NSD and HD95 per label group; needs panoptica)",
+    )
+    p.add_argument(
+        "--official-config",
+        choices=("gli", "ped", "mets", "MenRT", "MenPre", "GoAT"),
+        default=None,
+        help="label groups of the official protocol (default: those of the dataset.json's brats_convention)",
+    )
     p.add_argument("--empty-convention", choices=("brats", "nan"), default="brats", help=_EMPTY_HELP)
     p.add_argument(
         "--lesion-dilation",
