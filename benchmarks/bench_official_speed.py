@@ -1,6 +1,6 @@
 """Official BraTS protocol: our ``evaluate --protocol brats-official -np N`` against ``brats-evaluate``.
 
-Usage: python benchmarks/bench_official_speed.py [--num-cases 4] [--shape 155 240 240] [--config gli]
+Usage: python benchmarks/bench_official_speed.py [--num-cases 8] [--shape 155 240 240] [--config gli]
        [-np 2] [--brats-evaluate PATH] [--work DIR] [-o benchmarks/results/official_speed]
 
 Cases: synthetic phantoms on the BraTS grid (``nnunet-diffrefine synth``, BraTS 2024 GLI labels with
@@ -73,7 +73,7 @@ def timed(command: list[str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num-cases", type=int, default=4)
+    parser.add_argument("--num-cases", type=int, default=8)
     parser.add_argument("--shape", type=int, nargs=3, default=[155, 240, 240], metavar=("Z", "Y", "X"))
     parser.add_argument("--config", default="gli")
     parser.add_argument("-np", type=int, default=2, help="our worker processes (default: 2)")
