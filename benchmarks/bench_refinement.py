@@ -320,7 +320,9 @@ if __name__ == "__main__":
     benchmark = Benchmark(parse_args())
     from bench_refinement_report import write_report
 
-    started_at = commit()  # the code that runs (edits during a long run do not change it)
+    # the commit at the start; with an editable install, later edits reach the stages that start after
+    # them, so a long run should run from a snapshot of the code (a git worktree on PYTHONPATH)
+    started_at = commit()
     if benchmark.args.report_only:
         write_report(benchmark, started_at)
     else:
