@@ -1,6 +1,7 @@
 """Per-challenge label conventions: the table, and 2024-style datasets through every stage.
 
-The end-to-end test runs a BraTS 2024 pediatric-style and a 2024 post-treatment glioma-style dataset
+The end-to-end test runs a BraTS 2024 pediatric-style, a 2024 post-treatment glioma-style and a MEN-RT
+(one T1c channel, one GTV label) dataset
 (synth in the release layout -> convert --challenge -> nnU-Net planning -> MedNeXtCorrDiffTrainer ->
 nnUNetv2_predict -> refine -> evaluate, ours and nnU-Net's) and checks the regions and their names.
 """
@@ -88,9 +89,10 @@ def test_the_report_refuses_a_convention_it_has_no_words_for(tmp_path):
         check_report_convention(convention_dataset_json(CONVENTIONS["brats2024-ped"], 1, "X"))
 
 
-CASES = {  # challenge -> (phenotype, the regions' names, the labels the files must hold)
-    "brats2024-ped": ("pediatric", {"WT", "TC", "CC", "ET"}, {0, 1, 2, 3, 4}),
-    "brats2024-gli": ("adult", {"WT", "TC", "ET", "RC"}, {0, 1, 2, 3, 4}),
+CASES = {  # challenge -> (phenotype, dataset id, region names, the labels the files hold, key of TC or GTV)
+    "brats2024-ped": ("pediatric", 983, {"WT", "TC", "CC", "ET"}, {0, 1, 2, 3, 4}, str((1, 2, 3))),
+    "brats2024-gli": ("adult", 984, {"WT", "TC", "ET", "RC"}, {0, 1, 2, 3, 4}, str((1, 3))),
+    "brats2024-men-rt": ("adult", 986, {"GTV"}, {0, 1}, "1"),  # one T1c channel, one label
 }
 TRAINER, PLANS = "MedNeXtCorrDiffTrainer", "nnUNetPlansMedNeXtCPU"
 
@@ -100,8 +102,9 @@ TRAINER, PLANS = "MedNeXtCorrDiffTrainer", "nnUNetPlansMedNeXtCPU"
 def test_a_2024_dataset_goes_through_every_stage_with_its_own_regions(
     challenge, tmp_path, monkeypatch, capsys
 ):
-    phenotype, names, values = CASES[challenge]
-    dataset_id = 983 if challenge == "brats2024-ped" else 984
+    phenotype, dataset_id, names, values, key_region = CASES[challenge]
+    convention = CONVENTIONS[challenge]
+    layout = convention.layout
     name = challenge.replace("-", "_")
     env = isolated_nnunet_env(
         tmp_path,
@@ -116,12 +119,13 @@ def test_a_2024_dataset_goes_through_every_stage_with_its_own_regions(
     synth = ["synth", "-d", "7", "-n", "Release", "--num-train", "5", "--num-test", "1", "--shape", "32"]
     synth += ["--seed", "3", "--phenotype", phenotype, "--challenge", challenge, "--fluid-prob", "1"]
     assert main([*synth, "-o", str(tmp_path / "synth_raw"), "--brats-layout", str(release)]) == 0
-    assert main(["convert", "-i", str(release), "-d", str(dataset_id), "-n", name]) == 1
-    assert "label 4 is in the label files" in capsys.readouterr().err  # never guessed
-    assert (
-        main(["convert", "-i", str(release), "-d", str(dataset_id), "-n", name, "--challenge", challenge])
-        == 0
-    )
+    convert = ["convert", "-i", str(release), "-d", str(dataset_id), "-n", name]
+    if challenge == "brats2024-men-rt":  # its file names say which challenge it is
+        assert main(convert) == 0
+    else:
+        assert main(convert) == 1
+        assert "label 4 is in the label files" in capsys.readouterr().err  # never guessed
+        assert main([*convert, "--challenge", challenge]) == 0
     raw = Path(env["nnUNet_raw"]) / f"Dataset{dataset_id}_{name}"
     dataset_json = json.loads((raw / "dataset.json").read_text())
     assert dataset_json["brats_convention"] == challenge
@@ -143,9 +147,9 @@ def test_a_2024_dataset_goes_through_every_stage_with_its_own_regions(
     )
     images = tmp_path / "imagesTs"  # the test case comes from the release's own test split
     images.mkdir()
-    case = next(p.name for p in release.iterdir() if not any(p.glob("*-seg.nii.gz")))
-    for c, suffix in enumerate(("t1n", "t1c", "t2w", "t2f")):
-        (images / f"{case}_{c:04d}.nii.gz").symlink_to(release / case / f"{case}-{suffix}.nii.gz")
+    case = next(p.name for p in release.iterdir() if not any(p.glob(f"*{layout.tag(layout.seg)}.nii.gz")))
+    for c, suffix in enumerate(layout.modalities):
+        (images / f"{case}_{c:04d}.nii.gz").symlink_to(release / case / f"{case}{layout.tag(suffix)}.nii.gz")
     pred, refined = tmp_path / "pred", tmp_path / "refined"
     run_checked(
         [str(BIN / "nnUNetv2_predict"), "-i", str(images), "-o", str(pred), "-d", str(dataset_id)]
@@ -168,7 +172,8 @@ def test_a_2024_dataset_goes_through_every_stage_with_its_own_regions(
     ]
     assert main([*refine, "-f", "0", "--images", str(images)]) == 0
     probabilities = np.load(refined / f"{case}.npz")["probabilities"]
-    assert probabilities.shape == (4, 32, 32, 32)  # one sigmoid channel per region of the convention
+    channels = 4 if len(convention.regions) > 1 else 2  # a sigmoid per region; MEN-RT: softmax, 2 classes
+    assert probabilities.shape == (channels, 32, 32, 32)
     segmentation = sitk.GetArrayFromImage(sitk.ReadImage(str(refined / f"{case}.nii.gz")))
     assert set(np.unique(segmentation)) <= values
 
@@ -184,13 +189,13 @@ def test_a_2024_dataset_goes_through_every_stage_with_its_own_regions(
     summary = json.loads(summary_file.read_text())
     region_names = summary["settings"]["region_names"]
     assert set(region_names.values()) == names
-    assert region_names[str((1, 2, 3) if challenge == "brats2024-ped" else (1, 3))] == "TC"
+    assert region_names[key_region] == ("GTV" if challenge == "brats2024-men-rt" else "TC")
     run_checked(  # nnU-Net's own evaluation reads the same dataset.json
         [str(BIN / "nnUNetv2_evaluate_folder"), str(labels_ts), str(refined)]
         + ["-djfile", str(refined / "dataset.json"), "-pfile", str(refined / "plans.json"), "-np", "1"],
         env,
     )
-    assert len(json.loads((refined / "summary.json").read_text())["mean"]) == 4
+    assert len(json.loads((refined / "summary.json").read_text())["mean"]) == len(names)
     capsys.readouterr()
     report = [
         "report",
