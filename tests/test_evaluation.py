@@ -249,6 +249,35 @@ def test_hd95_empty_masks_follow_the_convention():
 # overlap metrics
 
 
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 1.0, 1.5)])
+def test_nsd_equals_panopticas_on_random_masks(spacing):
+    """Our NSD (scipy) against panoptica's, the official scorer's engine, at the same tolerance."""
+    from panoptica.metrics.normalized_surface_dice import _compute_normalized_surface_dice
+
+    from nnunet_diffrefine.evaluation.surface import normalized_surface_dice
+
+    rng = np.random.default_rng(4)
+    for _ in range(4):
+        pred = ndimage.binary_opening(rng.random((18, 20, 22)) > 0.55)
+        ref = ndimage.binary_opening(rng.random((18, 20, 22)) > 0.55)
+        theirs = _compute_normalized_surface_dice(ref, pred, voxelspacing=spacing)  # tolerance min(spacing)
+        assert normalized_surface_dice(pred, ref, spacing) == pytest.approx(theirs, abs=1e-12)
+
+
+def test_nsd_known_answers():
+    from nnunet_diffrefine.evaluation.surface import normalized_surface_dice
+
+    cube = np.zeros((12, 12, 12), bool)
+    cube[3:8, 3:8, 3:8] = True
+    assert normalized_surface_dice(cube, cube, (1.0, 1.0, 1.0)) == 1.0
+    assert normalized_surface_dice(np.roll(cube, 1, axis=0), cube, (1.0, 1.0, 1.0)) == 1.0  # within 1 mm
+    assert normalized_surface_dice(np.roll(cube, 3, axis=0), cube, (1.0, 1.0, 1.0)) < 1.0
+    empty = np.zeros_like(cube)
+    assert normalized_surface_dice(empty, empty, (1, 1, 1)) == 1.0
+    assert math.isnan(normalized_surface_dice(empty, empty, (1, 1, 1), empty_convention="nan"))
+    assert normalized_surface_dice(empty, cube, (1, 1, 1)) == 0.0
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_overlap_metrics_match_voxel_counting(seed):
     pred, ref = random_blobs(seed), random_blobs(seed + 7)

@@ -16,6 +16,7 @@ DESCRIPTION = (
     "region-based dataset.json files, "
     "else per label. Metrics per case and region: nnU-Net's Dice, IoU, TP, FP, FN, TN, n_pred, n_ref, plus "
     "HD95 in mm exactly as the BraTS scorer (DeepMind's area-weighted surfel definition, image spacing), "
+    "NSD at the official tolerance (the smallest voxel spacing), "
     "sensitivity, precision, predicted and reference volumes in cm3, and the BraTS 2023 lesion-wise Dice "
     "and HD95 with the number of lesions and of false-positive components. Writes summary.json in "
     "nnU-Net's layout (its readers accept it) and summary.csv next to it. A missing prediction is scored "

@@ -24,12 +24,13 @@ from nnunet_diffrefine.evaluation.conventions import (
 from nnunet_diffrefine.evaluation.grid import as_spacing, bounding_box
 from nnunet_diffrefine.evaluation.lesionwise import BRATS_LESION_PARAMS, LesionWiseParams, lesion_wise_scores
 from nnunet_diffrefine.evaluation.overlap import Region, overlap_from_counts, region_mask, volume_cm3
-from nnunet_diffrefine.evaluation.surface import hd95
+from nnunet_diffrefine.evaluation.surface import hd95, normalized_surface_dice
 
 METRIC_NAMES: tuple[str, ...] = (
     "Dice",
     "IoU",
     "HD95",
+    "NSD",
     "Sensitivity",
     "Precision",
     "TP",
@@ -45,7 +46,8 @@ METRIC_NAMES: tuple[str, ...] = (
     "Num_lesions",
     "Num_FP_lesions",
 )
-"""Metrics of each case and region: nnU-Net's names first, then ours (HD95 and volumes in mm / cm³)."""
+"""Metrics of each case and region: nnU-Net's names first, then ours (HD95 and volumes in mm / cm³; NSD:
+normalized surface Dice at the official tolerance, the smallest voxel spacing)."""
 
 GEOMETRY_TOLERANCE = 1e-4
 """Relative on the spacing, absolute on the direction cosines, times the largest voxel size on the origin."""
@@ -97,6 +99,7 @@ def evaluate_arrays(
         )
         metrics.update(
             HD95=distance,
+            NSD=normalized_surface_dice(pred, ref, spacing, empty_convention=empty_convention),
             Volume_pred_cm3=volume_cm3(n_pred, spacing),
             Volume_ref_cm3=volume_cm3(n_ref, spacing),
             LesionWise_Dice=lesions.dice,
