@@ -148,3 +148,18 @@ def test_benchmark_against_stock_nnunet_writes_table_csv_and_chart(tiny_nnunet, 
             assert fold["seconds_per_case"] is None
     with pytest.raises(FileExistsError):
         run_benchmark(DATASET, models, [0], split="cv", output=tmp_path / "cv", progress=False)
+    official = run_benchmark(  # the same rows under the official protocol (the dataset's GoAT groups)
+        DATASET,
+        models,
+        [0],
+        split="cv",
+        output=tmp_path / "official",
+        protocol="brats-official",
+        progress=False,
+    )
+    table = (official / "benchmark.md").read_text()
+    assert "Dice TC | Dice WT | Dice ET | Dice Avg | HD95 (mm) ↓ | NSD | Lesion DSC | Lesion F1" in table
+    record = json.loads((official / "benchmark.json").read_text())
+    assert record["protocol"] == "brats-official" and record["official_config"] == "GoAT"
+    summary = json.loads((official / "evaluations" / "Stock" / "fold_0" / "summary.json").read_text())
+    assert summary["protocol"] == "brats-official" and set(summary["mean"]) == {"et", "tc", "wt"}

@@ -12,7 +12,9 @@ Stock nnU-Net is always a row: when no ``nnUNetTrainer*`` model is named, ``nnUN
 ``nnUNetPlans`` is added (and must have been trained). Writes ``benchmark.md`` (the table),
 ``benchmark.csv``, ``benchmark_dice.png`` and ``benchmark.json`` into the output folder, plus each
 fold's ``summary.json`` under ``evaluations/``. Predictions are kept under ``predictions/`` so an
-interrupted run resumes.
+interrupted run resumes. ``protocol="brats-official"`` scores every row with the official BraTS
+protocol (:mod:`nnunet_diffrefine.evaluation.official`) instead: its label groups are the columns,
+Dice / HD95 / NSD are the global ones, plus the matched lesions' DSC and the lesion F1.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from nnunet_diffrefine.benchmark.table import (
 )
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.evaluation.folder import dataset_regions, evaluate_folder
+from nnunet_diffrefine.evaluation.official import OFFICIAL_GROUPS
+from nnunet_diffrefine.evaluation.official_folder import default_official_config, evaluate_folder_official
 from nnunet_diffrefine.utils.io import OutputExistsError, atomic_output_file, write_json
 from nnunet_diffrefine.utils.nnunet_folders import find_preprocessed_dataset
 from nnunet_diffrefine.utils.resources import Measurement
@@ -71,6 +75,8 @@ class BenchmarkSetup:
     images: Path | None = None
     labels: Path | None = None
     cases: dict | None = None
+    protocol: str = "brats-2023"
+    official_config: str | None = None
 
     def evaluation_file(self, row: str, fold: int) -> Path:
         return self.out / "evaluations" / _slug(row) / f"fold_{fold}" / "summary.json"
@@ -79,6 +85,18 @@ class BenchmarkSetup:
         return self.out / "predictions" / _slug(row) / f"fold_{fold}"
 
     def evaluate(self, reference: Path, predictions: Path, row: str, fold: int, cases: list[str]) -> dict:
+        if self.protocol == "brats-official":
+            summary = evaluate_folder_official(
+                reference,
+                predictions,
+                self.dataset_json,
+                self.evaluation_file(row, fold),
+                self.official_config,
+                num_processes=self.num_processes,
+                progress=self.progress,
+                cases=cases,
+            )
+            return {"mean": {group: _official_metrics(m) for group, m in summary["mean"].items()}}
         return evaluate_folder(
             reference,
             predictions,
@@ -88,6 +106,20 @@ class BenchmarkSetup:
             progress=self.progress,
             cases=cases,
         )
+
+
+def _official_metrics(means: dict) -> dict:
+    """The official columns under the benchmark's metric names."""
+    return {
+        "Dice": means["global_dsc"],
+        "HD95": means["global_hd95"],
+        "NSD": means["global_nsd"],
+        "LesionWise_Dice": means["lesionwise_dsc_mean"],
+        "LesionWise_HD95": means["lesionwise_hd95_mean"],
+        "Lesion_F1": means["all_instance_f1"],
+        "Lesion_Precision": means["all_instance_prec"],
+        "Lesion_Recall": means["all_instance_rec"],
+    }
 
 
 def _fold_result(summary: dict, fold: int, region_names: dict, measurements: dict | None) -> FoldResult:
@@ -122,16 +154,36 @@ def _check_models(models: list[ModelSpec], folds: list[int], split: str, results
     return models
 
 
-def prepare_benchmark(dataset, split, images, labels, output, overwrite: bool, **options) -> BenchmarkSetup:
+def prepare_benchmark(
+    dataset,
+    split,
+    images,
+    labels,
+    output,
+    overwrite: bool,
+    protocol="brats-2023",
+    official_config=None,
+    **options,
+) -> BenchmarkSetup:
     """The shared set-up (see :class:`BenchmarkSetup`); refuses an existing ``benchmark.md`` unless ``overwrite``."""
     if split not in ("cv", "test"):
         raise InputError(f"split must be 'cv' or 'test', got {split!r}")
+    if protocol not in ("brats-2023", "brats-official"):
+        raise InputError(f"protocol must be brats-2023 or brats-official, got {protocol!r}")
     results_root = os.environ.get("nnUNet_results")
     if not results_root:
         raise InputError("nnUNet_results is not set (see 'nnunet-diffrefine env')")
     pre = find_preprocessed_dataset(dataset)
     dataset_json = json.loads((pre / "dataset.json").read_text())
     regions, region_names, _ = dataset_regions(dataset_json)
+    if protocol == "brats-official":
+        official_config = official_config or default_official_config(dataset_json)
+        if official_config not in OFFICIAL_GROUPS:
+            raise InputError(f"unknown official configuration {official_config!r}")
+        regions = [group for group, _, _ in OFFICIAL_GROUPS[official_config]]
+        region_names = {group: group.upper() for group in regions}
+    elif official_config is not None:
+        raise InputError("an official configuration belongs to the brats-official protocol")
     names = [region_names[r] for r in regions]
     ordered = [n for n in PREFERRED_ORDER if n in names] + [n for n in names if n not in PREFERRED_ORDER]
     out = Path(output) if output else Path(results_root) / pre.name / f"benchmark_{split}"
@@ -140,7 +192,17 @@ def prepare_benchmark(dataset, split, images, labels, output, overwrite: bool, *
             f"{out / 'benchmark.md'} already exists; pass --overwrite or choose another -o"
         )
     setup = BenchmarkSetup(
-        pre.name, pre, dataset_json, region_names, ordered, results_root, split, out, **options
+        pre.name,
+        pre,
+        dataset_json,
+        region_names,
+        ordered,
+        results_root,
+        split,
+        out,
+        protocol=protocol,
+        official_config=official_config,
+        **options,
     )
     if split == "test":
         raw = Path(os.environ.get("nnUNet_raw", "")) / pre.name
@@ -227,12 +289,14 @@ def write_tables(setup: BenchmarkSetup, results: list[ModelResult], folds: list[
             "split": setup.split,
             "folds": folds,
             "regions": setup.regions,
+            "protocol": setup.protocol,
+            "official_config": setup.official_config,
             "models": [{"name": r.name, "folds": [vars(f) for f in r.folds]} for r in results],
         },
         setup.out / "benchmark.json",
     )
     with atomic_output_file(setup.out / "benchmark.md") as tmp:
-        tmp.write_text(f"# Benchmark: {title}\n\n" + markdown_table(results, setup.regions))
+        tmp.write_text(f"# Benchmark: {title}\n\n" + markdown_table(results, setup.regions, setup.protocol))
 
 
 def run_benchmark(
@@ -248,10 +312,14 @@ def run_benchmark(
     num_processes: int = 1,
     overwrite: bool = False,
     progress: bool = True,
+    protocol: str = "brats-2023",
+    official_config: str | None = None,
 ) -> Path:
     """Run the benchmark and return the output folder (see the module docstring)."""
     options = dict(device=device, use_mirroring=use_mirroring, num_processes=num_processes, progress=progress)
-    setup = prepare_benchmark(dataset, split, images, labels, output, overwrite, **options)
+    setup = prepare_benchmark(
+        dataset, split, images, labels, output, overwrite, protocol, official_config, **options
+    )
     models = _check_models(models, folds, split, setup.results_root, setup.dataset_name)
     setup.out.mkdir(parents=True, exist_ok=True)
     results: list[ModelResult] = []

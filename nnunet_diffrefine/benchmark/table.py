@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,10 +35,12 @@ class ModelResult:
         return np.array([f.per_region[region][metric] for f in self.folds], dtype=float)
 
     def averaged(self, regions: list[str], metric: str) -> np.ndarray:
-        """Per fold: the metric averaged over ``regions``."""
-        return np.array(
-            [np.mean([f.per_region[r][metric] for r in regions]) for f in self.folds], dtype=float
-        )
+        """Per fold: the metric averaged over ``regions`` (regions without a value, NaN, left out)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a fold where every region is NaN: NaN
+            return np.array(
+                [np.nanmean([f.per_region[r][metric] for r in regions]) for f in self.folds], dtype=float
+            )
 
 
 def _pm(values: np.ndarray, digits: int) -> str:
@@ -52,16 +55,20 @@ def _resource(values: list[float | None], digits: int, reduce=np.mean) -> str:
     return f"{reduce(vals):.{digits}f}" if vals else "–"
 
 
-def markdown_table(results: list[ModelResult], regions: list[str]) -> str:
+def markdown_table(results: list[ModelResult], regions: list[str], protocol: str = "brats-2023") -> str:
     """Seed 000 Table 3 columns (Dice per region and average, HD95, sensitivity, precision), mean ± std
-    over folds (population std), plus seconds per case and peak memory when prediction was run here."""
+    over folds (population std), plus seconds per case and peak memory when prediction was run here.
+    ``protocol="brats-official"``: global DSC per label group and average, global HD95 and NSD, and the
+    matched lesions' DSC and the lesion F1 in place of sensitivity and precision."""
+    official = protocol == "brats-official"
+    extra = ("NSD", "LesionWise_Dice", "Lesion_F1") if official else ("Sensitivity", "Precision")
+    titles = {"NSD": "NSD", "LesionWise_Dice": "Lesion DSC", "Lesion_F1": "Lesion F1"}
     header = [
         "Model",
         *[f"Dice {r}" for r in regions],
         "Dice Avg",
         "HD95 (mm) ↓",
-        "Sensitivity",
-        "Precision",
+        *[titles.get(k, k) for k in extra],
         "Folds",
         "s / case",
         "Peak RSS (MB)",
@@ -71,12 +78,8 @@ def markdown_table(results: list[ModelResult], regions: list[str]) -> str:
     for m in results:
         row = [m.name]
         row += [_pm(m.region_values(r, "Dice"), 3) for r in regions]
-        row += [
-            _pm(m.averaged(regions, "Dice"), 3),
-            _pm(m.averaged(regions, "HD95"), 2),
-            _pm(m.averaged(regions, "Sensitivity"), 3),
-            _pm(m.averaged(regions, "Precision"), 3),
-        ]
+        row += [_pm(m.averaged(regions, "Dice"), 3), _pm(m.averaged(regions, "HD95"), 2)]
+        row += [_pm(m.averaged(regions, k), 3) for k in extra]
         row += [
             str(len(m.folds)),
             _resource([f.seconds_per_case for f in m.folds], 2),
@@ -84,11 +87,19 @@ def markdown_table(results: list[ModelResult], regions: list[str]) -> str:
             _resource([f.peak_gpu_mb for f in m.folds], 0, max),
         ]
         lines.append("| " + " | ".join(row) + " |")
-    note = (
-        "Mean ± standard deviation over folds (each fold: mean over its cases). HD95, sensitivity and precision "
-        "are averaged over the regions. Empty masks follow the BraTS convention (both empty: Dice 1, HD95 0; "
-        "one empty: Dice 0, HD95 374 mm)."
-    )
+    if official:
+        note = (
+            "Mean ± standard deviation over folds (each fold: mean over its cases). Official BraTS protocol "
+            "(BraTS-evaluation): global DSC, HD95 (373 mm where nothing overlaps) and NSD per label group, the "
+            "matched lesions' DSC and the lesion F1, averaged over the groups; cases where both masks are empty "
+            "are left out."
+        )
+    else:
+        note = (
+            "Mean ± standard deviation over folds (each fold: mean over its cases). HD95, sensitivity and "
+            "precision are averaged over the regions. Empty masks follow the BraTS convention (both empty: "
+            "Dice 1, HD95 0; one empty: Dice 0, HD95 374 mm)."
+        )
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 

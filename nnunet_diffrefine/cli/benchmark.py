@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         use_mirroring=not args.disable_tta,
         num_processes=args.np,
         overwrite=args.overwrite,
+        protocol=args.protocol,
+        official_config=args.official_config,
     )
     print((out / "benchmark.md").read_text())
     print(f"wrote {out / 'benchmark.md'}, benchmark.csv, benchmark_dice.png and benchmark.json")
@@ -61,6 +63,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--split", choices=["cv", "test"], default="cv", help="cross-validation predictions or the test split"
+    )
+    p.add_argument(
+        "--protocol",
+        choices=("brats-2023", "brats-official"),
+        default="brats-2023",
+        help="how every row is scored: brats-2023 (default) or the official BraTS protocol (label groups, "
+        "global and matched-lesion DSC, NSD, HD95)",
+    )
+    p.add_argument(
+        "--official-config",
+        choices=("gli", "ped", "mets", "MenRT", "MenPre", "GoAT"),
+        default=None,
+        help="label groups of the official protocol (default: those of the dataset.json's brats_convention)",
     )
     p.add_argument("--images", default=None, help="test images (default: nnUNet_raw/DatasetXXX/imagesTs)")
     p.add_argument("--labels", default=None, help="test labels (default: nnUNet_raw/DatasetXXX/labelsTs)")

@@ -82,9 +82,11 @@ def evaluate_folder_official(
     config: str | None = None,
     num_processes: int = 1,
     progress: bool = True,
+    cases: list[str] | None = None,
 ) -> dict:
     """Score every reference file of ``gt_folder`` against the same name in ``pred_folder`` with the
-    official protocol (``config``: default the dataset's convention's); writes summary.json and the CSV."""
+    official protocol (``config``: default the dataset's convention's); writes summary.json and the CSV.
+    ``cases``: only these case ids (default: every reference file)."""
     config = config or default_official_config(dataset_json)
     if config not in OFFICIAL_GROUPS:
         raise InputError(
@@ -98,6 +100,12 @@ def evaluate_folder_official(
     names = sorted(
         p.name for p in gt_folder.iterdir() if p.name.endswith(ending) and not p.name.startswith(".")
     )
+    if cases is not None:
+        wanted = {f"{c}{ending}" for c in cases}
+        unknown = sorted(wanted - set(names))
+        if unknown:
+            raise InputError(f"{gt_folder}: no reference file for {', '.join(unknown[:5])}")
+        names = [n for n in names if n in wanted]
     if not names:
         raise InputError(f"{gt_folder}: no reference files ending in {ending}")
     output_file = Path(output_file) if output_file is not None else pred_folder / "summary.json"
