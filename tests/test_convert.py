@@ -331,8 +331,9 @@ def test_a_2024_post_treatment_case_keeps_its_resection_cavity(source2023: Path,
         ("BraTS-GoAT", {0, 1, 2, 3}, "brats2024-goat"),
         ("Patient", {0, 1, 2, 3}, "brats2023-gli"),
         ("BraTS-PED", {0, 1, 2, 3}, "--challenge brats2023-ped or brats2024-ped"),
-        ("BraTS-PED", {0, 1, 2, 4}, "--challenge brats2024-gli, brats2024-met or brats2024-ped"),
-        ("BraTS-GLI", {0, 1, 2, 3, 4}, "--challenge brats2024-gli, brats2024-met or brats2024-ped"),
+        ("BraTS-PED", {0, 1, 2, 4}, "--challenge brats2024-ped "),
+        ("BraTS-GLI", {0, 1, 2, 3, 4}, "--challenge brats2024-gli "),
+        ("Patient", {0, 1, 2, 3, 4}, "--challenge brats2024-gli or brats2024-met or brats2024-ped "),
     ],
 )
 def test_challenge_detection_decides_only_where_the_data_do(prefix, labels, expected) -> None:
@@ -344,8 +345,11 @@ def test_challenge_detection_decides_only_where_the_data_do(prefix, labels, expe
             detect_convention(LAYOUT_2023, cases, {cases[0]: labels})
     else:
         assert detect_convention(LAYOUT_2023, cases, {cases[0]: labels}).key == expected
-    with pytest.raises(InputError, match="mixes cases of several challenges"):
-        detect_convention(LAYOUT_2023, ["BraTS-GLI-00001-000", "BraTS-SSA-00001-000"], {})
+    with pytest.raises(InputError, match="mixes cases of challenges that score lesions differently"):
+        detect_convention(LAYOUT_2023, ["BraTS-GLI-00001-000", "BraTS-MET-00001-000"], {})
+    mixed = ["BraTS-GLI-00001-000", "BraTS-SSA-00001-000", "BraTS-GoAT-00001-000"]  # they score alike
+    assert detect_convention(LAYOUT_2023, mixed, {}).key == "brats2023-gli"
+    assert detect_convention(LAYOUT_2023, ["BraTS-MEN-RT-0001-1"], {}).key == "brats2023-gli"  # not MEN
 
 
 def test_failure_while_writing_leaves_nothing(source2023: Path, tmp_path: Path, monkeypatch) -> None:

@@ -83,6 +83,19 @@ def test_the_seed_threshold_may_not_be_below_the_region_threshold():
         refiner_settings("corrdiff", roi_seed_threshold=0.01)
 
 
+def test_settings_saved_before_the_seed_threshold_keep_their_region():
+    """A refiner saved without ``roi_seed_threshold`` draws its box as it did: every region above
+    its ``roi_threshold`` (and loads even when that threshold is above 0.5)."""
+    from nnunet_diffrefine.refine.corrdiff import CorrDiffSettings
+
+    saved = CorrDiffSettings().to_dict()
+    del saved["roi_seed_threshold"]
+    assert CorrDiffSettings.from_dict(saved).roi_seed_threshold == saved["roi_threshold"] == 0.05
+    saved["roi_threshold"] = 0.6
+    assert CorrDiffSettings.from_dict(saved).roi_seed_threshold == 0.6
+    assert CorrDiffSettings().roi_seed_threshold == 0.5  # new refiners: hysteresis
+
+
 def test_nothing_to_correct_gives_no_box():
     assert roi_box(np.full((3, 8, 8, 8), 0.01, np.float32), True, [4, 4, 4], 0.05, 2) is None
 

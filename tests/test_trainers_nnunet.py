@@ -158,7 +158,10 @@ def test_benchmark_against_stock_nnunet_writes_table_csv_and_chart(tiny_nnunet, 
         progress=False,
     )
     table = (official / "benchmark.md").read_text()
-    assert "Dice TC | Dice WT | Dice ET | Dice Avg | HD95 (mm) ↓ | NSD | Lesion DSC | Lesion F1" in table
+    assert (
+        "Dice TC | Dice WT | Dice ET | Dice Avg | HD95 (voxels; mm on 1 mm grids) ↓ | NSD | Lesion DSC"
+        in table
+    )
     record = json.loads((official / "benchmark.json").read_text())
     assert record["protocol"] == "brats-official" and record["official_config"] == "GoAT"
     summary = json.loads((official / "evaluations" / "Stock" / "fold_0" / "summary.json").read_text())

@@ -67,7 +67,7 @@ def markdown_table(results: list[ModelResult], regions: list[str], protocol: str
         "Model",
         *[f"Dice {r}" for r in regions],
         "Dice Avg",
-        "HD95 (mm) ↓",
+        "HD95 (voxels; mm on 1 mm grids) ↓" if official else "HD95 (mm) ↓",
         *[titles.get(k, k) for k in extra],
         "Folds",
         "s / case",
@@ -90,7 +90,8 @@ def markdown_table(results: list[ModelResult], regions: list[str], protocol: str
     if official:
         note = (
             "Mean ± standard deviation over folds (each fold: mean over its cases). Official BraTS protocol "
-            "(BraTS-evaluation): global DSC, HD95 (373 mm where nothing overlaps) and NSD per label group, the "
+            "(BraTS-evaluation): global DSC, HD95 (in voxels, as the official scorer; 373 where nothing overlaps) "
+            "and NSD per label group, the "
             "matched lesions' DSC and the lesion F1, averaged over the groups; cases where both masks are empty "
             "are left out."
         )

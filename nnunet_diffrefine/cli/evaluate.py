@@ -16,7 +16,7 @@ DESCRIPTION = (
     "region-based dataset.json files, "
     "else per label. Metrics per case and region: nnU-Net's Dice, IoU, TP, FP, FN, TN, n_pred, n_ref, plus "
     "HD95 in mm exactly as the BraTS scorer (DeepMind's area-weighted surfel definition, image spacing), "
-    "NSD at the official tolerance (the smallest voxel spacing), "
+    "NSD at the official scorer's lesion-wise tolerance (the smallest voxel spacing), "
     "sensitivity, precision, predicted and reference volumes in cm3, and the BraTS 2023 lesion-wise Dice "
     "and HD95 with the number of lesions and of false-positive components. Writes summary.json in "
     "nnU-Net's layout (its readers accept it) and summary.csv next to it. A missing prediction is scored "
@@ -84,14 +84,21 @@ def run(args: argparse.Namespace) -> int:
 def _run_official(args: argparse.Namespace, dataset: dict, output: str) -> int:
     from nnunet_diffrefine.evaluation.official_folder import evaluate_folder_official
 
-    for flag, value in (
-        ("--lesion-dilation", args.lesion_dilation),
-        ("--lesion-min-volume", args.lesion_min_volume),
-    ):
-        if value is not None:
-            raise InputError(
-                f"{flag} belongs to --protocol brats-2023 (the official protocol has no such setting)"
-            )
+    given = [
+        flag
+        for flag, value, default in (
+            ("--lesion-dilation", args.lesion_dilation, None),
+            ("--lesion-min-volume", args.lesion_min_volume, None),
+            ("--lesion-connectivity", args.lesion_connectivity, 18),
+            ("--hd95-penalty", args.hd95_penalty, 374.0),
+            ("--empty-convention", args.empty_convention, "brats"),
+        )
+        if value != default
+    ]
+    if given:
+        raise InputError(
+            f"{', '.join(given)}: setting(s) of --protocol brats-2023; the official protocol has fixed rules"
+        )
     summary = evaluate_folder_official(
         args.gt_folder, args.pred_folder, dataset, output, args.official_config, num_processes=args.np
     )

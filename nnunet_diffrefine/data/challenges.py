@@ -354,33 +354,32 @@ def detect_convention(
 
     BraTS 2024 GLI, MET and PED files are named as in 2023, so only the labels can tell them apart, and
     they do not always: without label 4 anywhere the labels mean what they mean in 2023 (GLI, SSA, MEN,
-    MET, GoAT, or ids from elsewhere: ``brats2023-gli``), except for pediatric cases, whose 2024
-    numbering differs (1 is ET there, not NETC). Label 4 is the resection cavity in 2024 GLI and MET,
-    edema in 2024 PED, and an error in 2023 data, so it is never guessed. Raises :class:`InputError`,
-    naming the choices, where the data do not decide.
+    MET, GoAT, or ids from elsewhere: ``brats2023-gli``; sub-challenges that score lesions alike may be
+    mixed, e.g. GLI and SSA), except for pediatric cases, whose 2024 numbering differs (1 is ET there,
+    not NETC). Label 4 is the resection cavity in 2024 GLI and MET, edema in 2024 PED, and an error in
+    2023 data, so it is never guessed. Raises :class:`InputError`, naming the choices, where the data
+    do not decide.
     """
     if layout.key == "brats2021":
         return CONVENTIONS["brats2021"]
     if layout.key == "brats-men-rt":
         return CONVENTIONS["brats2024-men-rt"]
     with_4 = [case for case, values in labels_by_case.items() if 4 in values]
-    prefixes = {p for c in CONVENTIONS.values() for p in c.case_prefixes}
-    used = {p for p in prefixes for case in case_ids if case.startswith(p + "-")}
-    if len(used) > 1:
-        raise InputError(
-            f"the source mixes cases of several challenges ({', '.join(sorted(used))}); convert them "
-            "separately or pass --challenge"
-        )
-    prefix = next(iter(used), None)
+    prefixes = sorted({p for c in CONVENTIONS.values() for p in c.case_prefixes}, key=len, reverse=True)
+    used = set()
+    for case in case_ids:  # the longest prefix: BraTS-MEN-RT-... is not BraTS-MEN
+        used.update(next(([p] for p in prefixes if case.startswith(p + "-")), []))
     if with_4:
+        likely = {"BraTS-GLI": "brats2024-gli", "BraTS-MET": "brats2024-met", "BraTS-PED": "brats2024-ped"}
+        hint = [likely[p] for p in sorted(used) if p in likely] or sorted(likely.values())
         raise InputError(
             f"label 4 is in the label files ({with_4[0]}"
             + (f" and {len(with_4) - 1} more" if len(with_4) > 1 else "")
-            + "): BraTS 2024 GLI and MET use it for the resection cavity, BraTS "
-            "2024 PED for edema, and BraTS 2023 has no label 4; pass --challenge brats2024-gli, "
-            "brats2024-met or brats2024-ped (or a brats2023 one to skip the cases that hold label 4)"
+            + "): BraTS 2024 GLI and MET use it for the resection cavity, BraTS 2024 PED for edema, and "
+            f"BraTS 2023 has no label 4; pass --challenge {' or '.join(hint)} (or a brats2023 one to skip "
+            "the cases that hold label 4)"
         )
-    if prefix == "BraTS-PED":
+    if "BraTS-PED" in used:
         raise InputError(
             "pediatric cases (BraTS-PED): BraTS 2023 PED (1 NETC, 2 ED, 3 ET) and BraTS 2024 PED (1 ET, "
             "2 NETC, 3 CC, 4 ED) number their labels differently and no label 4 tells them apart; pass "
@@ -393,4 +392,11 @@ def detect_convention(
         "BraTS-MET": "brats2023-met",
         "BraTS-GoAT": "brats2024-goat",
     }
-    return CONVENTIONS[by_prefix.get(prefix or "", DEFAULT_CONVENTION)]
+    found = sorted({by_prefix.get(p, DEFAULT_CONVENTION) for p in used} or {DEFAULT_CONVENTION})
+    scoring = {(CONVENTIONS[k].lesion_dilation, CONVENTIONS[k].lesion_min_volume_mm3) for k in found}
+    if len(found) > 1 and len(scoring) > 1:
+        raise InputError(
+            f"the source mixes cases of challenges that score lesions differently ({', '.join(sorted(used))}); "
+            "convert them separately or pass --challenge"
+        )
+    return CONVENTIONS[DEFAULT_CONVENTION if DEFAULT_CONVENTION in found else found[0]]

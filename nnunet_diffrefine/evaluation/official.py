@@ -18,6 +18,10 @@ the image's ``GetSpacing()`` (x, y, z) next to an array in (z, y, x) order, the 
 are computed in voxel units (tolerance 0.5 voxel), and the lesion-wise NSD tolerance is the smallest
 spacing. These quirks matter for anisotropic images only; they are reproduced so that the numbers
 are the official ones (``tests/test_official_protocol.py`` compares with the package).
+
+Metastases: the official MET leaderboard parses the same evaluation with ``brats-parse-metrics mets``
+(lesions split at 20 mm³, missed large lesions and false positives counted as 0 / 373 in the
+lesion-wise means). That parser is not reproduced here; ``mets`` gives the ``seg`` parser's columns.
 """
 
 from __future__ import annotations

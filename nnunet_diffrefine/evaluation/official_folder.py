@@ -62,10 +62,10 @@ def _score_files(reference: str, prediction: str, config: str) -> dict[str, dict
     ref, pred = images
     if ref.GetSize() != pred.GetSize():
         raise InputError(f"{prediction}: size {pred.GetSize()} differs from the reference {ref.GetSize()}")
-    if not np.allclose(ref.GetSpacing(), pred.GetSpacing(), atol=1e-5):
-        raise InputError(
-            f"{prediction}: spacing {pred.GetSpacing()} differs from the reference {ref.GetSpacing()}"
-        )
+    for what, get in (("spacing", "GetSpacing"), ("origin", "GetOrigin"), ("direction", "GetDirection")):
+        a, b = np.array(getattr(pred, get)()), np.array(getattr(ref, get)())
+        if np.abs(a - b).sum() > 1e-5:  # the official scorer's check
+            raise InputError(f"{prediction}: {what} {tuple(a)} differs from the reference {tuple(b)}")
     try:
         return score_case_official(
             sitk.GetArrayFromImage(pred), sitk.GetArrayFromImage(ref), ref.GetSpacing(), config
@@ -131,7 +131,8 @@ def evaluate_folder_official(
         "missing_predictions": [n[: -len(ending)] for n in missing],
     }
     write_json(summary, output_file)
-    write_official_csv(per_case, output_file.with_suffix(".csv"))
+    in_parser_order = [n for n in names if n not in missing] + missing  # it lists missing subjects last
+    write_official_csv({n: per_case[n] for n in in_parser_order}, output_file.with_suffix(".csv"))
     return summary
 
 
@@ -141,7 +142,8 @@ def _nanmean(values: list[float]) -> float:
 
 
 def write_official_csv(per_case: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
-    """The official parser's CSV: one row per case, then the mean, std (ddof 1) and median rows."""
+    """The official parser's CSV: one row per case (missing predictions last, as the parser lists them),
+    then the mean, std (ddof 1) and median rows."""
     groups = list(next(iter(per_case.values())))
     header = ["subject_id"] + [f"{c}_{g}" for g in groups for c in COLUMNS]
     rows = [[name] + [per_case[name][g][c] for g in groups for c in COLUMNS] for name in per_case]

@@ -258,5 +258,13 @@ class ConditionedSettings(RefinerSettings):
         if self.roi_seed_threshold < self.roi_threshold:
             raise InputError(
                 f"{self.label}: roi_seed_threshold {self.roi_seed_threshold} is below roi_threshold "
-                f"{self.roi_threshold}"
+                f"{self.roi_threshold}; raise roi_seed_threshold too"
             )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RefinerSettings:
+        """Settings saved by :meth:`to_dict`; settings saved before ``roi_seed_threshold`` existed get the
+        saved ``roi_threshold`` as their seed threshold, which is how their region was drawn."""
+        if "roi_seed_threshold" not in data and "roi_threshold" in data:
+            data = {**data, "roi_seed_threshold": data["roi_threshold"]}
+        return super().from_dict(data)
