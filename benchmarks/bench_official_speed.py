@@ -36,7 +36,8 @@ def make_cases(work: Path, num_cases: int, shape: tuple[int, int, int]) -> tuple
     from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
 
     ref, pred = work / "ref", work / "pred"
-    if ref.is_dir() and len(list(ref.glob("*.nii.gz"))) == num_cases:
+    existing = sorted(ref.glob("*.nii.gz")) if ref.is_dir() else []
+    if len(existing) == num_cases and sitk.ReadImage(str(existing[0])).GetSize()[::-1] == tuple(shape):
         return ref, pred
     config = SynthConfig(
         shape=shape, seed=5, challenge="brats2024-gli", fluid_prob=0.5, second_lesion_prob=0.6

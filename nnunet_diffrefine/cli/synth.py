@@ -18,12 +18,12 @@ from nnunet_diffrefine.cli.arguments import (
 from nnunet_diffrefine.data.challenges import CONVENTIONS, DEFAULT_CONVENTION
 from nnunet_diffrefine.errors import InputError
 
-SUMMARY = "write a synthetic BraTS-like nnU-Net raw dataset (MNI anatomy, irregular tumors, 4 contrasts)"
+SUMMARY = "write a synthetic BraTS-like nnU-Net raw dataset (MNI anatomy, irregular tumors, MR contrasts)"
 DESCRIPTION = (
     "Write DatasetXXX_NAME into the nnU-Net raw folder: synthetic multimodal brain tumor MRI "
     "(T1n, T1c, T2w, T2-FLAIR) built on the MNI ICBM152 2009 template with BraTS labels "
     "(by default BraTS 2023: 1 necrotic/non-enhancing core, 2 edema, 3 enhancing; --challenge writes "
-    "another convention's labels, regions and channels) and the region-based dataset.json (WT/TC/ET). "
+    "another convention's labels, regions and channels) and the convention's region-based dataset.json. "
     "The same arguments give byte-identical files."
 )
 

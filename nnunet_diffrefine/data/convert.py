@@ -229,7 +229,7 @@ def _geometry_value(img: sitk.Image, what: str) -> str:
 
 
 def _case_files(folder: Path, spec: Layout) -> tuple[list[Path], Path | None, str | None]:
-    """``(images, segmentation or None, problem)``: the four images and the optional segmentation."""
+    """``(images, segmentation or None, problem)``: the layout's images and the optional segmentation."""
     case = folder.name
     images: list[Path] = []
     missing: list[str] = []
