@@ -2,9 +2,10 @@
 
 The agreement test writes generated cases (several lesions per region, missed and spurious lesions,
 an empty prediction, an empty reference, anisotropic spacing) for the ``gli``, ``ped`` and ``mets``
-configurations, runs ``brats-evaluate`` and ``brats-parse-metrics seg`` (the ``BraTS-evaluation``
-package, a test-only dependency) and our command, and compares every metric of every label group,
-per case and in the mean, the std and the median rows.
+configurations, runs ``brats-evaluate`` and ``brats-parse-metrics seg`` (``mets`` for the metastasis
+configuration, as its leaderboard; the ``BraTS-evaluation`` package, a test-only dependency) and our
+command, and compares every metric of every label group, per case and in the mean, the std and the
+median rows.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_diffrefine.cli.main import main
-from nnunet_diffrefine.evaluation.official import COLUMNS, OFFICIAL_GROUPS, score_case_official
+from nnunet_diffrefine.evaluation.official import OFFICIAL_GROUPS, columns_of, score_case_official
 
 BIN = Path(sys.executable).parent
 LABELS = {"gli": (1, 2, 3, 4), "ped": (1, 2, 3, 4), "mets": (1, 2, 3, 4)}
@@ -34,8 +35,9 @@ def _ball(shape, centre, radius) -> np.ndarray:
 
 
 def _case(rng: np.random.Generator, labels: tuple[int, ...], kind: str, shape=(30, 34, 38)):
-    """A reference with two or three lesions (each a shell of labels) and a prediction that shifts,
-    misses or adds lesions; ``kind``: normal, missed, spurious, empty_prediction, empty_reference."""
+    """A reference with two or three lesions (each a shell of labels) and a one-voxel lesion, and a
+    prediction that shifts, misses or adds lesions; ``kind``: normal, missed (a large and a small
+    lesion), spurious, empty_prediction, empty_reference."""
     reference, prediction = np.zeros(shape, np.uint8), np.zeros(shape, np.uint8)
     centres = [(8, 9, 9), (21, 24, 27), (8, 26, 30)][: 2 + int(rng.integers(0, 2))]
     for i, centre in enumerate(centres):
@@ -48,6 +50,9 @@ def _case(rng: np.random.Generator, labels: tuple[int, ...], kind: str, shape=(3
                 prediction[
                     _ball(shape, tuple(np.add(centre, shift)), radius * scale * rng.uniform(0.8, 1.2))
                 ] = label
+    reference[2, 2, 30] = prediction[2, 2, 30] = labels[0]  # a small lesion (< 20 mm³), found
+    if kind == "missed":
+        reference[27, 3, 3] = labels[1]  # a small lesion, missed
     if kind == "spurious":
         prediction[_ball(shape, (25, 6, 6), 2.5)] = labels[0]
         prediction[_ball(shape, (3, 30, 4), 1.5)] = labels[-1]
@@ -125,7 +130,12 @@ def test_our_official_protocol_equals_brats_evaluate(config, tmp_path):
         capture_output=True,
     )
     subprocess.run(
-        [str(BIN / "brats-parse-metrics"), "seg", "--json_path", str(official_json)]
+        [
+            str(BIN / "brats-parse-metrics"),
+            "mets" if config == "mets" else "seg",
+            "--json_path",
+            str(official_json),
+        ]
         + ["--output_csv_path", str(official_csv)],
         check=True,
         capture_output=True,
@@ -139,7 +149,7 @@ def test_our_official_protocol_equals_brats_evaluate(config, tmp_path):
     theirs, ours = _read_csv(official_csv), _read_csv(ours_json.with_suffix(".csv"))
     assert list(ours) == list(theirs)  # the same cases and the mean, std and median rows, in order
     groups = [name for name, _, _ in OFFICIAL_GROUPS[config]]
-    expected_columns = [f"{c}_{g}" for g in groups for c in COLUMNS]
+    expected_columns = [f"{c}_{g}" for g in groups for c in columns_of(config)]
     assert list(next(iter(ours.values()))) == list(next(iter(theirs.values()))) == expected_columns
     differences = [
         (row, column, theirs[row][column], ours[row][column])
@@ -151,5 +161,5 @@ def test_our_official_protocol_equals_brats_evaluate(config, tmp_path):
     summary = json.loads(ours_json.read_text())
     assert summary["protocol"] == "brats-official" and summary["official_config"] == config
     for group in groups:
-        for column in COLUMNS:
+        for column in columns_of(config):
             assert _same(summary["mean"][group][column], theirs["mean"][f"{column}_{group}"])

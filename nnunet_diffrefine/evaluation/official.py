@@ -19,9 +19,12 @@ are computed in voxel units (tolerance 0.5 voxel), and the lesion-wise NSD toler
 spacing. These quirks matter for anisotropic images only; they are reproduced so that the numbers
 are the official ones (``tests/test_official_protocol.py`` compares with the package).
 
-Metastases: the official MET leaderboard parses the same evaluation with ``brats-parse-metrics mets``
-(lesions split at 20 mm³, missed large lesions and false positives counted as 0 / 373 in the
-lesion-wise means). That parser is not reproduced here; ``mets`` gives the ``seg`` parser's columns.
+Metastases (configuration ``mets``): the official MET leaderboard parses the same evaluation with
+``brats-parse-metrics mets`` (:data:`METS_COLUMNS`): reference lesions of at least 20 mm³ are large;
+the lesion-wise means run over the large lesions, a missed large lesion and every false-positive
+component counting as DSC 0, NSD 0, HD95 373 mm; a lesion counts as detected when its matched DSC is
+at least 0.1 (large and small lesions separately: tp, fp, fn, precision, recall, F1 = 2tp / (2tp + fp
++ fn)); no large lesion (or no reference lesion): the lesion-wise means are NaN.
 """
 
 from __future__ import annotations
@@ -82,6 +85,31 @@ COLUMNS: tuple[str, ...] = (
     "lesionwise_hd95_std",
 )
 """The columns ``brats-parse-metrics seg`` writes per label group, in its order."""
+
+METS_COLUMNS: tuple[str, ...] = (
+    *COLUMNS[:6],
+    *(f"large_instance_{k}" for k in ("tp", "fp", "fn", "prec", "rec", "f1")),
+    "lesionwise_dsc_mean",
+    "lesionwise_dsc_std",
+    "lesionwise_hd95_mean",
+    "lesionwise_hd95_std",
+    "lesionwise_nsd_mean",
+    "lesionwise_nsd_std",
+    *(f"small_instance_{k}" for k in ("tp", "fn", "fp", "prec", "rec", "f1")),
+    "global_dsc",
+    "global_nsd",
+    "global_hd95",
+)
+"""The columns ``brats-parse-metrics mets`` writes per label group, in its order."""
+
+METS_LARGE_MM3 = 20.0
+METS_DETECTED_DSC = 0.1
+
+
+def columns_of(config: str) -> tuple[str, ...]:
+    """The official parser's columns for ``config`` (``mets``: the metastasis parser's)."""
+    return METS_COLUMNS if config == "mets" else COLUMNS
+
 
 _FROM_PANOPTICA = {
     "all_instance_tp": "tp",
@@ -194,11 +222,80 @@ def score_case_official(
         )
     out: dict[str, dict[str, float]] = {}
     for group, result in results.items():
-        values = result.to_dict()
+        values = result.to_dict(config == "mets")
         row = {column: float(values.get(key, math.nan)) for column, key in _FROM_PANOPTICA.items()}
         if math.isinf(row["global_hd95"]):
             row["global_hd95"] = HD95_MISSING_MM
-        out[group] = row
+        if config == "mets":
+            row.update(_mets_lesions(values))
+        out[group] = {c: row[c] for c in columns_of(config)}
+    return out
+
+
+def _rates(tp: int, fp: int, fn: int) -> dict[str, float]:
+    """Precision, recall and F1 = 2tp / (2tp + fp + fn), 0 where a denominator is 0 (as the parser)."""
+    return {
+        "prec": tp / (tp + fp) if tp + fp else 0.0,
+        "rec": tp / (tp + fn) if tp + fn else 0.0,
+        "f1": 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else 0.0,
+    }
+
+
+def _mets_lesions(values: Mapping) -> dict[str, float]:
+    """The metastasis parser's lesion columns from panoptica's per-reference-lesion rows."""
+    fp = int(values.get("fp", 0))
+    large = {"dsc": [], "nsd": [], "hd95": []}
+    counts = {"large_tp": 0, "large_fn": 0, "small_tp": 0, "small_fn": 0}
+    has_large = has_small = False
+    for lesion in values.get("reference_instances", []):
+        if lesion.get("volume") is None:
+            continue
+        is_large = lesion["volume"] >= METS_LARGE_MM3
+        has_large, has_small = has_large or is_large, has_small or not is_large
+        size = "large" if is_large else "small"
+        if lesion.get("is_matched") == 1:
+            dsc = lesion.get("sq_dsc")
+            if is_large:
+                large["dsc"].append(dsc)
+                large["nsd"].append(lesion.get("sq_nsd"))
+                large["hd95"].append(lesion.get("sq_hd95"))
+            if dsc is not None:
+                counts[f"{size}_tp" if dsc >= METS_DETECTED_DSC else f"{size}_fn"] += 1
+            elif is_large:
+                counts["large_fn"] += 1
+        else:
+            counts[f"{size}_fn"] += 1
+            if is_large:
+                large["dsc"].append(0.0)
+                large["nsd"].append(0.0)
+                large["hd95"].append(HD95_MISSING_MM)
+    for key, penalty in (("dsc", 0.0), ("nsd", 0.0), ("hd95", HD95_MISSING_MM)):
+        large[key].extend([penalty] * fp)  # every false-positive component, large or small
+    out: dict[str, float] = {}
+    for size, present in (("large", has_large), ("small", has_small)):
+        tp, fn = counts[f"{size}_tp"], counts[f"{size}_fn"]
+        rates = _rates(tp, fp, fn) if present else dict.fromkeys(("prec", "rec", "f1"), math.nan)
+        for key, value in {"tp": tp, "fp": fp, "fn": fn, **rates}.items():
+            out[f"{size}_instance_{key}"] = float(value) if present else math.nan
+    if not has_large or int(values.get("n_ref_instances", 0)) == 0:
+        for key in ("dsc", "hd95", "nsd"):
+            out[f"lesionwise_{key}_mean"] = out[f"lesionwise_{key}_std"] = math.nan
+        return out
+    finite_hd95 = [v for v in large["hd95"] if v is not None and not math.isinf(v)]
+    for key, kept, empty in (
+        ("dsc", large["dsc"], 0.0),
+        ("nsd", large["nsd"], 0.0),
+        ("hd95", finite_hd95, None),
+    ):
+        values_ = np.array(kept, dtype=np.float64)
+        if values_.size:
+            out[f"lesionwise_{key}_mean"], out[f"lesionwise_{key}_std"] = (
+                float(values_.mean()),
+                float(values_.std()),
+            )
+        else:  # no finite HD95 left: the parser's maximum penalty
+            out[f"lesionwise_{key}_mean"] = HD95_MISSING_MM if empty is None else empty
+            out[f"lesionwise_{key}_std"] = 0.0
     return out
 
 
@@ -211,7 +308,7 @@ def mean_official(per_case: Mapping[str, Mapping[str, Mapping[str, float]]]) -> 
     out: dict[str, dict[str, float]] = {}
     for group in cases[0]:
         out[group] = {}
-        for column in COLUMNS:
+        for column in cases[0][group]:
             values = np.array([c[group][column] for c in cases], dtype=np.float64)
             values = values[~np.isnan(values)]
             out[group][column] = float(values.mean()) if values.size else math.nan

@@ -3,8 +3,8 @@
 ``summary.json`` follows nnU-Net's layout (``metric_per_case`` with ``reference_file``,
 ``prediction_file`` and ``metrics`` per label group; ``mean``; ``foreground_mean`` over the groups)
 with the official columns as metric names; the CSV is what ``brats-parse-metrics seg`` writes
-(``subject_id`` = the reference file name, 15 columns per group, then ``mean``, ``std``, ``median``
-rows). A missing prediction gets the official parser's row (373 mm for every HD95, 0 elsewhere).
+(``subject_id`` = the reference file name, 15 columns per group, 27 for ``mets``, then ``mean``,
+``std``, ``median`` rows; ``brats-parse-metrics mets`` for ``mets``). A missing prediction gets the official parser's row (373 mm for every HD95, 0 elsewhere).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from tqdm import tqdm
 from nnunet_diffrefine.data.challenges import convention_of_dataset
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.evaluation.official import (
-    COLUMNS,
     HD95_MISSING_MM,
     OFFICIAL_GROUPS,
+    columns_of,
     mean_official,
     score_case_official,
 )
@@ -43,14 +43,14 @@ def default_official_config(dataset_json: dict) -> str:
     return convention.official_config
 
 
-def _missing_row() -> dict[str, float]:
-    return {c: HD95_MISSING_MM if "hd95" in c and "std" not in c else 0.0 for c in COLUMNS}
+def _missing_row(config: str) -> dict[str, float]:
+    return {c: HD95_MISSING_MM if "hd95" in c and "std" not in c else 0.0 for c in columns_of(config)}
 
 
 def _score_files(reference: str, prediction: str, config: str) -> dict[str, dict[str, float]]:
     """Worker: one case from its files (the geometry must match, as the official scorer requires)."""
     if not os.path.isfile(prediction):
-        return {group: _missing_row() for group, _, _ in OFFICIAL_GROUPS[config]}
+        return {group: _missing_row(config) for group, _, _ in OFFICIAL_GROUPS[config]}
     images = []
     for path in (reference, prediction):
         try:
@@ -127,7 +127,7 @@ def evaluate_folder_official(
             for n in names
         ],
         "mean": mean,
-        "foreground_mean": {c: _nanmean([mean[g][c] for g in mean]) for c in COLUMNS},
+        "foreground_mean": {c: _nanmean([mean[g][c] for g in mean]) for c in columns_of(config)},
         "missing_predictions": [n[: -len(ending)] for n in missing],
     }
     write_json(summary, output_file)
@@ -144,9 +144,9 @@ def _nanmean(values: list[float]) -> float:
 def write_official_csv(per_case: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
     """The official parser's CSV: one row per case (missing predictions last, as the parser lists them),
     then the mean, std (ddof 1) and median rows."""
-    groups = list(next(iter(per_case.values())))
-    header = ["subject_id"] + [f"{c}_{g}" for g in groups for c in COLUMNS]
-    rows = [[name] + [per_case[name][g][c] for g in groups for c in COLUMNS] for name in per_case]
+    first = next(iter(per_case.values()))
+    header = ["subject_id"] + [f"{c}_{g}" for g in first for c in first[g]]
+    rows = [[name] + [per_case[name][g][c] for g in first for c in first[g]] for name in per_case]
     table = np.array([row[1:] for row in rows], dtype=np.float64)
     stats = []
     for label, reduce in (("mean", _column_mean), ("std", _column_std), ("median", _column_median)):
