@@ -3,7 +3,8 @@
 The end-to-end test runs a BraTS 2024 pediatric-style, a 2024 post-treatment glioma-style and a MEN-RT
 (one T1c channel, one GTV label) dataset
 (synth in the release layout -> convert --challenge -> nnU-Net planning -> MedNeXtCorrDiffTrainer ->
-nnUNetv2_predict -> refine -> evaluate, ours and nnU-Net's) and checks the regions and their names.
+nnUNetv2_predict -> refine -> evaluate, ours and nnU-Net's -> report) and checks the regions and their
+names. The report's words for each convention are checked on built cases.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from nnunet_diffrefine.data.challenges import (
 from nnunet_diffrefine.data.synth import written_labels
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.evaluation.folder import dataset_lesion_params, dataset_regions
+from nnunet_diffrefine.report.vocabulary import vocabulary
 
 
 @pytest.mark.parametrize("key", sorted(CONVENTIONS))
@@ -80,13 +82,102 @@ def test_phantom_classes_are_written_in_each_convention():
     assert written_labels(CONVENTIONS["brats2024-men-rt"]).tolist() == [0, 1, 1, 1, 1]  # GTV
 
 
-def test_the_report_refuses_a_convention_it_has_no_words_for(tmp_path):
-    from nnunet_diffrefine.report.inputs import check_report_convention
+def _labelled_case(convention: str, values: tuple[int, ...]):
+    """A case of ``convention`` with one box per label value in ``values``, 1 x 1 x 2 mm voxels."""
+    from nnunet_diffrefine.report.inputs import CaseInputs
 
-    check_report_convention(convention_dataset_json(CONVENTIONS["brats2021"], 1, "X"))
-    check_report_convention({"labels": {}})
-    with pytest.raises(InputError, match=r"BraTS 2024 pediatric tumors \(PED\) \(1 ET, 2 NETC, 3 CC, 4 ED\)"):
-        check_report_convention(convention_dataset_json(CONVENTIONS["brats2024-ped"], 1, "X"))
+    seg = np.zeros((16, 40, 40), np.int16)
+    for i, v in enumerate(values):  # nested boxes, outermost first: every label a visible shell
+        seg[2 + i : 14 - i, 4 + 3 * i : 30 - 3 * i, 6 + 3 * i : 28 - 3 * i] = v
+    grid = sitk.Image([1, 1, 1], sitk.sitkUInt8)
+    grid.SetSpacing((1.0, 1.0, 2.0))
+    return CaseInputs("BraTS-X-00001-000", seg, grid, {}, convention=convention)
+
+
+REPORT_CASES = {  # convention -> (labels painted outermost first, words the template must use)
+    "brats2023-gli": ((2, 1, 3), ["necrotic / non-enhancing core (NC)", "ET/TC", "ED/WT"]),
+    "brats2024-gli": (
+        (4, 2, 1, 3),
+        [
+            "non-enhancing tumor core (NETC)",
+            "FLAIR hyperintensity (SNFH)",
+            "resection cavity (RC)",
+            "NETC/TC",
+        ],
+    ),
+    "brats2024-ped": ((4, 3, 2, 1), ["cystic component (CC)", "non-enhancing tumor core (NETC)", "CC/TC"]),
+    "brats2024-men-rt": ((1,), ["Gross tumor volume (GTV)", "BraTS 2024 meningioma radiotherapy"]),
+}
+
+
+@pytest.mark.parametrize("convention", sorted(REPORT_CASES))
+def test_the_report_measures_and_names_each_conventions_regions(convention):
+    from nnunet_diffrefine.report.facts import measurement_rows, report_facts
+    from nnunet_diffrefine.report.guard import check_sections
+    from nnunet_diffrefine.report.measurements import measure
+    from nnunet_diffrefine.report.offline import offline_sections
+    from nnunet_diffrefine.report.vocabulary import vocabulary
+
+    values, must_say = REPORT_CASES[convention]
+    case = _labelled_case(convention, values)
+    m = measure(case)
+    words = vocabulary(convention)
+    voxel_cm3 = 2.0 / 1000.0
+    for code, labels in words.subregions.items():  # brute force: count the voxels of each sub-region
+        assert m["volumes_cm3"][code] == pytest.approx(np.isin(case.segmentation, labels).sum() * voxel_cm3)
+    c = CONVENTIONS[convention]
+    for region in c.regions:  # every region of the dataset.json is measured, by its own labels
+        code = region.short if len(region.labels) > 1 else words.code_of_label(region.labels[0])
+        assert words.subregions[code] == tuple(sorted(region.labels))
+    tumor = np.isin(case.segmentation, words.subregions[words.tumor])
+    assert m["lesions"]["volumes_cm3"] == [pytest.approx(tumor.sum() * voxel_cm3)]  # RC is not tumor
+    for key, (num, den) in words.proportions.items():
+        assert m["proportions"][key] == pytest.approx(m["volumes_cm3"][num] / m["volumes_cm3"][den], abs=1e-4)
+        assert set(words.subregions[num]) < set(words.subregions[den])
+
+    sections = offline_sections(m)
+    text = "\n".join(sections.values())
+    for phrase in must_say:
+        assert phrase in text, (phrase, text)
+    assert check_sections(sections, m) == []  # every number and claim of the template checks out
+    facts = report_facts(m)
+    assert set(facts["volumes_cm3"]) == {words.shown[code] for code in words.subregions}
+    assert facts["label_convention"] == c.title
+    rows = " ".join(q for q, _, _ in measurement_rows(m))
+    for label in c.labels:
+        assert f"{label.short}, label {label.value})" in rows
+
+
+def test_the_report_checks_claims_in_the_conventions_words():
+    from nnunet_diffrefine.report.guard import check_sections, contradictions
+    from nnunet_diffrefine.report.measurements import measure
+
+    m24 = measure(_labelled_case("brats2024-gli", (4, 2, 1, 3)))
+    rc, netc = m24["volumes_cm3"]["RC"], m24["volumes_cm3"]["NC"]
+    right = {"findings": f"Resection cavity (RC) {rc:.2f} cm³; NETC {netc:.2f} cm³."}
+    assert check_sections(right, m24) == []
+    wrong = {"findings": f"Resection cavity (RC) {rc + 1:.2f} cm³. There is no SNFH."}
+    assert [f.quantity for f in contradictions(check_sections(wrong, m24))] == ["RC volume", "presence of ED"]
+    m23 = measure(_labelled_case("brats2023-gli", (2, 1, 3)))
+    flags = check_sections({"findings": "A resection cavity (RC) of 2.00 cm³ is seen."}, m23)
+    assert flags and not contradictions(flags)  # BraTS 2023 has no RC label: cannot be verified
+    assert "has no label for RC" in flags[0].reason
+
+
+def test_report_inputs_follow_the_convention(tmp_path):
+    from nnunet_diffrefine.report.inputs import load_case, report_convention
+
+    seg = tmp_path / "BraTS-PED-00001-000.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.arange(5, dtype=np.int16).reshape(1, 1, 5).repeat(4, 0)), seg)
+    assert report_convention(None) == report_convention({"labels": {}}) == "brats2023-gli"
+    ped = report_convention(convention_dataset_json(CONVENTIONS["brats2024-ped"], 1, "X"))
+    assert load_case(seg, convention=ped).convention == "brats2024-ped"
+    with pytest.raises(InputError, match=r"unknown label values \[4\].*BraTS 2024 GLI/MET use 4"):
+        load_case(seg)  # no dataset.json: BraTS 2023 labels, and label 4 is not one of them
+    with pytest.raises(
+        InputError, match=r"give the 1 image\(s\) in nnU-Net channel order \(T1c: CASE_0000\)"
+    ):
+        load_case(seg, images=[seg, seg], convention="brats2024-men-rt")
 
 
 CASES = {  # challenge -> (phenotype, dataset id, region names, the labels the files hold, key of TC or GTV)
@@ -206,6 +297,14 @@ def test_a_2024_dataset_goes_through_every_stage_with_its_own_regions(
         "-o",
         str(tmp_path / "r"),
     ]
-    assert main(report) == 1
-    assert "the report is written for the BraTS 2021/2023 labels" in capsys.readouterr().err
-    assert not (tmp_path / "r").exists()
+    assert main([*report, "--offline"]) == 0
+    folder = tmp_path / "r" / case
+    measurements = json.loads((folder / "measurements.json").read_text())
+    assert measurements["convention"] == challenge
+    words = vocabulary(challenge)
+    assert set(measurements["volumes_cm3"]) == set(words.subregions)
+    report_md = (folder / "report.md").read_text()
+    for label in convention.labels:  # the measurements table names every label as the challenge does
+        assert f"({label.short}, label {label.value})" in report_md
+    assert f"{convention.title} labels" in report_md
+    assert json.loads((folder / "report.json").read_text())["flagged_statements"] == []

@@ -19,7 +19,9 @@ SUMMARY = "draft radiology report of a segmented case (LLM or offline template)"
 DESCRIPTION = (
     "Measure a BraTS segmentation (NC/ED/ET/TC/WT volumes in cm3 from the voxel spacing, proportions, "
     "lesion count, bidimensional diameters on the axial slice of largest extent, side and midline "
-    "crossing), draw the slices of largest extent with colour-coded overlays, and write a draft report "
+    "crossing; in the label convention the dataset.json given with -djfile, or the prediction folder's, "
+    "declares: BraTS 2024 GLI adds RC, PED numbers 1 ET, 2 NETC, 3 CC, 4 ED, MEN-RT has one GTV label and "
+    "one T1c image), draw the slices of largest extent with colour-coded overlays, and write a draft report "
     "(technique, findings, measurements table, impression, limitations) into OUT_DIR: report.md, "
     "report.json, measurements.json, axial/coronal/sagittal.png. The text comes from an OpenAI-compatible "
     "chat-completions endpoint (key from $OPENAI_API_KEY or --api-key-env, base URL from --base-url or "
@@ -66,16 +68,15 @@ def run(args: argparse.Namespace) -> int:
         if value is not None:
             raise InputError(f"{flag} belongs to batch mode (--pred-folder); use -i / --reference with -s")
 
-    from nnunet_diffrefine.report.inputs import load_case
+    from nnunet_diffrefine.report.inputs import load_case, report_convention
     from nnunet_diffrefine.report.pipeline import write_report
 
-    channels = None
+    channels, convention = None, report_convention(None)
     if args.djfile:
         from nnunet_diffrefine.evaluation.folder import load_dataset_json
-        from nnunet_diffrefine.report.inputs import check_report_convention
 
         dataset = load_dataset_json(args.djfile)
-        check_report_convention(dataset, args.djfile)
+        convention = report_convention(dataset)
         channels = dataset.get("channel_names")
     case = load_case(
         args.segmentation,
@@ -84,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         case_id=args.case_id,
         channel_names=channels,
         any_order=args.any_image_order,
+        convention=convention,
     )
     outcome = write_report(case, args.o, settings, progress=_progress, **options)
     _say(outcome, settings.model)
@@ -122,11 +124,13 @@ def _run_batch(args: argparse.Namespace, settings, options: dict) -> int:
         if value:
             raise InputError(f"{flag} belongs to single-case mode (-s); batch mode finds the files itself")
     from nnunet_diffrefine.evaluation.folder import load_dataset_json
-    from nnunet_diffrefine.report.inputs import check_report_convention
+    from nnunet_diffrefine.report.inputs import report_convention
 
+    convention = report_convention(None)
     for dataset_json in (args.djfile, os.path.join(args.pred_folder, "dataset.json")):  # nnU-Net writes one
         if dataset_json and os.path.isfile(dataset_json):
-            check_report_convention(load_dataset_json(dataset_json), dataset_json)
+            convention = report_convention(load_dataset_json(dataset_json))
+            break
     results = report_folder(
         args.pred_folder,
         args.images_folder,
@@ -134,6 +138,7 @@ def _run_batch(args: argparse.Namespace, settings, options: dict) -> int:
         reference_folder=args.reference_folder,
         settings=settings,
         num_processes=args.np,
+        convention=convention,
         **options,
     )
     failed_llm = [r for r in results if r.get("llm_error")]
@@ -161,19 +166,23 @@ def _run_batch(args: argparse.Namespace, settings, options: dict) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     one = p.add_argument_group("one case")
     one.add_argument(
-        "-s", "--segmentation", metavar="SEG", help="predicted label map (0 BG, 1 NC, 2 ED, 3 ET)"
+        "-s",
+        "--segmentation",
+        metavar="SEG",
+        help="predicted label map (BraTS 2023: 0 BG, 1 NC, 2 ED, 3 ET; others: see -djfile)",
     )
     one.add_argument(
         "-i",
         "--images",
         nargs="+",
         metavar="IMAGE",
-        help="CASE_0000 .. CASE_0003 (T1n, T1c, T2w, T2-FLAIR), in order",
+        help="CASE_0000 .. CASE_0003 (T1n, T1c, T2w, T2-FLAIR; MEN-RT: CASE_0000 T1c), in order",
     )
     one.add_argument(
         "-djfile",
         metavar="DATASET_JSON",
-        help="dataset.json of the images: its channel_names must be T1n, T1c, T2w, T2-FLAIR in this order",
+        help="dataset.json of the case: its label convention (brats_convention, default BraTS 2023) names "
+        "the labels; its channel_names must be the convention's (T1n, T1c, T2w, T2-FLAIR) in this order",
     )
     add_flag(
         one,

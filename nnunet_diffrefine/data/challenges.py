@@ -148,8 +148,8 @@ class Convention:
         raise KeyError(short)
 
 
-_CORE, _EDEMA, _ENH = (200, 40, 40), (40, 180, 60), (240, 220, 40)
-_CAVITY, _CYST = (60, 120, 230), (170, 80, 220)
+_CORE, _EDEMA, _ENH = (255, 0, 0), (0, 255, 0), (255, 255, 0)  # the report's overlays: red, green, yellow
+_CAVITY, _CYST, _GTV = (0, 128, 255), (255, 0, 255), (255, 128, 0)  # blue, magenta, orange
 
 _LABELS_2023 = (
     LabelClass(1, "NC", "necrotic or non-enhancing tumor core", "core", _CORE),
@@ -261,7 +261,7 @@ CONVENTIONS: dict[str, Convention] = {
             "brats2024-men-rt",
             "BraTS 2024 meningioma radiotherapy (MEN-RT)",
             LAYOUT_MEN_RT,
-            (LabelClass(1, "GTV", "gross tumor volume", "gtv", _CORE),),
+            (LabelClass(1, "GTV", "gross tumor volume", "gtv", _GTV),),
             (TumorRegion("GTV", "gtv", (1,)),),
             (1,),
             case_prefixes=("BraTS-MEN-RT",),

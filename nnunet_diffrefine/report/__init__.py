@@ -2,6 +2,8 @@
 
 Pipeline, one module per step:
 
+- :mod:`.vocabulary` holds the words of the case's label convention (sub-regions, names, proportions,
+  colours; BraTS 2023 by default, 2024 GLI / PED / MEN-RT from the dataset.json);
 - :mod:`.inputs` reads and checks the segmentation, images and reference (:func:`load_case`);
 - :mod:`.measurements` measures volumes, proportions, lesions, bidimensional diameters
   (:mod:`.diameters`), side and midline crossing (:func:`measure`), in the patient's LPS axes

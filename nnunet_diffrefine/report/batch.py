@@ -1,7 +1,8 @@
 """Reports for a folder of predictions: one sub-folder per case, optional worker processes.
 
 Cases are the ``CASE.nii.gz`` files of the prediction folder (nnU-Net's output layout); their images
-are ``CASE_0000.nii.gz`` .. ``CASE_0003.nii.gz`` in the images folder (nnU-Net's ``imagesTs``) and
+are ``CASE_0000.nii.gz`` .. ``CASE_0003.nii.gz`` (one per channel of the label convention; MEN-RT:
+``CASE_0000.nii.gz`` only) in the images folder (nnU-Net's ``imagesTs``) and
 their reference, if a reference folder is given, ``CASE.nii.gz`` there. Everything is located before
 any work; cases whose folder already holds a finished report are skipped (a re-run resumes), other
 existing folders are refused, and ``overwrite`` redoes every case. A case that fails (bad labels,
@@ -24,10 +25,12 @@ from typing import Any
 from tqdm import tqdm
 
 from nnunet_diffrefine.data.brats import FILE_ENDING
+from nnunet_diffrefine.data.challenges import DEFAULT_CONVENTION
 from nnunet_diffrefine.errors import DiffRefineError, InputError
-from nnunet_diffrefine.report.inputs import IMAGE_NAMES, load_case
+from nnunet_diffrefine.report.inputs import load_case
 from nnunet_diffrefine.report.llm import LLMSettings
 from nnunet_diffrefine.report.pipeline import check_output_folder, write_report
+from nnunet_diffrefine.report.vocabulary import vocabulary
 from nnunet_diffrefine.utils.io import OutputExistsError, write_json
 
 
@@ -43,8 +46,10 @@ def find_cases(
     pred_folder: str | os.PathLike,
     images_folder: str | os.PathLike,
     reference_folder: str | os.PathLike | None = None,
+    num_channels: int = 4,
 ) -> list[CaseFiles]:
-    """Every case of ``pred_folder`` with its files; :class:`InputError` naming the first missing one."""
+    """Every case of ``pred_folder`` with its ``num_channels`` images; :class:`InputError` naming the
+    first missing file."""
     pred, images = Path(pred_folder), Path(images_folder)
     for folder, what in ((pred, "prediction"), (images, "images")) + (
         ((Path(reference_folder), "reference"),) if reference_folder is not None else ()
@@ -57,7 +62,7 @@ def find_cases(
     cases = []
     for seg in files:
         case_id = seg.name[: -len(FILE_ENDING)]
-        channels = tuple(images / f"{case_id}_{c:04d}{FILE_ENDING}" for c in range(len(IMAGE_NAMES)))
+        channels = tuple(images / f"{case_id}_{c:04d}{FILE_ENDING}" for c in range(num_channels))
         for path in channels:
             if not path.is_file():
                 raise InputError(f"{path}: image of case {case_id} not found")
@@ -91,12 +96,15 @@ def _progress(case_id: str) -> Callable[[str], None]:
     return say
 
 
-def _one(job: tuple[CaseFiles, Path, LLMSettings | None, dict[str, bool]]) -> dict[str, Any]:
+def _one(job: tuple[CaseFiles, Path, LLMSettings | None, dict[str, Any]]) -> dict[str, Any]:
     files, folder, settings, options = job
     options = dict(options)
     progress = _progress(files.case_id) if options.pop("progress") else None
+    convention = options.pop("convention")
     try:
-        case = load_case(files.segmentation, files.images, files.reference, case_id=files.case_id)
+        case = load_case(
+            files.segmentation, files.images, files.reference, case_id=files.case_id, convention=convention
+        )
         outcome = write_report(case, folder, settings, progress=progress, **options)
     except (DiffRefineError, OutputExistsError) as e:
         return {"case_id": files.case_id, "folder": folder.name, "error": str(e)}
@@ -122,13 +130,16 @@ def report_folder(
     num_processes: int = 1,
     progress: bool = True,
     send_case_id: bool = False,
+    convention: str = DEFAULT_CONVENTION,
 ) -> list[dict[str, Any]]:
     """Write ``out_dir/CASE/`` for every case and ``out_dir/reports.json``; returns the per-case entries.
+    ``convention``: the label convention of the predictions (the dataset.json's).
     Each endpoint request gets the case's pseudonym unless ``send_case_id``; with ``progress`` a bar
     and, while waiting for the endpoint, progress lines. Raises :class:`DiffRefineError` after the
     others are written when a case failed."""
     out = Path(out_dir)
-    cases = find_cases(pred_folder, images_folder, reference_folder)
+    channels = len(vocabulary(convention).channels)
+    cases = find_cases(pred_folder, images_folder, reference_folder, channels)
     earlier = _earlier_entries(out) if not overwrite else {}
     done = [f for f in cases if not overwrite and (out / f.case_id / "report.json").is_file()]
     for files in cases:
@@ -148,6 +159,7 @@ def report_folder(
         "send_images": send_images,
         "send_case_id": send_case_id,
         "progress": progress,
+        "convention": convention,
     }
     jobs = [(files, out / files.case_id, settings, options) for files in cases]
     results: list[dict[str, Any]] = []
@@ -166,7 +178,8 @@ def report_folder(
                 for result in pool.map(_one, jobs):
                     results.append(result)
                     bar.update()
-    order = {f.case_id: i for i, f in enumerate(find_cases(pred_folder, images_folder, reference_folder))}
+    found = find_cases(pred_folder, images_folder, reference_folder, channels)
+    order = {f.case_id: i for i, f in enumerate(found)}
     results = sorted(skipped + results, key=lambda r: order.get(r["case_id"], len(order)))
     write_json({"cases": results}, out / "reports.json")
     failed = [r for r in results if "error" in r]

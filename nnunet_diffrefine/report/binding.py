@@ -10,7 +10,8 @@ earlier in the sentence. The kind comes from the unit
 and, for lengths, the nearest keywords (*midline* distance, *voxel* size, *perpendicular* or
 *longest* diameter, *diameter / measures* either one; a pair ``A x B`` is the two diameters, a
 triple the voxel size). Percentages are ``numerator / base``: the base is the sub-region after
-*of / relative to* (or ``X/Y``), else the prompt's default (ET and NC of TC, ED and TC of WT).
+*of / relative to* (or ``X/Y``), else the prompt's default (BraTS 2023: ET and NC of TC, ED and TC
+of WT; :mod:`.vocabulary`). Sub-regions the case's label convention has no label for are unbound.
 Unitless numbers are slice indices (after *slice*), label values (after *label*), numbers of
 sequences, or fractions (*ratio 0.62*). Anything else cannot be bound: ``quantity`` is ``None``
 with the reason.
@@ -23,15 +24,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from nnunet_diffrefine.report import quantities as q
-from nnunet_diffrefine.report.measurements import SUBREGIONS
 from nnunet_diffrefine.report.numbers import Number
 from nnunet_diffrefine.report.text import Mention, mentions
+from nnunet_diffrefine.report.vocabulary import vocabulary_of
 
 _I = re.IGNORECASE
 _CONNECTOR_RE = re.compile(r",|;|\b(?:and|with|while|whereas|but|plus)\b", _I)
 _BELONGS_BEFORE_RE = re.compile(r"^\s*(?:of|in|for|within)\b", _I)
 _OF_RE = re.compile(r"(?:\bof|\bto|\brelative\s+to|\bwithin)\s+(?:the\s+)?$", _I)
-_RATIO_RE = re.compile(r"\b(ET|NCR?|ED|TC|WT)\s*(?:/|:|\s+to\s+)\s*(ET|NCR?|ED|TC|WT)\b")
+_CODES = r"ET|NCR?|NETC|ED|SNFH|TC|WT|RC|CC|GTV"
+_RATIO_RE = re.compile(rf"\b({_CODES})\s*(?:/|:|\s+to\s+)\s*({_CODES})\b")
+_ALIASES = {"NCR": "NC", "NETC": "NC", "SNFH": "ED"}
 _LENGTH_KEYS: tuple[tuple[str, str], ...] = (
     ("midline", r"\bmidline\b"),
     ("voxel", r"\bvoxels?\b|\bresolution\b|\bspacing\b|\bslice\s+thickness\b|\bisotropic\b"),
@@ -132,11 +135,13 @@ def _of(sentence: str, mention: Mention) -> bool:
 def _percent(
     m: dict[str, Any], sentence: str, n: Number, pre: tuple[int, int], post: tuple[int, int]
 ) -> Binding:
+    words = vocabulary_of(m)
+    base_of = words.default_base
     ratio = _RATIO_RE.search(sentence[pre[0] : pre[1]]) or _RATIO_RE.match(
         sentence[post[0] : post[1]].strip()
     )
     if ratio:
-        num, den = (g.replace("NCR", "NC") for g in ratio.groups())
+        num, den = (_ALIASES.get(g, g) for g in ratio.groups())
     else:
         every = mentions(sentence)
         inside = [x for x in every if pre[0] <= x.start and x.end <= post[1]]
@@ -148,11 +153,19 @@ def _percent(
         if num_m is None:
             return Binding(n, None, "no sub-region is named for this percentage")
         num = num_m.region
-        den = bases[0].region if bases else q.DEFAULT_BASE.get(num, "")
+        den = bases[0].region if bases else base_of.get(num, "")
         if den == "G":
-            den = q.DEFAULT_BASE.get(num, "WT")
-    if num in q.REGION_WORDS and den in q.REGION_WORDS and num != den and q.proportion(m, num, den) is None:
-        if not set(SUBREGIONS[num]) <= set(SUBREGIONS[den]):
+            den = base_of.get(num, words.tumor)
+    for code in (num, den):
+        if code and code != "G" and code not in words.subregions:
+            return Binding(n, None, f"{words.title} has no label for {code}: no such proportion")
+    if (
+        num in words.subregions
+        and den in words.subregions
+        and num != den
+        and q.proportion(m, num, den) is None
+    ):
+        if not set(words.subregions[num]) <= set(words.subregions[den]):
             return Binding(n, None, f"{num} is not part of {den}: no such proportion", contradicted=True)
     quantity = q.proportion(m, num, den)
     if quantity is None:
@@ -193,22 +206,29 @@ def _bind_one(m, sentence, n, pre_span, post_span, pre_text, post_text, pre, pos
         return _percent(m, sentence, n, pre_span, post_span)
     if n.kind is None:
         return _unitless(m, sentence, n, pre_span, post_span, pre_text, post_text)
+    words = vocabulary_of(m)
     region = _region(pre, post, before if n.kind == "volume" else [])
+    if region is not None and region != "G" and region not in words.subregions:
+        return f"{words.title} has no label for {region}: nothing of it was measured"
     if n.kind == "volume":
-        if region in q.REGION_WORDS:
+        if region in words.subregions:
             return Binding(n, q.volume(m, region))
         if region == "G" or _LESION_RE.search(pre_text + " " + post_text):
-            wt = m["volumes_cm3"]["WT"]
-            return Binding(n, q.measured("WT or lesion volume", "cm³", [wt, *m["lesions"]["volumes_cm3"]]))
+            tumor = m["volumes_cm3"][words.tumor]
+            return Binding(
+                n, q.measured(f"{words.tumor} or lesion volume", "cm³", [tumor, *m["lesions"]["volumes_cm3"]])
+            )
         return "no sub-region is named for this volume"
     key = "voxel" if n.size == 3 else _length_key([pre_text, post_text, sentence[: n.start]])
-    if region in ("NC", "ED", "ET", "TC") and key not in ("voxel", "midline"):
-        return f"no {n.kind} of the {q.REGION_WORDS[region]} was measured (only of the whole tumor)"
+    if region in words.subregions and region != words.tumor and key not in ("voxel", "midline"):
+        return (
+            f"no {n.kind} of the {words.words(region)} was measured (only of the {words.words(words.tumor)})"
+        )
     if n.kind == "area":
         return Binding(n, q.area(m)) if q.area(m) else "no area was measured"
     if n.size == 2 and key not in ("voxel", "midline"):
         key = "pair"
-    if key is None and region in ("G", "WT"):
+    if key is None and region in ("G", words.tumor):
         key = "pair"
     if key is None:
         return "no length (diameter, distance from the midline, voxel size) is named for this number"
@@ -223,7 +243,7 @@ def _unitless(m, sentence, n, pre_span, post_span, pre_text, post_text) -> Bindi
         quantity = q.slice_index(m, plane)
         return Binding(n, quantity) if quantity else f"no {plane} slice was chosen"
     if _LABEL_RE.search(pre_text):
-        return Binding(n, q.measured("label value", "", [1, 2, 3]))
+        return Binding(n, q.measured("label value", "", list(vocabulary_of(m).label_values)))
     if _SEQUENCES_RE.match(post_text):
         return Binding(n, q.count_of_images(m))
     if _FRACTION_WORDS_RE.search(pre_text + " " + post_text) and n.value <= 1.0:

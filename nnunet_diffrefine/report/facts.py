@@ -9,15 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nnunet_diffrefine.report.measurements import NO_TUMOR, PROPORTIONS, SUBREGIONS
-
-SUBREGION_NAMES: dict[str, str] = {
-    "NC": "necrotic / non-enhancing tumor core (NC, label 1)",
-    "ED": "peritumoral edema (ED, label 2)",
-    "ET": "enhancing tumor (ET, label 3)",
-    "TC": "tumor core (TC = NC + ET)",
-    "WT": "whole tumor (WT = NC + ED + ET)",
-}
+from nnunet_diffrefine.report.measurements import NO_TUMOR
+from nnunet_diffrefine.report.vocabulary import vocabulary_of
 
 
 def cm3(value: float) -> str:
@@ -35,15 +28,19 @@ def pct(fraction: float | None) -> str:
 def report_facts(measurements: dict[str, Any]) -> dict[str, Any]:
     """The displayed measurements as a JSON-ready dict (rounded strings become numbers again)."""
     m = measurements
+    words = vocabulary_of(m)
     facts: dict[str, Any] = {
         "case_id": m["case_id"],
+        "label_convention": words.title,
         "finding": m["finding"],
         "mri_sequences": m["images"],
         "voxel_size_mm": [float(mm(s)) for s in m["spacing_zyx_mm"][::-1]],
-        "volumes_cm3": {name: float(cm3(m["volumes_cm3"][name])) for name in SUBREGIONS},
+        "volumes_cm3": {words.shown[name]: float(cm3(m["volumes_cm3"][name])) for name in words.subregions},
         "proportions_percent": {
-            key: (None if m["proportions"][key] is None else float(pct(m["proportions"][key])))
-            for key in PROPORTIONS
+            _shown_key(words, key): (
+                None if m["proportions"][key] is None else float(pct(m["proportions"][key]))
+            )
+            for key in words.proportions
         },
         "number_of_lesions": m["lesions"]["count"],
         "lesion_volumes_cm3": [float(cm3(v)) for v in m["lesions"]["volumes_cm3"]],
@@ -63,24 +60,40 @@ def report_facts(measurements: dict[str, Any]) -> dict[str, Any]:
     return facts
 
 
+def _shown_key(words, key: str) -> str:
+    """``NC/TC`` as the convention writes it (``NETC/TC``)."""
+    num, den = words.proportions[key]
+    return f"{words.shown[num]}/{words.shown[den]}"
+
+
 def measurement_rows(measurements: dict[str, Any]) -> list[tuple[str, str, str]]:
     """``(quantity, value, unit)`` rows of the report's measurements table, always from our numbers."""
     m = measurements
-    rows = [(f"Volume {SUBREGION_NAMES[name]}", cm3(m["volumes_cm3"][name]), "cm³") for name in SUBREGIONS]
-    rows += [(f"Proportion {key}", pct(m["proportions"][key]), "%") for key in PROPORTIONS]
-    rows.append(("Number of lesions (26-connected WT components)", str(m["lesions"]["count"]), ""))
+    words = vocabulary_of(m)
+    wt = words.shown[words.tumor]
+    rows = [
+        (f"Volume {words.definition(name)}", cm3(m["volumes_cm3"][name]), "cm³") for name in words.subregions
+    ]
+    rows += [
+        (f"Proportion {_shown_key(words, key)}", pct(m["proportions"][key]), "%") for key in words.proportions
+    ]
+    rows.append((f"Number of lesions (26-connected {wt} components)", str(m["lesions"]["count"]), ""))
     axial = (m.get("largest_slices") or {}).get("axial")
     if axial is not None:
         rows += [
-            ("Axial slice of largest WT area (file index)", str(axial["file_index"]), ""),
-            ("WT area on that slice", mm(axial["area_mm2"]), "mm²"),
+            (f"Axial slice of largest {wt} area (file index)", str(axial["file_index"]), ""),
+            (f"{wt} area on that slice", mm(axial["area_mm2"]), "mm²"),
             ("Longest diameter on that slice", mm(axial["long_diameter_mm"]), "mm"),
             ("Perpendicular diameter on that slice", mm(axial["perpendicular_diameter_mm"]), "mm"),
         ]
     if m.get("side") is not None:
         rows += [
-            ("Side (from the WT centroid)", m["side"], ""),
-            ("Distance of the WT centroid from the midline", mm(m["centroid_offset_from_midline_mm"]), "mm"),
+            (f"Side (from the {wt} centroid)", m["side"], ""),
+            (
+                f"Distance of the {wt} centroid from the midline",
+                mm(m["centroid_offset_from_midline_mm"]),
+                "mm",
+            ),
             ("Crosses the midline", "yes" if m["crosses_midline"] else "no", ""),
         ]
     return rows

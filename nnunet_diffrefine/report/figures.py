@@ -6,7 +6,8 @@ one row for the prediction and, with a reference, a second row for it (as the se
 
 Conventions, stated in every figure's caption:
 
-- Overlay colours :data:`LABEL_COLOURS` (NC red, ED green, ET yellow) blended at
+- Overlay colours from the label convention (:mod:`.vocabulary`; BraTS 2023 :data:`LABEL_COLOURS`:
+  NC red, ED green, ET yellow; 2024 also RC blue, CC magenta; MEN-RT GTV orange) blended at
   :data:`OVERLAY_ALPHA` over the grey image: ``pixel = (1 - alpha) * grey + alpha * colour``.
 - Radiological display: axial and coronal slices show the patient's right on the image left,
   anterior (axial) or superior (coronal) at the top; sagittal slices show anterior on the left,
@@ -34,9 +35,10 @@ from matplotlib.patheffects import withStroke
 from nnunet_diffrefine.report.diameters import bidimensional
 from nnunet_diffrefine.report.inputs import CaseInputs
 from nnunet_diffrefine.report.orientation import PLANES, LPSView
+from nnunet_diffrefine.report.vocabulary import vocabulary
 
-LABEL_COLOURS: dict[int, tuple[int, int, int]] = {1: (255, 0, 0), 2: (0, 255, 0), 3: (255, 255, 0)}
-"""Overlay colour (RGB 0-255) of each label: NC red, ED green, ET yellow."""
+LABEL_COLOURS: dict[int, tuple[int, int, int]] = vocabulary().colours
+"""Overlay colour (RGB 0-255) of each BraTS 2023 label: NC red, ED green, ET yellow."""
 
 OVERLAY_ALPHA = 0.45
 """Opacity of the label colours over the grey image."""
@@ -85,10 +87,13 @@ def window(image: np.ndarray) -> np.ndarray:
     return np.clip((image - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
-def overlay(grey: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """RGB ``(rows, cols, 3)`` in [0, 1]: ``grey`` with :data:`LABEL_COLOURS` blended at :data:`OVERLAY_ALPHA`."""
+def overlay(
+    grey: np.ndarray, labels: np.ndarray, colours: dict[int, tuple[int, int, int]] | None = None
+) -> np.ndarray:
+    """RGB ``(rows, cols, 3)`` in [0, 1]: ``grey`` with ``colours`` (label -> RGB 0-255; default
+    :data:`LABEL_COLOURS`) blended at :data:`OVERLAY_ALPHA`."""
     rgb = np.repeat(grey[..., None], 3, axis=-1).astype(np.float64)
-    for label, colour in LABEL_COLOURS.items():
+    for label, colour in (LABEL_COLOURS if colours is None else colours).items():
         where = labels == label
         rgb[where] = (1.0 - OVERLAY_ALPHA) * rgb[where] + OVERLAY_ALPHA * np.asarray(colour) / 255.0
     return rgb
@@ -186,6 +191,8 @@ def render_plane(
     ``[left, top, right, bottom]`` (pixels from the top-left corner of the PNG). ``windowed``: the
     output of :func:`windowed_images`, to compute it once for several planes."""
     windowed = windowed_images(case) if windowed is None else windowed
+    words = vocabulary(case.convention)
+    tumor_labels = words.subregions[words.tumor]
     view = LPSView.of(case.grid.GetDirection(), case.grid.GetSpacing(), case.segmentation.shape)
     index, chosen = _slice_index(measurements, case, view, plane)
     spacing = display_spacing(view, plane)
@@ -224,9 +231,9 @@ def render_plane(
                 left = first_left + c * (pw + _GAP)
                 ax = fig.add_axes((left / width, 1 - (top + ph) / height, pw / width, ph / height))
                 grey = greys[name] if name else np.zeros(shape, dtype=np.float32)
-                _draw_panel(ax, overlay(grey, labels), spacing, plane, f"{title} · {row_name}")
+                _draw_panel(ax, overlay(grey, labels, words.colours), spacing, plane, f"{title} · {row_name}")
                 if plane == "axial" and row_name == "prediction" and c == len(columns) - 1:
-                    dims = bidimensional(labels > 0, spacing)
+                    dims = bidimensional(np.isin(labels, tumor_labels), spacing)
                     for line in (dims.long_line, dims.perpendicular_line) if dims else ():
                         (r0, c0), (r1, c1) = line
                         ax.plot([c0, c1], [r0, r1], color=DIAMETER_COLOUR, linewidth=1.2)
@@ -234,18 +241,14 @@ def render_plane(
                     {"image": title, "labels": row_name, "bbox_px": [left, top, left + pw, top + ph]}
                 )
         handles = [
-            Patch(facecolor=np.asarray(LABEL_COLOURS[k]) / 255.0, edgecolor="none", label=name)
-            for k, name in (
-                (1, "NC necrotic / non-enhancing core"),
-                (2, "ED edema"),
-                (3, "ET enhancing tumor"),
-            )
+            Patch(facecolor=np.asarray(colour) / 255.0, edgecolor="none", label=words.legend(value))
+            for value, colour in words.colours.items()
         ]
         fig.legend(
             handles=handles,
             loc="lower center",
             bbox_to_anchor=(0.5, 30 / height),
-            ncol=3,
+            ncol=len(handles),
             frameon=False,
             fontsize=7,
             labelcolor="white",

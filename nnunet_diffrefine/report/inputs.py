@@ -1,6 +1,8 @@
-"""Reading one case for a report: the segmentation, the four images and an optional reference.
+"""Reading one case for a report: the segmentation, the images and an optional reference.
 
-Everything is checked before any work: readable 3D files, only BraTS labels (0-3), and the images
+The label convention (default BraTS 2023; any of :mod:`nnunet_diffrefine.data.challenges`, usually the
+one the dataset.json declares) says which labels and which images (four, MEN-RT: T1c only) a case has.
+Everything is checked before any work: readable 3D files, only the convention's labels, and the images
 and the reference on the segmentation's grid (size, spacing, origin, direction). Problems raise
 :class:`InputError` naming the file. Only voxel data and geometry are kept; nothing else from the
 headers or the file names travels further, except the case id (see :func:`default_case_id`).
@@ -16,13 +18,16 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from nnunet_diffrefine.data.brats import CHANNEL_NAMES, KNOWN_LABELS
-from nnunet_diffrefine.data.challenges import CONVENTIONS, DEFAULT_CONVENTION, convention_of_dataset
+from nnunet_diffrefine.data.brats import CHANNEL_NAMES
+from nnunet_diffrefine.data.challenges import DEFAULT_CONVENTION, convention_of_dataset
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.evaluation.case import Geometry, label_values
+from nnunet_diffrefine.report.vocabulary import Vocabulary, vocabulary
 
 IMAGE_NAMES: tuple[str, ...] = tuple(CHANNEL_NAMES[str(c)] for c in range(4))
-"""Channel names in nnU-Net order (``_0000`` .. ``_0003``): T1n, T1c, T2w, T2F (T2-FLAIR)."""
+"""BraTS channel names in nnU-Net order (``_0000`` .. ``_0003``): T1n, T1c, T2w, T2F (T2-FLAIR)."""
+
+_TITLES = {"T1n": "T1n", "T1c": "T1c", "T2w": "T2w", "T2F": "T2-FLAIR"}
 
 _SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
 
@@ -38,6 +43,8 @@ class CaseInputs:
     grid: sitk.Image
     images: dict[str, np.ndarray]
     reference: np.ndarray | None = None
+    convention: str = DEFAULT_CONVENTION
+    """Key of the label convention (:data:`~nnunet_diffrefine.data.challenges.CONVENTIONS`)."""
 
     @property
     def spacing_zyx(self) -> tuple[float, float, float]:
@@ -68,37 +75,39 @@ def _read(path: str | os.PathLike, what: str) -> sitk.Image:
     return image
 
 
-def check_report_convention(dataset_json: dict | None, where: str = "dataset.json") -> None:
-    """Refuse a dataset whose declared convention numbers its labels otherwise than BraTS 2021/2023 (1 NC,
-    2 ED, 3 ET): the report's wording, proportions and colours are written for those labels only."""
+def report_convention(dataset_json: dict | None) -> str:
+    """The label convention a dataset.json declares (BraTS 2023 when none is given or declared);
+    :class:`InputError` for an unknown one."""
     if dataset_json is None:
-        return
+        return DEFAULT_CONVENTION
     convention = convention_of_dataset(dataset_json)
-    if convention is None or convention.labels == CONVENTIONS[DEFAULT_CONVENTION].labels:
-        return
-    labels = ", ".join(f"{c.value} {c.short}" for c in convention.labels)
-    raise InputError(
-        f"{where} declares {convention.title} ({labels}); the report is written for the BraTS 2021/2023 "
-        "labels (1 NC, 2 ED, 3 ET) only and would name these regions wrongly"
-    )
+    return DEFAULT_CONVENTION if convention is None else convention.key
 
 
-def read_labels(path: str | os.PathLike, what: str = "segmentation") -> tuple[np.ndarray, sitk.Image]:
-    """A BraTS label map ``(Z, Y, X)`` (int16) and its image; :class:`InputError` on unknown labels."""
+def _label_list(words: Vocabulary) -> str:
+    return ", ".join(f"{v} {words.shown[words.code_of_label(v)]}" for v in words.label_values)
+
+
+def read_labels(
+    path: str | os.PathLike, what: str = "segmentation", convention: str = DEFAULT_CONVENTION
+) -> tuple[np.ndarray, sitk.Image]:
+    """A label map ``(Z, Y, X)`` (int16) of ``convention`` and its image; :class:`InputError` on a
+    label the convention does not have."""
     image = _read(path, what)
     array = sitk.GetArrayFromImage(image)
+    words = vocabulary(convention)
     values = label_values(array).tolist()
-    unknown = sorted(v for v in values if v not in KNOWN_LABELS)
+    unknown = sorted(v for v in values if v != 0 and v not in words.label_values)
     if unknown:
         hint = (
             " (BraTS 2021 label 4 is written as 3 since BraTS 2023; BraTS 2024 GLI/MET use 4 for the "
-            "resection cavity and PED for edema, labels the report does not describe yet)"
-            if 4 in unknown
+            "resection cavity and PED for edema: give the dataset.json that declares the convention)"
+            if 4 in unknown and convention == DEFAULT_CONVENTION
             else ""
         )
         raise InputError(
-            f"{path}: unknown label values {unknown}; a BraTS {what} holds only 0 background, "
-            f"1 NC, 2 ED, 3 ET{hint}"
+            f"{path}: unknown label values {unknown}; a {words.title} {what} holds only 0 background, "
+            f"{_label_list(words)}{hint}"
         )
     return array.astype(np.int16), image
 
@@ -130,11 +139,16 @@ _CHANNEL_ALIASES = {0: {"t1n", "t1", "t1w", "native t1"}, 1: {"t1c", "t1ce", "t1
 _CHANNEL_ALIASES |= {2: {"t2w", "t2", "t2-weighted"}, 3: {"t2f", "flair", "t2-flair", "t2 flair", "t2flair"}}
 
 
-def image_order_problems(images: Sequence[str | os.PathLike], channel_names: dict | None = None) -> list[str]:
-    """Where the images' names contradict nnU-Net's channel order T1n, T1c, T2w, T2-FLAIR: an
-    ``_000N`` suffix or a BraTS sequence tag at the wrong position, and (``channel_names``: dataset.json's)
-    a dataset whose channels are not these four in this order."""
+def image_order_problems(
+    images: Sequence[str | os.PathLike],
+    channel_names: dict | None = None,
+    expected: Sequence[str] = IMAGE_NAMES,
+) -> list[str]:
+    """Where the images' names contradict nnU-Net's channel order ``expected`` (BraTS: T1n, T1c, T2w,
+    T2-FLAIR): an ``_000N`` suffix or a BraTS sequence tag at the wrong position, and
+    (``channel_names``: dataset.json's) a dataset whose channels are not these in this order."""
     problems = []
+    by_name = {IMAGE_NAMES[c]: c for c in _BRATS_TAGS}
     for position, path in enumerate(images):
         name = Path(path).name.lower()
         stem = next((name[: -len(s)] for s in _SUFFIXES if name.endswith(s)), name)
@@ -142,15 +156,15 @@ def image_order_problems(images: Sequence[str | os.PathLike], channel_names: dic
             problems.append(f"{Path(path).name} is channel {int(stem[-4:])}, given as image {position + 1}")
             continue
         for channel, tags in _BRATS_TAGS.items():
-            if channel != position and any(tag in name + "." for tag in tags):
-                problems.append(
-                    f"{Path(path).name} looks like {IMAGE_NAMES[channel]}, given as image {position + 1}"
-                )
+            looks = IMAGE_NAMES[channel]
+            if looks != (expected[position] if position < len(expected) else None) and any(
+                tag in name + "." for tag in tags
+            ):
+                problems.append(f"{Path(path).name} looks like {looks}, given as image {position + 1}")
     for key, name in sorted((channel_names or {}).items(), key=lambda kv: int(kv[0])):
-        if int(key) in _CHANNEL_ALIASES and str(name).strip().lower() not in _CHANNEL_ALIASES[int(key)]:
-            problems.append(
-                f"dataset.json channel {key} is {name!r}, the report expects {IMAGE_NAMES[int(key)]}"
-            )
+        want = expected[int(key)] if int(key) < len(expected) else None
+        if want in by_name and str(name).strip().lower() not in _CHANNEL_ALIASES[by_name[want]]:
+            problems.append(f"dataset.json channel {key} is {name!r}, the report expects {want}")
     return problems
 
 
@@ -161,31 +175,36 @@ def load_case(
     case_id: str | None = None,
     channel_names: dict | None = None,
     any_order: bool = False,
+    convention: str = DEFAULT_CONVENTION,
 ) -> CaseInputs:
-    """Read and check one case. ``images``: none, or the four channels in nnU-Net order
-    (``CASE_0000`` T1n, ``_0001`` T1c, ``_0002`` T2w, ``_0003`` T2-FLAIR); an order their names (or
-    ``channel_names``, dataset.json's) contradict is refused unless ``any_order``."""
-    if len(images) not in (0, len(IMAGE_NAMES)):
+    """Read and check one case of label ``convention``. ``images``: none, or the convention's channels
+    in nnU-Net order (BraTS: ``CASE_0000`` T1n, ``_0001`` T1c, ``_0002`` T2w, ``_0003`` T2-FLAIR; MEN-RT:
+    ``CASE_0000`` T1c); an order their names (or ``channel_names``, dataset.json's) contradict is
+    refused unless ``any_order``."""
+    expected = vocabulary(convention).channels
+    order = ", ".join(_TITLES.get(c, c) for c in expected)
+    files = f"CASE_0000 .. CASE_{len(expected) - 1:04d}" if len(expected) > 1 else "CASE_0000"
+    if len(images) not in (0, len(expected)):
         raise InputError(
-            f"give the {len(IMAGE_NAMES)} images in nnU-Net channel order (T1n, T1c, T2w, T2-FLAIR: "
-            f"CASE_0000 .. CASE_0003) or none, got {len(images)}"
+            f"give the {len(expected)} image(s) in nnU-Net channel order ({order}: {files}) or none, "
+            f"got {len(images)}"
         )
-    problems = [] if any_order else image_order_problems(images, channel_names)
+    problems = [] if any_order else image_order_problems(images, channel_names, expected)
     if problems:
         raise InputError(
-            f"{'; '.join(problems[:2])}: give the images as T1n, T1c, T2w, T2-FLAIR (CASE_0000 .. CASE_0003), "
+            f"{'; '.join(problems[:2])}: give the images as {order} ({files}), "
             "or pass --any-image-order if the names mislead"
         )
-    seg, seg_image = read_labels(segmentation)
+    seg, seg_image = read_labels(segmentation, convention=convention)
     geometry = Geometry.of(seg_image)
     arrays: dict[str, np.ndarray] = {}
-    for name, path in zip(IMAGE_NAMES, images):
+    for name, path in zip(expected, images):
         image = _read(path, f"{name} image")
         _check_grid(path, image, geometry, f"{name} image")
         arrays[name] = sitk.GetArrayFromImage(image).astype(np.float32)
     ref = None
     if reference is not None:
-        ref, ref_image = read_labels(reference, "reference segmentation")
+        ref, ref_image = read_labels(reference, "reference segmentation", convention)
         _check_grid(reference, ref_image, geometry, "reference segmentation")
     return CaseInputs(
         case_id=case_id if case_id is not None else default_case_id(segmentation),
@@ -193,4 +212,5 @@ def load_case(
         grid=_grid_only(seg_image),
         images=arrays,
         reference=ref,
+        convention=convention,
     )

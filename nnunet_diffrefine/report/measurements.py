@@ -3,9 +3,13 @@
 All values come from voxel counts, the voxel spacing and SimpleITK's index -> physical (LPS, mm)
 mapping; nothing is estimated.
 
+The sub-regions, their labels and the proportions come from the case's label convention
+(:mod:`.vocabulary`); for BraTS 2023:
+
 - Volumes (cm³) of NC (label 1), ED (2), ET (3), TC (1+3), WT (1+2+3): voxel count x voxel volume.
 - Proportions ET/TC, NC/TC, ED/WT as fractions (``None`` when the denominator is 0).
-- Lesions: 26-connected components of WT, with their volumes (largest first).
+- Lesions: 26-connected components of the tumor (WT; MEN-RT: the GTV), with their volumes (largest
+  first). Below, WT stands for the tumor.
 - Largest slices: for each plane of the patient's LPS axes (axial, coronal, sagittal; see
   :mod:`.orientation`) the slice with the largest WT area (the first on ties); on the axial one the
   RANO-style bidimensional diameters of the largest in-plane component (:mod:`.diameters`).
@@ -25,29 +29,19 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from nnunet_diffrefine.data.brats import REGIONS
 from nnunet_diffrefine.report.diameters import bidimensional
-from nnunet_diffrefine.report.inputs import IMAGE_NAMES, CaseInputs
+from nnunet_diffrefine.report.inputs import CaseInputs
 from nnunet_diffrefine.report.orientation import PLANES, LPSView
+from nnunet_diffrefine.report.vocabulary import Vocabulary, vocabulary
 
 MIDLINE_MARGIN_MM = 2.0
 """WT must reach this far (mm) past the midline on both sides to count as crossing it; the centroid
 must lie this far from it to get a side."""
 
-SUBREGIONS: dict[str, tuple[int, ...]] = {
-    "NC": (1,),
-    "ED": (2,),
-    "ET": (3,),
-    "TC": REGIONS["TC"],
-    "WT": REGIONS["WT"],
-}
-"""Volume names -> labels, in report order."""
+SUBREGIONS: dict[str, tuple[int, ...]] = vocabulary().subregions
+"""BraTS 2023: volume names -> labels, in report order (other conventions: :mod:`.vocabulary`)."""
 
-PROPORTIONS: dict[str, tuple[str, str]] = {
-    "ET/TC": ("ET", "TC"),
-    "NC/TC": ("NC", "TC"),
-    "ED/WT": ("ED", "WT"),
-}
+PROPORTIONS: dict[str, tuple[str, str]] = vocabulary().proportions
 
 NO_TUMOR = "no tumor segmented"
 
@@ -102,11 +96,16 @@ def _slice(array_lps: np.ndarray, plane: str, index: int) -> np.ndarray:
     return np.take(array_lps, index, axis=PLANES.index(plane))
 
 
-def volumes_cm3(segmentation: np.ndarray, spacing_zyx: tuple[float, float, float]) -> dict[str, float]:
-    """Volume of each of :data:`SUBREGIONS` in cm³."""
-    counts = np.bincount(segmentation.ravel().astype(np.int64), minlength=4)
+def volumes_cm3(
+    segmentation: np.ndarray, spacing_zyx: tuple[float, float, float], words: Vocabulary | None = None
+) -> dict[str, float]:
+    """Volume in cm³ of each sub-region of ``words`` (default BraTS 2023: :data:`SUBREGIONS`)."""
+    words = words or vocabulary()
+    counts = np.bincount(segmentation.ravel().astype(np.int64), minlength=max(words.label_values) + 1)
     voxel_cm3 = float(np.prod(spacing_zyx)) / 1000.0
-    return {name: _r(sum(int(counts[k]) for k in labels) * voxel_cm3) for name, labels in SUBREGIONS.items()}
+    return {
+        name: _r(sum(int(counts[k]) for k in labels) * voxel_cm3) for name, labels in words.subregions.items()
+    }
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -115,25 +114,28 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def measure(case: CaseInputs, margin_mm: float = MIDLINE_MARGIN_MM) -> dict[str, Any]:
-    """Every measurement of ``case`` as a JSON-ready dict (the content of measurements.json)."""
+    """Every measurement of ``case`` as a JSON-ready dict (the content of measurements.json), in the
+    words of its label convention (``convention``, its key)."""
     seg, grid = case.segmentation, case.grid
+    words = vocabulary(case.convention)
     spacing = case.spacing_zyx
     view = LPSView.of(grid.GetDirection(), grid.GetSpacing(), seg.shape)
-    volumes = volumes_cm3(seg, spacing)
-    wt = seg > 0
+    volumes = volumes_cm3(seg, spacing, words)
+    wt = np.isin(seg, words.subregions[words.tumor])
     present = sorted(int(v) for v in np.unique(seg) if v > 0)
     out: dict[str, Any] = {
         "case_id": case.case_id,
-        "finding": NO_TUMOR if not present else "tumor segmented",
+        "convention": words.key,
+        "finding": NO_TUMOR if not wt.any() else "tumor segmented",
         "labels_present": present,
         "shape_zyx": [int(s) for s in seg.shape],
         "spacing_zyx_mm": [_r(s) for s in spacing],
         "voxel_volume_mm3": _r(float(np.prod(spacing))),
-        "images": [name for name in IMAGE_NAMES if name in case.images],
+        "images": [name for name in words.channels if name in case.images],
         "volumes_cm3": volumes,
         "proportions": {
             key: (_r(volumes[num] / volumes[den]) if volumes[den] > 0 else None)
-            for key, (num, den) in PROPORTIONS.items()
+            for key, (num, den) in words.proportions.items()
         },
     }
     components, count = ndimage.label(wt, structure=np.ones((3, 3, 3), dtype=bool))
@@ -165,7 +167,7 @@ def measure(case: CaseInputs, margin_mm: float = MIDLINE_MARGIN_MM) -> dict[str,
 
     mid, source = midline_x(grid, seg.shape, brain_mask(case.images))
     out["midline"] = {"x_mm": _r(mid), "from": source, "margin_mm": _r(margin_mm)}
-    if present:
+    if wt.any():
         voxels = np.argwhere(wt)
         centroid = physical_point(grid, voxels.mean(axis=0))
         xs = physical_x(grid, voxels)
@@ -183,9 +185,10 @@ def measure(case: CaseInputs, margin_mm: float = MIDLINE_MARGIN_MM) -> dict[str,
     if case.reference is not None:
         ref = case.reference
         out["reference"] = {
-            "volumes_cm3": volumes_cm3(ref, spacing),
+            "volumes_cm3": volumes_cm3(ref, spacing, words),
             "dice": {
-                name: _dice(np.isin(seg, labels), np.isin(ref, labels)) for name, labels in SUBREGIONS.items()
+                name: _dice(np.isin(seg, labels), np.isin(ref, labels))
+                for name, labels in words.subregions.items()
             },
         }
     return out

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from nnunet_diffrefine.data.challenges import DEFAULT_CONVENTION
 from nnunet_diffrefine.report.facts import cm3, mm, pct
 from nnunet_diffrefine.report.measurements import NO_TUMOR
+from nnunet_diffrefine.report.vocabulary import Vocabulary, vocabulary_of
 
 STANDARD_LIMITATIONS = (
     "All values are derived from an automatic segmentation and carry over its errors (missed or "
@@ -30,19 +32,27 @@ LLM_LIMITATIONS = (
 TEMPLATE_NOTE = "The text was generated from a fixed template (no language model)."
 
 
-def _components(volumes: dict[str, float]) -> list[str]:
-    parts = []
-    if volumes["ET"] > 0:
-        parts.append("an enhancing component")
-    if volumes["NC"] > 0:
-        parts.append("a necrotic / non-enhancing core")
-    if volumes["ED"] > 0:
-        parts.append("surrounding edema")
-    return parts
+def _components(volumes: dict[str, float], words: Vocabulary) -> list[str]:
+    return [words.component(code) for code in words.impression_components if volumes[code] > 0]
 
 
-def _join(parts: list[str]) -> str:
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+def _join(parts: list[str], last: str = "and") -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" {last} " + parts[-1]
+
+
+def _outside(words: Vocabulary) -> list[str]:
+    """Labels outside the tumor (the resection cavity), reported by volume only."""
+    inside = set(words.subregions[words.tumor])
+    return [c for c in words.label_codes if words.subregions[c][0] not in inside]
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _proportion_key(words: Vocabulary, key: str) -> str:
+    num, den = words.proportions[key]
+    return f"{words.shown[num]}/{words.shown[den]}"
 
 
 def standard_limitations(measurements: dict[str, Any]) -> str:
@@ -55,26 +65,45 @@ def standard_limitations(measurements: dict[str, Any]) -> str:
 
 def technique(measurements: dict[str, Any]) -> str:
     m = measurements
+    words = vocabulary_of(m)
     z, y, x = (mm(s) for s in m["spacing_zyx_mm"])
-    text = (
-        "Automatic segmentation into necrotic / non-enhancing tumor core (NC), peritumoral edema (ED) "
-        "and enhancing tumor (ET); tumor core TC = NC + ET, whole tumor WT = NC + ED + ET. "
+    labels = [f"{words.long_name(c)} ({words.shown[c]})" for c in words.label_codes]
+    composite = [
+        f"{words.long_name(c)} {words.shown[c]} = "
+        + " + ".join(words.shown[words.code_of_label(v)] for v in words.subregions[c])
+        for c in words.subregions
+        if c not in words.label_codes
+    ]
+    which = "" if words.key == DEFAULT_CONVENTION else f" ({words.title} labels)"
+    text = f"Automatic segmentation{which} into {_join(labels)}" + (
+        "; " + ", ".join(composite) + ". " if composite else ". "
     )
     if m["images"]:
         text += "MRI sequences: " + ", ".join(m["images"]).replace("T2F", "T2-FLAIR") + ". "
     text += (
         f"Voxel size {x} x {y} x {z} mm. Volumes are voxel counts times the voxel volume; the "
         "bidimensional diameters (longest diameter and longest diameter perpendicular to it) are measured "
-        "on the axial slice of largest whole-tumor area."
+        f"on the axial slice of largest {'whole-tumor' if words.tumor == 'WT' else words.shown[words.tumor]} area."
     )
     return text
 
 
 def findings(measurements: dict[str, Any]) -> str:
     m = measurements
+    words = vocabulary_of(m)
     v = m["volumes_cm3"]
+    tumor = words.shown[words.tumor]
+    outside = [f"{words.words(c)} {cm3(v[c])} cm³" for c in _outside(words) if v[c] > 0]
     if m["finding"] == NO_TUMOR:
-        return "No tumor segmented: the segmentation contains no NC, ED or ET voxels (all volumes 0.00 cm³)."
+        inside = [words.shown[c] for c in words.label_codes if c not in _outside(words)]
+        if not outside:
+            return (
+                f"No tumor segmented: the segmentation contains no {_join(inside, 'or')} voxels "
+                "(all volumes 0.00 cm³)."
+            )
+        return f"No tumor segmented: the segmentation contains no {_join(inside, 'or')} voxels; " + (
+            ", ".join(outside) + "."
+        )
     lesions = m["lesions"]
     lines = [
         f"Number of segmented lesions: {lesions['count']}"
@@ -83,19 +112,15 @@ def findings(measurements: dict[str, Any]) -> str:
             if lesions["count"] > 1
             else "."
         ),
-        f"Whole tumor (WT) {cm3(v['WT'])} cm³: enhancing tumor (ET) {cm3(v['ET'])} cm³, necrotic / "
-        f"non-enhancing core (NC) {cm3(v['NC'])} cm³, edema (ED) {cm3(v['ED'])} cm³; tumor core (TC) "
-        f"{cm3(v['TC'])} cm³.",
+        _volume_line(words, v) + "".join(f"; {x}" for x in outside) + ".",
     ]
-    p = m["proportions"]
-    if p["ET/TC"] is not None:
-        lines.append(f"ET/TC {pct(p['ET/TC'])} %, NC/TC {pct(p['NC/TC'])} %, ED/WT {pct(p['ED/WT'])} %.")
-    else:
-        lines.append(f"There is no tumor core (TC); ED/WT {pct(p['ED/WT'])} %.")
+    proportions = _proportions_line(words, m["proportions"])
+    if proportions:
+        lines.append(proportions)
     axial = m["largest_slices"]["axial"]
     lines.append(
         f"Largest axial extent on slice {axial['file_index']}: {mm(axial['long_diameter_mm'])} x "
-        f"{mm(axial['perpendicular_diameter_mm'])} mm (longest x perpendicular diameter), WT area "
+        f"{mm(axial['perpendicular_diameter_mm'])} mm (longest x perpendicular diameter), {tumor} area "
         f"{mm(axial['area_mm2'])} mm²."
     )
     offset = mm(m["centroid_offset_from_midline_mm"])
@@ -105,8 +130,32 @@ def findings(measurements: dict[str, Any]) -> str:
         else f"on the midline ({offset} mm from it)"
     )
     crossing = "crosses the midline" if m["crosses_midline"] else "does not cross the midline"
-    lines.append(f"The whole tumor is centred {where}, and it {crossing}.")
+    lines.append(f"The {words.long_name(words.tumor)} is centred {where}, and it {crossing}.")
     return "\n".join(lines)
+
+
+def _volume_line(words: Vocabulary, v: dict[str, float]) -> str:
+    """``Whole tumor (WT) 1.00 cm³: enhancing tumor (ET) ..., ...; tumor core (TC) ... cm³``."""
+    text = f"{_capital(words.words(words.tumor))} {cm3(v[words.tumor])} cm³"
+    parts = [f"{words.words(c)} {cm3(v[c])} cm³" for c in words.impression_components]
+    if parts:
+        text += ": " + ", ".join(parts)
+    others = [c for c in words.subregions if c not in words.label_codes and c != words.tumor]
+    return text + "".join(f"; {words.words(c)} {cm3(v[c])} cm³" for c in others)
+
+
+def _proportions_line(words: Vocabulary, p: dict[str, float | None]) -> str:
+    """``ET/TC 40.0 %, NC/TC 60.0 %, ED/WT 50.0 %.``; empty bases named (``There is no tumor core``)."""
+    if not words.proportions:
+        return ""
+    empty = list(dict.fromkeys(words.proportions[k][1] for k in words.proportions if p[k] is None))
+    shown = ", ".join(
+        f"{_proportion_key(words, k)} {pct(p[k])} %" for k in words.proportions if p[k] is not None
+    )
+    if not empty:
+        return shown + "."
+    text = "There is no " + _join([words.words(c) for c in empty])
+    return text + (f"; {shown}." if shown else ".")
 
 
 def impression(measurements: dict[str, Any]) -> str:
@@ -114,15 +163,18 @@ def impression(measurements: dict[str, Any]) -> str:
     if m["finding"] == NO_TUMOR:
         return "No tumor segmented. An automatic analysis cannot exclude a lesion; review the images."
     v = m["volumes_cm3"]
+    words = vocabulary_of(m)
     side = {"left": "Left-hemispheric", "right": "Right-hemispheric", "midline": "Midline"}[m["side"]]
     count = m["lesions"]["count"]
     noun = "tumor" if count == 1 else f"tumor ({count} lesions)"
-    parts = _components(v)
+    parts = _components(v, words)
     text = f"{side} {noun}" + (f" with {_join(parts)}" if parts else "")
     axial = m["largest_slices"]["axial"]
+    named = [words.tumor, *(["ET"] if "ET" in words.impression_components else [])]
+    named += [c for c in _outside(words) if v[c] > 0]
+    text += "; " + ", ".join(f"{words.long_name(c)} {cm3(v[c])} cm³" for c in named)
     text += (
-        f"; whole tumor {cm3(v['WT'])} cm³, enhancing tumor {cm3(v['ET'])} cm³, "
-        f"{mm(axial['long_diameter_mm'])} x {mm(axial['perpendicular_diameter_mm'])} mm on the axial slice "
+        f", {mm(axial['long_diameter_mm'])} x {mm(axial['perpendicular_diameter_mm'])} mm on the axial slice "
         "of largest extent"
     )
     if m["crosses_midline"]:

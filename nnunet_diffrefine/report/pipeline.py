@@ -27,6 +27,7 @@ from nnunet_diffrefine.report.offline import LLM_LIMITATIONS, offline_sections, 
 from nnunet_diffrefine.report.privacy import pseudonym
 from nnunet_diffrefine.report.prompt import SECTIONS, ReplyFormatError, build_messages, parse_reply
 from nnunet_diffrefine.report.render import LLM_CONTRADICTED, report_dict, write_report_files
+from nnunet_diffrefine.report.vocabulary import vocabulary_of
 from nnunet_diffrefine.utils.io import OutputExistsError, atomic_output_dir, write_json
 
 REPORT_FILES: tuple[str, ...] = ("report.md", "report.json", "measurements.json")
@@ -87,7 +88,8 @@ def _llm_sections(
         else []
     )
     facts = {**report_facts(measurements), "case_id": case_id_sent}
-    reply = complete(settings, build_messages(facts, pictures), progress=progress)
+    messages = build_messages(facts, pictures, vocabulary_of(measurements))
+    reply = complete(settings, messages, progress=progress)
     sections = parse_reply(reply)
     template = offline_sections(measurements)
     missing = [name for name in SECTIONS if name not in sections]

@@ -6,6 +6,8 @@ Read like :mod:`.claims` (findings and impression, hedged clauses skipped):
 - Sub-regions: a named sub-region not negated claims it present, negated (*no enhancement*, *ET is
   absent*) claims it absent. Volumes below 0.005 cm³ (shown as 0.00) count as either. Clauses with a
   number are left to the number check. *Tumor / lesion / mass* claims a tumor when none was segmented.
+  A sub-region the case's label convention has no label for (a *resection cavity* in BraTS 2023
+  data) claimed present cannot be verified; claimed absent, it is not flagged.
 - Unverifiable (:data:`UNVERIFIABLE`): anatomy (lobes, structures), mass effect, diagnoses, grades,
   molecular markers, haemorrhage, diffusion or perfusion. Nothing measured can confirm them.
 """
@@ -16,8 +18,9 @@ import re
 from typing import Any
 
 from nnunet_diffrefine.report.claims import Statement, bad
-from nnunet_diffrefine.report.quantities import REGION_WORDS
+from nnunet_diffrefine.report.quantities import region_words
 from nnunet_diffrefine.report.text import clause_bounds, hedged, mentions, negated, negation_scopes
+from nnunet_diffrefine.report.vocabulary import vocabulary_of
 
 _I = re.IGNORECASE
 UNVERIFIABLE = re.compile(
@@ -34,6 +37,7 @@ UNVERIFIABLE = re.compile(
 def presence_claims(sentence: str, m: dict[str, Any]) -> list[Statement]:
     """Contradicted presence or absence of a sub-region (or of any tumor)."""
     volumes, scopes, out = m["volumes_cm3"], negation_scopes(sentence), []
+    names = region_words(m)
     for mention in mentions(sentence):
         a, b = clause_bounds(sentence, mention.start)
         clause = sentence[a:b]
@@ -45,10 +49,16 @@ def presence_claims(sentence: str, m: dict[str, Any]) -> list[Statement]:
             if not absent and m["finding"] == "no tumor segmented":
                 out.append(bad(text, "presence of a tumor", "claims a tumor; no tumor was segmented", span))
             continue
+        if mention.region not in volumes:
+            if not absent:
+                title = vocabulary_of(m).title
+                reason = f"{title} has no label for it: not among the measurements, cannot be verified"
+                out.append(Statement(text, f"presence of {mention.region}", "unverifiable", reason, *span))
+            continue
         volume = volumes[mention.region]
         if 0 < volume < 0.005:
             continue
-        name = REGION_WORDS[mention.region]
+        name = names[mention.region]
         if absent and volume > 0:
             out.append(
                 bad(

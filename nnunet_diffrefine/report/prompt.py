@@ -16,21 +16,23 @@ import re
 from pathlib import Path
 from typing import Any
 
+from nnunet_diffrefine.data.challenges import DEFAULT_CONVENTION
+from nnunet_diffrefine.report.vocabulary import Vocabulary, vocabulary
+
 SECTIONS: tuple[str, ...] = ("technique", "findings", "impression", "limitations")
 
-SYSTEM_PROMPT = """\
+_SYSTEM_PROMPT = """\
 You are a neuroradiology assistant drafting a structured report of a brain tumor MRI study from an \
 automatic segmentation. The draft will be reviewed by a radiologist.
 Rules:
 - Use only the measurements given in the JSON below. Do not compute, estimate or invent other \
 numbers; quote numbers exactly as given, with their units (cm³ for volumes, mm for lengths, % for \
-proportions), each next to the name of its quantity and sub-region (for example "enhancing tumor \
-(ET) volume 12.34 cm³", "ET/TC 40.1 %", "longest diameter 45.2 mm"). Every number and claim is \
+proportions), each next to the name of its quantity and sub-region (for example "{example_volume}", \
+{example_proportion}"longest diameter 45.2 mm"). Every number and claim is \
 checked; a reply that contradicts the measurements is discarded.
-- Sub-regions: NC necrotic / non-enhancing tumor core, ED peritumoral edema, ET enhancing tumor, \
-TC tumor core (NC + ET), WT whole tumor (NC + ED + ET). Side is the patient's side.
-- The figures, if attached, show T1c and T2-FLAIR slices with overlays (NC red, ED green, ET \
-yellow) in radiological convention (patient's right on image left). Describe only what the \
+- Sub-regions{labels}: {subregions}. Side is the patient's side.
+- The figures, if attached, show {images} slices with overlays ({colours}) in radiological convention \
+(patient's right on image left). Describe only what the \
 measurements and figures support; do not give a diagnosis, grade or molecular status and do not \
 mention findings outside the segmentation.
 - Do not include patient identifiers or dates.
@@ -38,27 +40,80 @@ Answer with only a JSON object with exactly these string fields: "technique" (se
 "findings", "impression" (one to three sentences), "limitations" (including that the values come \
 from an automatic segmentation whose errors carry over)."""
 
+_COLOUR_NAMES = {
+    (255, 0, 0): "red",
+    (0, 255, 0): "green",
+    (255, 255, 0): "yellow",
+    (0, 128, 255): "blue",
+    (255, 0, 255): "magenta",
+    (255, 128, 0): "orange",
+}
+
+
+def system_prompt(words: Vocabulary | None = None) -> str:
+    """The rules for the model, in the words of a label convention (default BraTS 2023)."""
+    words = words or vocabulary()
+    subregions = []
+    for code in words.subregions:
+        labels = words.subregions[code]
+        what = words.long_name(code)
+        if len(labels) > 1:
+            what += " (" + " + ".join(words.shown[words.code_of_label(v)] for v in labels) + ")"
+        subregions.append(f"{words.shown[code]} {what}")
+    colours = ", ".join(
+        f"{words.shown[words.code_of_label(v)]} {_COLOUR_NAMES.get(tuple(c), 'rgb' + str(tuple(c)))}"
+        for v, c in words.colours.items()
+    )
+    first = words.label_codes[-1] if "ET" not in words.subregions else "ET"
+    example_volume = f"{words.words(first)} volume 12.34 cm³"
+    key = next(iter(words.proportions), None)
+    example_proportion = ""
+    if key is not None:
+        num, den = words.proportions[key]
+        example_proportion = f'"{words.shown[num]}/{words.shown[den]} 40.1 %", '
+    images = " and ".join({"T1c": "T1c", "T2F": "T2-FLAIR"}[c] for c in ("T1c", "T2F") if c in words.channels)
+    return _SYSTEM_PROMPT.format(
+        example_volume=_lower_first(example_volume),
+        example_proportion=example_proportion,
+        labels="" if words.key == DEFAULT_CONVENTION else f" ({words.title} labels)",
+        subregions=", ".join(subregions),
+        images=images,
+        colours=colours,
+    )
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+SYSTEM_PROMPT = system_prompt()
+"""The rules for BraTS 2023 labels."""
+
 
 def data_url(png: str | Path) -> str:
     """``data:image/png;base64,...`` of a PNG file."""
     return "data:image/png;base64," + base64.b64encode(Path(png).read_bytes()).decode("ascii")
 
 
-def build_messages(facts: dict[str, Any], figures: list[tuple[str, Path]] = ()) -> list[dict[str, Any]]:
-    """Chat-completions messages: the system rules and a user turn with the facts as JSON and the
-    ``(caption, png)`` figures as image parts (plain text content when there are none)."""
+def build_messages(
+    facts: dict[str, Any], figures: list[tuple[str, Path]] = (), words: Vocabulary | None = None
+) -> list[dict[str, Any]]:
+    """Chat-completions messages: the system rules (in the words of ``words``' label convention) and a
+    user turn with the facts as JSON and the ``(caption, png)`` figures as image parts (plain text
+    content when there are none)."""
+    rules = system_prompt(words)
     text = (
         "Measurements of the segmented tumor (JSON):\n"
         + json.dumps(facts, indent=2, ensure_ascii=False)
         + "\nWrite the report as the JSON object described."
     )
     if not figures:
-        return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}]
+        return [{"role": "system", "content": rules}, {"role": "user", "content": text}]
     content: list[dict[str, Any]] = [{"type": "text", "text": text}]
     for caption, png in figures:
         content.append({"type": "text", "text": f"Figure: {caption}"})
         content.append({"type": "image_url", "image_url": {"url": data_url(png)}})
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
+    return [{"role": "system", "content": rules}, {"role": "user", "content": content}]
 
 
 class ReplyFormatError(ValueError):

@@ -21,18 +21,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from nnunet_diffrefine.report.measurements import PROPORTIONS, SUBREGIONS
+from nnunet_diffrefine.report.vocabulary import vocabulary_of
 
 SHOWN_DECIMALS = {"cm³": 2, "mm": 1, "mm²": 1, "%": 1, "": 0}
 WORD_FRACTION_TOLERANCE = 5.0
-REGION_WORDS = {
-    "NC": "necrotic core (NC)",
-    "ED": "edema (ED)",
-    "ET": "enhancing tumor (ET)",
-    "TC": "tumor core (TC)",
-    "WT": "whole tumor (WT)",
-}
-DEFAULT_BASE = {"ET": "TC", "NC": "TC", "ED": "WT", "TC": "WT"}
+
+
+def region_words(m: dict[str, Any]) -> dict[str, str]:
+    """Sub-region code -> its words (``edema (ED)``) in the convention ``m`` was measured with."""
+    words = vocabulary_of(m)
+    return {code: words.words(code) for code in words.subregions}
+
+
+def default_base(m: dict[str, Any]) -> dict[str, str]:
+    """Numerator -> the base of a percentage stated without one (BraTS 2023: ET and NC of TC, ED and
+    TC of WT)."""
+    return vocabulary_of(m).default_base
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,10 @@ def lesion_volumes(m: dict[str, Any]) -> Quantity:
 
 def proportion(m: dict[str, Any], num: str, den: str) -> Quantity | None:
     """``num`` as a percentage of ``den``; ``None`` when ``den`` is empty or not a superset."""
-    if num == den or den not in SUBREGIONS or not set(SUBREGIONS[num]) <= set(SUBREGIONS[den]):
+    subregions = vocabulary_of(m).subregions
+    if num == den or num not in subregions or den not in subregions:
+        return None
+    if not set(subregions[num]) <= set(subregions[den]):
         return None
     v = m["volumes_cm3"]
     if v[den] <= 0:
@@ -81,7 +88,7 @@ def proportion(m: dict[str, Any], num: str, den: str) -> Quantity | None:
     hi = min((v[num] + p) / max(v[den] - p, 1e-12), 1.0)
     intervals = [(100.0 * lo, 100.0 * hi)]
     key = f"{num}/{den}"
-    if key in PROPORTIONS and m["proportions"][key] is not None:
+    if m["proportions"].get(key) is not None:
         exact = 100.0 * m["proportions"][key]
         intervals.append((exact - 0.05, exact + 0.05))
     exact = 100.0 * v[num] / v[den]
@@ -114,7 +121,7 @@ def area(m: dict[str, Any]) -> Quantity | None:
     a = axial(m)
     if a is None:
         return None
-    return measured("axial WT area", "mm²", [a["area_mm2"], a["product_mm2"]])
+    return measured(f"axial {vocabulary_of(m).tumor} area", "mm²", [a["area_mm2"], a["product_mm2"]])
 
 
 def slice_index(m: dict[str, Any], plane: str) -> Quantity | None:

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nnunet_diffrefine.report.facts import SUBREGION_NAMES, cm3, measurement_rows
+from nnunet_diffrefine.report.facts import cm3, measurement_rows
 from nnunet_diffrefine.report.guard import CONTRADICTED, Flag
-from nnunet_diffrefine.report.measurements import SUBREGIONS
 from nnunet_diffrefine.report.prompt import SECTIONS
+from nnunet_diffrefine.report.vocabulary import vocabulary_of
 from nnunet_diffrefine.utils.io import atomic_output_file, write_json
 
 LLM_CONTRADICTED = "the LLM reply contradicted the measurements"
@@ -44,7 +44,7 @@ def reference_rows(measurements: dict[str, Any]) -> list[tuple[str, str, str, st
             cm3(ref["volumes_cm3"][name]),
             f"{ref['dice'][name]:.3f}",
         )
-        for name in SUBREGIONS
+        for name in vocabulary_of(measurements).subregions
     ]
 
 
@@ -87,8 +87,10 @@ def report_dict(
     }
     rows = reference_rows(measurements)
     if rows:
+        words = vocabulary_of(measurements)
         out["reference_comparison"] = [
-            {"subregion": n, "predicted_cm3": p, "reference_cm3": r, "dice": d} for n, p, r, d in rows
+            {"subregion": n, "name": words.definition(n), "predicted_cm3": p, "reference_cm3": r, "dice": d}
+            for n, p, r, d in rows
         ]
     return out
 
@@ -212,7 +214,7 @@ def report_markdown(
             "|---|---:|---:|---:|",
         ]
         lines += [
-            f"| {SUBREGION_NAMES[r['subregion']]} | {r['predicted_cm3']} | {r['reference_cm3']} | {r['dice']} |"
+            f"| {r['name']} | {r['predicted_cm3']} | {r['reference_cm3']} | {r['dice']} |"
             for r in report["reference_comparison"]
         ]
     lines += [

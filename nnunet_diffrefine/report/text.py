@@ -1,10 +1,13 @@
 """Reading the model's text: sentences, clauses, sub-region mentions and negation scopes.
 
-Sub-regions are named by abbreviation (``ET NC NCR ED TC WT``, upper case only) or by name, any
-case: *enhancing tumor / enhancement* (ET), *necrotic / non-enhancing core, necrosis* (NC), *edema,
-peritumoral edema, FLAIR hyperintensity* (ED), *tumor core, core* (TC), *whole / total / entire
-tumor* (WT). *tumor, lesion, mass* alone is the generic mention ``G`` (the whole tumor or one
-lesion). Where names overlap the longest, earliest one wins (*non-enhancing* is NC, not ET).
+Sub-regions are named by abbreviation (upper case only: ``ET``, ``NC NCR NETC``, ``ED SNFH``, ``TC``,
+``WT``, ``RC``, ``CC``, ``GTV``) or by name, any case: *enhancing tumor / enhancement* (ET), *necrotic /
+non-enhancing core, necrosis* (NC), *edema, peritumoral edema, (non-enhancing) FLAIR hyperintensity*
+(ED), *tumor core, core* (TC), *whole / total / entire tumor* (WT), *resection / surgical cavity* (RC),
+*cyst, cystic component* (CC), *gross tumor volume* (GTV). The codes are the report's
+(:mod:`.vocabulary`): the same tissue has the same code in every label convention. *tumor, lesion,
+mass* alone is the generic mention ``G`` (the whole tumor or one lesion). Where names overlap the
+longest, earliest one wins (*non-enhancing* is NC, not ET; *non-enhancing FLAIR hyperintensity* is ED).
 
 A negation cue (*no, not, without, absent, free of, none, ...*) negates what follows it up to the
 end of its clause: the next ``; :``, *but / whereas / while / although / with*, an *and* or a comma
@@ -24,13 +27,24 @@ _NAMES: tuple[tuple[str, str, int], ...] = (
         r"|\bnon[\s-]?enhancing(?:\s+tumou?r)?(?:\s+core)?|\bnecro\w*(?:\s+(?:tumou?r\s+)?core)?",
         _I,
     ),
-    ("NC", r"\bNCR?\b", 0),
+    ("NC", r"\b(?:NCR?|NETC)\b", 0),
     ("TC", r"\btumou?r(?:'s)?\s+core\b|\bcore\b", _I),
     ("TC", r"\bTC\b", 0),
     ("ET", r"\b(?:contrast[\s-]?)?enhanc\w*(?:\s+(?:tumou?r|component|rim|portion|part))?", _I),
     ("ET", r"\bET\b", 0),
-    ("ED", r"\b(?:peri\w*\s+|vasogenic\s+)?o?edema\w*|\bFLAIR\s+hyperintens\w*", _I),
-    ("ED", r"\bED\b", 0),
+    (
+        "ED",
+        r"\b(?:peri\w*\s+|vasogenic\s+)?o?edema\w*"
+        r"|\b(?:surrounding\s+)?(?:non[\s-]?enhancing\s+)?(?:T2[\s-]?)?FLAIR\s+hyperintens\w*",
+        _I,
+    ),
+    ("ED", r"\b(?:ED|SNFH)\b", 0),
+    ("RC", r"\b(?:(?:resection|surgical|post[\s-]?operative)\s+)?cavit(?:y|ies)\b", _I),
+    ("RC", r"\bRC\b", 0),
+    ("CC", r"\bcyst(?:s|ic(?:\s+(?:component|portion|part))?)?\b", _I),
+    ("CC", r"\bCC\b", 0),
+    ("GTV", r"\bgross\s+tumou?r\s+volume\b", _I),
+    ("GTV", r"\bGTV\b", 0),
     ("WT", r"\b(?:whole|total|entire|overall)[\s-]+(?:tumou?r|lesion)(?:\s+(?:burden|volume))?", _I),
     ("WT", r"\b(?:in\s+)?total\b(?!\s+of)", _I),
     ("WT", r"\bWT\b", 0),
@@ -57,7 +71,8 @@ CLAUSE_RE = re.compile(r"[,;:]|\b(?:and|but|whereas|while|although|with)\b", _I)
 
 @dataclass(frozen=True)
 class Mention:
-    """A sub-region named in a sentence: ``region`` in NC ED ET TC WT or G (generic), its span."""
+    """A sub-region named in a sentence: ``region`` a code (NC ED ET TC WT RC CC GTV) or G (generic),
+    its span."""
 
     region: str
     start: int
