@@ -106,3 +106,20 @@ def add_flag(parser, name: str, what: str) -> None:
 
 def add_overwrite(parser: argparse.ArgumentParser, what: str) -> None:
     add_flag(parser, "--overwrite", what)
+
+
+OFFICIAL_CONFIGS: tuple[str, ...] = ("gli", "ped", "mets", "MenRT", "MenPre", "GoAT")
+"""The official BraTS scorer's label-group configurations."""
+
+
+def add_protocol(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--protocol brats-2023|brats-official`` (``what``: its help) and ``--official-config``."""
+    parser.add_argument(
+        "--protocol", choices=("brats-2023", "brats-official"), default="brats-2023", help=what
+    )
+    parser.add_argument(
+        "--official-config",
+        choices=OFFICIAL_CONFIGS,
+        default=None,
+        help="label groups of the official protocol (default: those of the dataset.json's brats_convention)",
+    )

@@ -8,6 +8,7 @@ from nnunet_diffrefine.cli.arguments import (
     add_device,
     add_flag,
     add_overwrite,
+    add_protocol,
     add_workers,
     non_negative_int,
 )
@@ -64,18 +65,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--split", choices=["cv", "test"], default="cv", help="cross-validation predictions or the test split"
     )
-    p.add_argument(
-        "--protocol",
-        choices=("brats-2023", "brats-official"),
-        default="brats-2023",
-        help="how every row is scored: brats-2023 (default) or the official BraTS protocol (label groups, "
+    add_protocol(
+        p,
+        "how every row is scored: brats-2023 (default) or the official BraTS protocol (label groups, "
         "global and matched-lesion DSC, NSD, HD95)",
-    )
-    p.add_argument(
-        "--official-config",
-        choices=("gli", "ped", "mets", "MenRT", "MenPre", "GoAT"),
-        default=None,
-        help="label groups of the official protocol (default: those of the dataset.json's brats_convention)",
     )
     p.add_argument("--images", default=None, help="test images (default: nnUNet_raw/DatasetXXX/imagesTs)")
     p.add_argument("--labels", default=None, help="test labels (default: nnUNet_raw/DatasetXXX/labelsTs)")

@@ -6,7 +6,13 @@ import argparse
 import math
 import os
 
-from nnunet_diffrefine.cli.arguments import add_overwrite, add_workers, non_negative_float, non_negative_int
+from nnunet_diffrefine.cli.arguments import (
+    add_overwrite,
+    add_protocol,
+    add_workers,
+    non_negative_float,
+    non_negative_int,
+)
 from nnunet_diffrefine.errors import InputError
 
 SUMMARY = "BraTS metrics of a prediction folder (Dice, HD95, sensitivity, precision, volumes, lesion-wise)"
@@ -124,19 +130,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_workers(p)
     add_overwrite(p, "replace an existing summary (and its CSV)")
-    p.add_argument(
-        "--protocol",
-        choices=("brats-2023", "brats-official"),
-        default="brats-2023",
-        help="brats-2023 (default): nnU-Net's metrics, HD95 and the BraTS 2023 lesion-wise scores; "
+    add_protocol(
+        p,
+        "brats-2023 (default): nnU-Net's metrics, HD95 and the BraTS 2023 lesion-wise scores; "
         "brats-official: the current official scorer (BraTS-evaluation: panoptica's matched-lesion DSC, "
         "NSD and HD95 per label group; needs panoptica)",
-    )
-    p.add_argument(
-        "--official-config",
-        choices=("gli", "ped", "mets", "MenRT", "MenPre", "GoAT"),
-        default=None,
-        help="label groups of the official protocol (default: those of the dataset.json's brats_convention)",
     )
     p.add_argument("--empty-convention", choices=("brats", "nan"), default="brats", help=_EMPTY_HELP)
     p.add_argument(

@@ -134,15 +134,7 @@ def evaluate_folder(
     if output_file.suffix != ".json":
         raise InputError(f"{output_file}: the output file must end with .json")
 
-    names = _label_files(gt_folder, file_ending)
-    if cases is not None:
-        wanted = {f"{c}{file_ending}" for c in cases}
-        unknown = sorted(wanted - set(names))
-        if unknown:
-            raise InputError(f"{gt_folder}: no reference file for {', '.join(unknown[:5])}")
-        names = [n for n in names if n in wanted]
-    if not names:
-        raise InputError(f"{gt_folder}: no reference files ending in {file_ending}")
+    names = reference_files(gt_folder, file_ending, cases)
     predicted = set(_label_files(pred_folder, file_ending))
     missing = [name for name in names if name not in predicted]
     if len(missing) == len(names):
@@ -185,6 +177,21 @@ def evaluate_folder(
             f"{len(missing_ids)} of {len(names)} predictions missing, scored as empty: {', '.join(missing_ids)}"
         )
     return summary
+
+
+def reference_files(gt_folder: Path, file_ending: str, cases: Sequence[str] | None = None) -> list[str]:
+    """Sorted names of the reference files to score: all of ``gt_folder``'s, or those of ``cases``
+    (case ids); :class:`InputError` for a case without a reference file, or for none at all."""
+    names = _label_files(gt_folder, file_ending)
+    if cases is not None:
+        wanted = {f"{c}{file_ending}" for c in cases}
+        unknown = sorted(wanted - set(names))
+        if unknown:
+            raise InputError(f"{gt_folder}: no reference file for {', '.join(unknown[:5])}")
+        names = [n for n in names if n in wanted]
+    if not names:
+        raise InputError(f"{gt_folder}: no reference files ending in {file_ending}")
+    return names
 
 
 def _label_files(folder: Path, file_ending: str) -> list[str]:

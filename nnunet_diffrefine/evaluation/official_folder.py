@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from nnunet_diffrefine.data.challenges import convention_of_dataset
 from nnunet_diffrefine.errors import InputError
+from nnunet_diffrefine.evaluation.folder import reference_files
 from nnunet_diffrefine.evaluation.official import (
     HD95_MISSING_MM,
     OFFICIAL_GROUPS,
@@ -97,17 +98,7 @@ def evaluate_folder_official(
         if not folder.is_dir():
             raise InputError(f"{folder}: the {what} folder does not exist")
     ending = dataset_json.get("file_ending") or ".nii.gz"
-    names = sorted(
-        p.name for p in gt_folder.iterdir() if p.name.endswith(ending) and not p.name.startswith(".")
-    )
-    if cases is not None:
-        wanted = {f"{c}{ending}" for c in cases}
-        unknown = sorted(wanted - set(names))
-        if unknown:
-            raise InputError(f"{gt_folder}: no reference file for {', '.join(unknown[:5])}")
-        names = [n for n in names if n in wanted]
-    if not names:
-        raise InputError(f"{gt_folder}: no reference files ending in {ending}")
+    names = reference_files(gt_folder, ending, cases)
     output_file = Path(output_file) if output_file is not None else pred_folder / "summary.json"
     if output_file.suffix != ".json":
         raise InputError(f"{output_file}: the output file must end with .json")
