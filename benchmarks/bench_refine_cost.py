@@ -2,7 +2,8 @@
 
 Usage: python benchmarks/bench_refine_cost.py [--work DIR] [--shape 155 240 240] [--num-test 1]
        [-device cpu] [--prior-model MODEL_FOLDER [--prior-fold 0]] [--bases MedNeXt Swin-UNETR]
-       [--refiners corrdiff ddpm medsegdiff] [-o benchmarks/results/refine_cost] [--render-only]
+       [--refiners corrdiff ddpm medsegdiff] [--set inference_steps=5] [-o benchmarks/results/refine_cost]
+       [--render-only]
 
 Targets (issue 13): with a trained prior, CorrDiff costs at most 0.25x its base model's prediction
 (MedNeXt, CoMNeT), the conditioned DDPM and MedSegDiff at most 0.5x their base model's (Swin-UNETR),
@@ -205,7 +206,15 @@ def main() -> None:
     parser.add_argument("--prior-fold", type=int, default=0)
     parser.add_argument("--bases", nargs="+", choices=list(BASES), default=list(BASES))
     parser.add_argument("--refiners", nargs="+", help="only these refiners (default: every one of each base)")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="inference settings changed for every refiner (e.g. inference_steps=5; default: the trained ones)",
+    )
     args = parser.parse_args()
+    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     if args.render_only:
         out = Path(args.o)
         write_markdown(json.loads(out.with_suffix(".json").read_text()), out.with_suffix(".md"))
@@ -271,15 +280,17 @@ def main() -> None:
         for name in refiners:
             if not (model / "fold_0" / f"refiner_{name}" / "refiner.json").is_file():
                 _save_untrained_refiner(model, name, patch)
+            tag = "".join(f"_{k}{v}" for k, v in sorted(overrides.items()))
             out = refine_folder(
                 prior,
-                work / "refined" / trainer / name,
+                work / "refined" / trainer / f"{name}{tag}",
                 model,
                 [0],
                 raw / "imagesTs",
                 refiner=name,
                 device=args.device,
                 postprocess=PostprocessConfig(),
+                overrides=overrides or None,
             )
             timings = json.loads((out / "timings.json").read_text())
             seconds = sum(t["seconds"] for t in timings.values()) / len(timings)
@@ -287,7 +298,8 @@ def main() -> None:
             entry["refiners"][name] = {
                 "seconds_per_case": round(seconds, 2),
                 "peak_rss_mb": round(max(t["peak_rss_mb"] for t in timings.values()), 1),
-                "inference_steps": config["settings"]["inference_steps"],
+                "inference_steps": overrides.get("inference_steps", config["settings"]["inference_steps"]),
+                "overrides": overrides,
                 "patch_size": config["settings"]["patch_size"],
                 "cost_ratio": round(seconds / base_s, 3),
                 "target_ratio": TARGET_RATIO.get(name),
