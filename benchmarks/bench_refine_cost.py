@@ -278,8 +278,10 @@ def main() -> None:
             "refiners": {},
         }
         for name in refiners:
-            if not (model / "fold_0" / f"refiner_{name}" / "refiner.json").is_file():
-                _save_untrained_refiner(model, name, patch)
+            # always saved anew: fresh weights either way, and the settings (the region of interest
+            # above all) must be today's defaults, those _roi_sizes reports; a refiner.json written by
+            # an older version loads with that version's region (refine/registry.py)
+            _save_untrained_refiner(model, name, patch)
             tag = "".join(f"_{k}{v}" for k, v in sorted(overrides.items()))
             out = refine_folder(
                 prior,
