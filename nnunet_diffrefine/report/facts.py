@@ -37,7 +37,7 @@ def report_facts(measurements: dict[str, Any]) -> dict[str, Any]:
         "voxel_size_mm": [float(mm(s)) for s in m["spacing_zyx_mm"][::-1]],
         "volumes_cm3": {words.shown[name]: float(cm3(m["volumes_cm3"][name])) for name in words.subregions},
         "proportions_percent": {
-            _shown_key(words, key): (
+            words.proportion_name(key): (
                 None if m["proportions"][key] is None else float(pct(m["proportions"][key]))
             )
             for key in words.proportions
@@ -60,12 +60,6 @@ def report_facts(measurements: dict[str, Any]) -> dict[str, Any]:
     return facts
 
 
-def _shown_key(words, key: str) -> str:
-    """``NC/TC`` as the convention writes it (``NETC/TC``)."""
-    num, den = words.proportions[key]
-    return f"{words.shown[num]}/{words.shown[den]}"
-
-
 def measurement_rows(measurements: dict[str, Any]) -> list[tuple[str, str, str]]:
     """``(quantity, value, unit)`` rows of the report's measurements table, always from our numbers."""
     m = measurements
@@ -75,7 +69,8 @@ def measurement_rows(measurements: dict[str, Any]) -> list[tuple[str, str, str]]
         (f"Volume {words.definition(name)}", cm3(m["volumes_cm3"][name]), "cm³") for name in words.subregions
     ]
     rows += [
-        (f"Proportion {_shown_key(words, key)}", pct(m["proportions"][key]), "%") for key in words.proportions
+        (f"Proportion {words.proportion_name(key)}", pct(m["proportions"][key]), "%")
+        for key in words.proportions
     ]
     rows.append((f"Number of lesions (26-connected {wt} components)", str(m["lesions"]["count"]), ""))
     axial = (m.get("largest_slices") or {}).get("axial")

@@ -50,11 +50,6 @@ def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _proportion_key(words: Vocabulary, key: str) -> str:
-    num, den = words.proportions[key]
-    return f"{words.shown[num]}/{words.shown[den]}"
-
-
 def standard_limitations(measurements: dict[str, Any]) -> str:
     """The limitations every report states, whoever wrote the rest."""
     midline = (
@@ -69,8 +64,7 @@ def technique(measurements: dict[str, Any]) -> str:
     z, y, x = (mm(s) for s in m["spacing_zyx_mm"])
     labels = [f"{words.long_name(c)} ({words.shown[c]})" for c in words.label_codes]
     composite = [
-        f"{words.long_name(c)} {words.shown[c]} = "
-        + " + ".join(words.shown[words.code_of_label(v)] for v in words.subregions[c])
+        f"{words.long_name(c)} {words.shown[c]} = {words.members(c)}"
         for c in words.subregions
         if c not in words.label_codes
     ]
@@ -150,7 +144,7 @@ def _proportions_line(words: Vocabulary, p: dict[str, float | None]) -> str:
         return ""
     empty = list(dict.fromkeys(words.proportions[k][1] for k in words.proportions if p[k] is None))
     shown = ", ".join(
-        f"{_proportion_key(words, k)} {pct(p[k])} %" for k in words.proportions if p[k] is not None
+        f"{words.proportion_name(k)} {pct(p[k])} %" for k in words.proportions if p[k] is not None
     )
     if not empty:
         return shown + "."

@@ -55,10 +55,9 @@ def system_prompt(words: Vocabulary | None = None) -> str:
     words = words or vocabulary()
     subregions = []
     for code in words.subregions:
-        labels = words.subregions[code]
         what = words.long_name(code)
-        if len(labels) > 1:
-            what += " (" + " + ".join(words.shown[words.code_of_label(v)] for v in labels) + ")"
+        if len(words.subregions[code]) > 1:
+            what += f" ({words.members(code)})"
         subregions.append(f"{words.shown[code]} {what}")
     colours = ", ".join(
         f"{words.shown[words.code_of_label(v)]} {_COLOUR_NAMES.get(tuple(c), 'rgb' + str(tuple(c)))}"
@@ -67,10 +66,7 @@ def system_prompt(words: Vocabulary | None = None) -> str:
     first = words.label_codes[-1] if "ET" not in words.subregions else "ET"
     example_volume = f"{words.words(first)} volume 12.34 cm³"
     key = next(iter(words.proportions), None)
-    example_proportion = ""
-    if key is not None:
-        num, den = words.proportions[key]
-        example_proportion = f'"{words.shown[num]}/{words.shown[den]} 40.1 %", '
+    example_proportion = "" if key is None else f'"{words.proportion_name(key)} 40.1 %", '
     images = " and ".join({"T1c": "T1c", "T2F": "T2-FLAIR"}[c] for c in ("T1c", "T2F") if c in words.channels)
     return _SYSTEM_PROMPT.format(
         example_volume=_lower_first(example_volume),

@@ -111,13 +111,21 @@ class Vocabulary:
         """The impression's phrase: ``an enhancing component``."""
         return _WORDS[self.shown[code]][2]
 
+    def members(self, code: str) -> str:
+        """A region's labels as shown: ``NC + ET``."""
+        return " + ".join(self.shown[self.code_of_label(v)] for v in self.subregions[code])
+
+    def proportion_name(self, key: str) -> str:
+        """A proportion as the convention writes it: ``NC/TC`` -> ``NETC/TC``."""
+        num, den = self.proportions[key]
+        return f"{self.shown[num]}/{self.shown[den]}"
+
     def definition(self, code: str) -> str:
         """The table's name: ``peritumoral edema (ED, label 2)``, ``tumor core (TC = NC + ET)``."""
         labels = self.subregions[code]
         if len(labels) == 1:
             return f"{self.long_name(code)} ({self.shown[code]}, label {labels[0]})"
-        parts = " + ".join(self.shown[self.code_of_label(v)] for v in labels)
-        return f"{self.long_name(code)} ({self.shown[code]} = {parts})"
+        return f"{self.long_name(code)} ({self.shown[code]} = {self.members(code)})"
 
     @property
     def impression_components(self) -> tuple[str, ...]:
