@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from bench_refinement import BASES, DATASET_ID, PAIRS, REFINED, TABLES
 
-from nnunet_diffrefine.benchmark.paired import paired_difference
+from nnunet_diffrefine.benchmark import rows as rows_lib
 from nnunet_diffrefine.benchmark.protocol import protocol_problems
 from nnunet_diffrefine.benchmark.scores import per_case_scores, uncertainty_auroc
 from nnunet_diffrefine.evaluation.folder import dataset_regions, evaluate_folder
@@ -39,39 +38,10 @@ def evaluate_rows(b) -> dict[str, dict[str, dict[str, float]]]:
     return scores
 
 
-def _mean(scores: dict[str, dict[str, float]], key: str) -> float:
-    return float(np.mean([case[key] for case in scores.values()]))
-
-
 def row_record(row: str, scores: dict, seed: int) -> dict:
     """One entry of ``rows``: the means and, for a refined row, the paired differences to its prior."""
-    own = scores[row]
-    record = {
-        "name": row,
-        "prior": REFINED[row][0] if row in REFINED else None,
-        "mean_dice": _mean(own, "dice"),
-        "mean_hd95": _mean(own, "hd95"),
-        **{f"dice_{r}": _mean(own, f"Dice {r}") for r in REGIONS},
-        **{f"hd95_{r}": _mean(own, f"HD95 {r}") for r in REGIONS},
-        "num_cases": len(own),
-    }
-    if row in REFINED:
-        prior = scores[REFINED[row][0]]
-        dice = paired_difference(
-            {c: v["dice"] for c, v in prior.items()}, {c: v["dice"] for c, v in own.items()}, seed
-        )
-        hd95 = paired_difference(
-            {c: v["hd95"] for c, v in prior.items()}, {c: v["hd95"] for c, v in own.items()}, seed
-        )
-        record.update(
-            delta_dice=dice["mean"],
-            delta_dice_ci95=dice["ci95"],
-            wilcoxon_p=dice["wilcoxon_p"],
-            delta_hd95=hd95["mean"],
-            delta_hd95_ci95=hd95["ci95"],
-            wilcoxon_p_hd95=hd95["wilcoxon_p"],
-        )
-    return record
+    prior = REFINED[row][0] if row in REFINED else None
+    return rows_lib.row_record(row, scores[row], REGIONS, prior, scores.get(prior), seed)
 
 
 def comparisons(scores: dict, seed: int) -> list[dict]:
@@ -79,27 +49,9 @@ def comparisons(scores: dict, seed: int) -> list[dict]:
     out = []
     for a, b in PAIRS:
         if a in scores and b in scores:
-            dice = paired_difference(
-                {c: v["dice"] for c, v in scores[a].items()},
-                {c: v["dice"] for c, v in scores[b].items()},
-                seed,
-            )
-            hd95 = paired_difference(
-                {c: v["hd95"] for c, v in scores[a].items()},
-                {c: v["hd95"] for c, v in scores[b].items()},
-                seed,
-            )
-            out.append(
-                {
-                    "a": a,
-                    "b": b,
-                    "delta_dice": dice["mean"],
-                    "delta_dice_ci95": dice["ci95"],
-                    "wilcoxon_p": dice["wilcoxon_p"],
-                    "delta_hd95": hd95["mean"],
-                    "delta_hd95_ci95": hd95["ci95"],
-                }
-            )
+            paired = rows_lib.paired_comparison(scores[a], scores[b], seed)
+            paired.pop("wilcoxon_p_hd95")
+            out.append({"a": a, "b": b, **paired})
     return out
 
 
@@ -133,39 +85,8 @@ def refiner_details(b) -> dict:
 
 
 def learning_curves(b) -> dict[str, dict[str, dict[str, list[float]]]]:
-    """Per base row and fold, what nnU-Net logged per epoch (``checkpoint_final.pth``): the EMA of the
-    validation pseudo-Dice, the training and validation losses, the learning rate."""
-    curves: dict = {}
-    for row in BASES:
-        for f in b.folds:
-            checkpoint = b.model(row) / f"fold_{f}" / "checkpoint_final.pth"
-            if not checkpoint.is_file():
-                continue
-            logged = torch.load(checkpoint, map_location="cpu", weights_only=False)["logging"]
-            curves.setdefault(row, {})[str(f)] = {
-                key: [round(float(v), 4) for v in logged[name]]
-                for key, name in (
-                    ("ema_pseudo_dice", "ema_fg_dice"),
-                    ("train_loss", "train_losses"),
-                    ("val_loss", "val_losses"),
-                    ("lr", "lrs"),
-                )
-            }
-    return curves
-
-
-def _curve_lines(curves: dict) -> list[str]:
-    """Mean over the folds of the EMA pseudo-Dice at a quarter, half, three quarters and the end."""
-    lines = [
-        "| model | EMA pseudo-Dice at 25 % / 50 % / 75 % / 100 % of training (mean over folds) | final train loss |",
-        "|---|---|---|",
-    ]
-    for row, folds in curves.items():
-        ema = np.mean([c["ema_pseudo_dice"] for c in folds.values()], axis=0)
-        at = [ema[max(0, int(round(q * len(ema))) - 1)] for q in (0.25, 0.5, 0.75, 1.0)]
-        loss = np.mean([c["train_loss"][-1] for c in folds.values()])
-        lines.append(f"| {row} | {' / '.join(f'{v:.3f}' for v in at)} | {loss:.3f} |")
-    return lines
+    """Per base row and fold, what nnU-Net logged per epoch (:func:`~nnunet_diffrefine.benchmark.rows.learning_curves`)."""
+    return rows_lib.learning_curves({row: b.model(row) for row in BASES}, b.folds)
 
 
 def targets(rows: dict[str, dict], details: dict) -> list[dict]:
@@ -272,7 +193,7 @@ def markdown(record: dict) -> str:
         )
     if record.get("learning_curves"):
         lines += ["", "## Learning curves (nnU-Net's validation pseudo-Dice, per epoch in the JSON)", ""]
-        lines += _curve_lines(record["learning_curves"])
+        lines += rows_lib.curve_table(record["learning_curves"])
     lines += ["", "## Targets", "", "| target | met | value |", "|---|---|---|"]
     lines += [f"| {t['target']} | {'yes' if t['met'] else 'no'} | {t['value']} |" for t in record["targets"]]
     lines += [

@@ -144,3 +144,20 @@ def test_identity_refiner_returns_the_prior_exactly():
     case = sphere_case(REGIONS, 0)
     out, std = create_refiner("identity", REGIONS).refine_with_uncertainty(case.prior, case.image)
     assert np.array_equal(out, case.prior) and not std.any()
+
+
+@pytest.mark.parametrize("signature", [REGIONS, LABELS], ids=["regions", "labels"])
+@pytest.mark.parametrize("name", [n for n in NAMES if refiner_class(n).uses_prior])
+def test_an_untrained_conditioned_refiner_returns_the_prior(name, signature):
+    """Identity start: every conditioned refiner, before any training, gives back its prior (to 1e-6),
+    also where the prior is within the logit clip of 0 or 1 (1e-6, 1 - 1e-7)."""
+    case = cases_for(name, signature, 1)[0]
+    prior = case.prior.copy()
+    if signature.regions:
+        prior[:, prior.shape[1] // 2] = 1e-6
+        prior[:, :, prior.shape[2] // 2] = 1 - 1e-7
+    settings = tiny_settings(name)
+    if hasattr(settings, "roi"):
+        settings = settings.replace(roi=False)  # the whole volume goes through the networks
+    out = create_refiner(name, signature, settings).refine(prior, case.image, seed=0)
+    assert np.abs(out - prior).max() < 1e-6

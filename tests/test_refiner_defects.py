@@ -108,9 +108,10 @@ def test_b4_the_segmentation_term_never_sees_the_true_residual():
     for target in (case.target, np.ones_like(case.target)):
         refiner = create_refiner("corrdiff", REGIONS, settings)
         refiner.net.eval()
-        noise = torch.Generator().manual_seed(5)  # MONAI zero-initialises the denoiser's output layer
+        noise = torch.Generator().manual_seed(5)  # MONAI zero-initialises the denoiser's output layer,
+        decoder = list(refiner.net.vqvae.decoder.parameters())[-2:]  # the identity start the decoder's last
         with torch.no_grad():
-            for p in refiner.net.denoiser.parameters():
+            for p in [*refiner.net.denoiser.parameters(), *decoder]:
                 p.copy_(0.1 * torch.randn(p.shape, generator=noise))
         residual = torch.from_numpy(target[None]) - prior
         latents.append(refiner.net.vqvae.quantize(refiner.net.vqvae.encode(residual))[0].detach())

@@ -7,6 +7,8 @@ What the refinement benchmark promises, and :func:`protocol_problems` checks fro
   test case) whose probabilities come from the validation folder of the one fold that did not train
   on it;
 - the test split is never trained on, by a base model or a refiner;
+- with cross-validated stacking (no test split), the refiner applied to a fold trains on the other
+  folds' cases only (:func:`stacking_problems`);
 - every row gets the same post-processing (or none does).
 """
 
@@ -89,4 +91,19 @@ def protocol_problems(
         problems += refiner_problems(config, splits, test_cases, row)
     if len({json.dumps(v, sort_keys=True) for v in postprocessing.values()}) > 1:
         problems.append(f"the rows were post-processed differently: {postprocessing}")
+    return problems
+
+
+def stacking_problems(seen: list[str], splits: list[dict], fold: int, where: str) -> list[str]:
+    """What breaks cross-validated stacking for the refiner applied to fold ``fold``'s cases: it must
+    have trained (and early-stopped) on exactly the cases of the other folds, never on its own."""
+    own = set(splits[fold]["val"])
+    others = {c for k, s in enumerate(splits) if k != fold for c in s["val"]}
+    problems = [f"{where}: the refiner trained on {c}, a case it refines" for c in sorted(set(seen) & own)]
+    unknown = sorted(set(seen) - own - others)
+    if unknown:
+        problems.append(f"{where}: the refiner saw cases of no fold: {', '.join(unknown[:5])}")
+    missing = sorted(others - set(seen))
+    if missing:
+        problems.append(f"{where}: the refiner did not see the other folds' cases {', '.join(missing[:5])}")
     return problems

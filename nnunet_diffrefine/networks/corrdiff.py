@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-EPS_CORRECTION = 1e-3
+from nnunet_diffrefine.utils.logit_space import clipped_logits
 
 
 class CorrDiffNet(nn.Module):
@@ -59,6 +59,11 @@ class CorrDiffNet(nn.Module):
             commitment_cost=1.0,
             ddp_sync=False,
         )
+        # identity start: the decoder's last (transposed) convolution starts at zero, so an untrained
+        # network decodes every latent into the residual 0 and corrects nothing
+        last = [m for m in self.vqvae.decoder.modules() if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d))][-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
         cond_ch = 16 * width
         layers: list[nn.Module] = [nn.Conv3d(in_channels + 2 * c + 1, cond_ch, 3, padding=1), nn.GELU()]
         for _ in range(levels):
@@ -95,8 +100,9 @@ class CorrDiffNet(nn.Module):
         residual: torch.Tensor,
         regions: bool,
     ) -> torch.Tensor:
-        """Final logits ``l + g * dl`` from a decoded residual ``r^`` (all ``(B, C, ...)``)."""
-        target = (prior + residual).clamp(EPS_CORRECTION, 1 - EPS_CORRECTION)
-        target_logits = torch.log(target) - torch.log1p(-target) if regions else torch.log(target)
+        """Final logits ``l + g * dl`` from a decoded residual ``r^`` (all ``(B, C, ...)``); ``l`` must be
+        :func:`~nnunet_diffrefine.utils.logit_space.prior_logits` of ``prior`` (the same clip), so that
+        ``r^ = 0`` gives ``dl = 0``."""
+        target_logits = clipped_logits(prior + residual, regions)
         gate = torch.sigmoid(self.gate(torch.cat([prior, u, residual.abs()], 1)))
         return logits + gate * (target_logits - logits)

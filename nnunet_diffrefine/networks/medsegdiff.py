@@ -91,6 +91,8 @@ class HighwayUNet(nn.Module):
             self.ups.append(nn.ConvTranspose2d(channels[k + 1], channels[k], 2, stride=2))
             self.decoders.append(ConvBlock(2 * channels[k], channels[k]))
         self.head = nn.Conv2d(channels[0], out_channels, 3, padding=1)
+        nn.init.zeros_(self.head.weight)  # calibration logits start at 0: the conditioned refiner's
+        nn.init.zeros_(self.head.bias)  # offset from the prior's logits (identity start)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         features = []

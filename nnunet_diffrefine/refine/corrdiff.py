@@ -12,8 +12,12 @@ before the final sigmoid (softmax for label-based datasets). Loss (Table 1 weigh
 The paper leaves these open; our choices:
 
 - **Coarse logits** are recovered from the exported probabilities, ``l = logit(clip(p, 1e-4, 1 - 1e-4))``
-  (``log p`` for softmax): nnU-Net exports probabilities only, while seed 002 feeds the network's own
-  logits. Both carry the same information up to the clipping of very confident voxels.
+  (``log p`` for softmax; :mod:`nnunet_diffrefine.utils.logit_space`): nnU-Net exports probabilities only,
+  while the paper feeds the network's own logits. Both carry the same information up to the clipping of
+  very confident voxels.
+- **Identity start**: the VQ-VAE decoder's last convolution starts at zero, so an untrained CorrDiff
+  decodes every latent into ``r^ = 0``, hence ``dl = 0``; the refined probabilities are
+  ``p + s(l_final) - s(l)`` (exactly the prior for ``dl = 0``, the clip notwithstanding).
 - **Uncertainty** ``u``: the mean binary entropy over the region channels divided by ln 2 (the
   categorical entropy divided by ln C for softmax), so ``u`` is in [0, 1]; one channel.
 - **VQ-VAE** (MONAI ``VQVAE``): ``levels`` = 1 stride-2 level (latent = 1/2 of the patch per axis;
@@ -35,7 +39,7 @@ The paper leaves these open; our choices:
   stride-2 convolutions, 16 x ``width`` channels) to the latent grid and is concatenated with the
   noisy latent at the denoiser's input.
 - **Correction and gate**: the decoded residual ``r^`` is applied in probability space and expressed
-  as a logit change, ``dl = logit(clip(p + r^, 1e-3, 1 - 1e-3)) - l``; the gate
+  as a logit change, ``dl = logit(clip(p + r^)) - l`` (the same clip as ``l``); the gate
   ``g = sigmoid(W [p, u, |r^|] + b)`` (a 1x1x1 convolution starting at 0, so g = 0.5) scales it per
   channel: ``l_final = l + g * dl``.
 - **L_seg** (BCE + Dice on ``l_final``) is computed on a correction produced the way inference
@@ -65,22 +69,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from nnunet_diffrefine.losses.diffusion import dice_ce, output_probabilities
+from nnunet_diffrefine.losses.diffusion import dice_ce
 from nnunet_diffrefine.refine.sampling import ddim_sample, train_scheduler
 from nnunet_diffrefine.refine.settings import ConditionedSettings, setting
 from nnunet_diffrefine.refine.volumetric import VolumetricDiffusionRefiner
-
-EPS_LOGIT = 1e-4
+from nnunet_diffrefine.utils.logit_space import CLIP, prior_logits, refined_probabilities
 
 
 def coarse_inputs(prior: torch.Tensor, regions: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """``(logits, uncertainty)`` from probabilities ``(B, C, ...)``: logits ``(B, C, ...)``, ``u`` ``(B, 1, ...)`` in [0, 1]."""
-    p = prior.clamp(EPS_LOGIT, 1 - EPS_LOGIT)
+    logits, p = prior_logits(prior, regions), prior.clamp(CLIP, 1 - CLIP)
     if regions:
-        logits = torch.log(p) - torch.log1p(-p)
         entropy = -(p * torch.log(p) + (1 - p) * torch.log1p(-p)) / math.log(2)
         return logits, entropy.mean(1, keepdim=True)
-    logits = torch.log(p)
     entropy = -(p * torch.log(p)).sum(1, keepdim=True) / math.log(max(2, p.shape[1]))
     return logits, entropy
 
@@ -196,4 +197,4 @@ class CorrDiffRefiner(VolumetricDiffusionRefiner):
         shape = self.latent_shape(tuple(prior.shape[2:]), prior.shape[0])
         z = self.sample_latent(cond, torch.randn(shape, generator=generator).to(self.device))
         final = self.net.correct(prior, logits, u, self.net.vqvae.decode(z), self.regions)
-        return output_probabilities(final, self.regions)
+        return refined_probabilities(prior, final, logits, self.regions)

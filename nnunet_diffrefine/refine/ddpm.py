@@ -23,6 +23,12 @@ The paper leaves these open; our choices:
   ``sigma = 0`` returns).
 - **Prior channels** enter as ``2 p - 1`` (the scale of ``Y_t``); the prior of the paper's 4 classes is
   our ``C`` nnU-Net outputs (3 sigmoid regions for BraTS region training).
+- **Identity start** (conditioned model only): the denoiser predicts the clean map's logits as an offset
+  from the prior's, ``l = logit(p) + net(...)`` (:mod:`nnunet_diffrefine.utils.logit_space`), and MONAI's
+  ``DiffusionModelUNet`` starts its output convolution at zero; the refined probabilities are
+  ``p + s(l) - s(logit(p))`` of the last call. An untrained conditioned DDPM returns the prior exactly,
+  where the paper's model, predicting the whole map, has no path that keeps it (on the phantom benchmark
+  it lowered every test case's Dice).
 - **Training timesteps**: uniform over ``[0, T)``. The conditioned model is only ever queried on a
   noised *prior* at ``t <= t'``, while DDPM training noises the ground truth, which at ``t' = 400``
   (cosine: ``alpha_bar = 0.65``) still shows the true boundary: a network trained only that way is
@@ -59,6 +65,7 @@ from nnunet_diffrefine.losses.diffusion import boundary_mse, dice_ce, output_pro
 from nnunet_diffrefine.refine.sampling import ddim_sample, dpm_solver_sample, train_scheduler
 from nnunet_diffrefine.refine.settings import ConditionedSettings, setting
 from nnunet_diffrefine.refine.volumetric import VolumetricDiffusionRefiner
+from nnunet_diffrefine.utils.logit_space import prior_logits, refined_probabilities
 
 
 @dataclass(frozen=True)
@@ -131,9 +138,11 @@ class DDPMRefiner(VolumetricDiffusionRefiner):
     def logits(
         self, image: torch.Tensor, y_t: torch.Tensor, prior: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor:
-        """Clean-map logits ``(B, C, ...)`` from the image ``(B, I, ...)``, ``Y_t`` and the prior ``(B, C, ...)``."""
-        parts = [image, y_t] + ([2 * prior - 1] if self.uses_prior else [])
-        return self.net(torch.cat(parts, 1), t)
+        """Clean-map logits ``(B, C, ...)`` from the image ``(B, I, ...)``, ``Y_t`` and the prior ``(B, C, ...)``
+        (conditioned: an offset from the prior's logits, see the module docstring)."""
+        if not self.uses_prior:
+            return self.net(torch.cat([image, y_t], 1), t)
+        return prior_logits(prior, self.regions) + self.net(torch.cat([image, y_t, 2 * prior - 1], 1), t)
 
     def losses(
         self, image: torch.Tensor, prior: torch.Tensor, target: torch.Tensor
@@ -165,13 +174,18 @@ class DDPMRefiner(VolumetricDiffusionRefiner):
 
         steps, betas = self.settings.inference_steps, self.scheduler.betas
         noise = torch.randn(prior.shape, generator=generator).to(self.device)
-        if self.uses_prior:
-            t0 = self.start_timestep
-            start = self.scheduler.add_noise(2 * prior - 1, noise, torch.full((prior.shape[0],), t0))
-            x0 = ddim_sample(model, start, betas, t0, steps, "sample")
-        else:
-            x0 = dpm_solver_sample(model, noise, betas, steps, "sample")
-        return ((x0 + 1) / 2).clamp(0, 1)
+        if not self.uses_prior:
+            return ((dpm_solver_sample(model, noise, betas, steps, "sample") + 1) / 2).clamp(0, 1)
+        t0 = self.start_timestep
+        start = self.scheduler.add_noise(2 * prior - 1, noise, torch.full((prior.shape[0],), t0))
+        last: list[torch.Tensor] = []
+
+        def kept(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            last[:] = [self.logits(image, x, prior, t)]
+            return 2 * output_probabilities(last[0], self.regions) - 1
+
+        ddim_sample(kept, start, betas, t0, steps, "sample")
+        return refined_probabilities(prior, last[0], prior_logits(prior, self.regions), self.regions)
 
 
 class DDPMScratchRefiner(DDPMRefiner):

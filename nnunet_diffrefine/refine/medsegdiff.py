@@ -26,10 +26,15 @@ The paper leaves these open; our choices:
 - **Sampling**: ``inference_steps`` = 10 DPM-Solver++(2M) steps, every ``x0`` estimate clipped to
   [-1, 1] (MedSegDiff's ``clip_denoised``). The diffusion mask ``p_d = (s0 + 1) / 2`` (clipped to [0, 1];
   renormalised over the classes for softmax outputs, uniform where all are 0).
+- **Identity start** (conditioned): the highway's logits are an offset from the prior's,
+  ``c = logit(p) + highway(...)`` with the highway's head starting at zero, and the calibration map is
+  ``p_c = p + s(c) - s(logit(p))`` (:mod:`nnunet_diffrefine.utils.logit_space`); with the fusion weight
+  0 before any training, an untrained conditioned MedSegDiff returns the prior exactly.
 - **Fusion**: ``p = w p_d + (1 - w) p_c`` with the calibration map ``p_c = sigmoid(c)`` (softmax for
-  labels). ``fusion_weight`` = "auto" learns ``w`` on the validation cases: after every epoch the
+  labels; conditioned: as above). ``fusion_weight`` = "auto" learns ``w`` on the validation cases: after every epoch the
   weight of {0, 0.25, 0.5, 0.75, 1} with the best mean validation Dice is kept with that epoch (and
-  saved with the weights; 0.5, the mean of the two, before training); a number fixes ``w``. MedSegDiff's
+  saved with the weights; before training 0 for the conditioned model, the identity, and 0.5, the mean
+  of the two, for the scratch model); a number fixes ``w``. MedSegDiff's
   reference code adds ``0.25 p_d`` to ``c``. A fixed mean failed in our short CPU trainings: the
   highway learns the repair long before the noise predictor learns to use its features at high noise
   levels (after 900 iterations on the tests' phantoms, held-out Dice 0.97 for ``p_c`` alone, 0.05 for
@@ -64,6 +69,7 @@ from nnunet_diffrefine.refine.patches import sample_slices, sliding_window
 from nnunet_diffrefine.refine.roi import refine_in_roi
 from nnunet_diffrefine.refine.sampling import dpm_solver_sample, train_scheduler
 from nnunet_diffrefine.refine.settings import ConditionedSettings, setting
+from nnunet_diffrefine.utils.logit_space import prior_logits, refined_probabilities
 
 FUSION_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 DEFAULT_FUSION_WEIGHT = 0.5
@@ -132,7 +138,12 @@ class MedSegDiffRefiner(Refiner):
         self.scheduler = train_scheduler(s.num_train_timesteps, s.schedule, "epsilon")
         cond_channels = self.signature.num_input_channels + (c if self.uses_prior else 0)
         self.net = MedSegDiffNet(cond_channels, c, self.slice_size, list(s.channels)).to(self.device)
-        self.learned_fusion_weight = DEFAULT_FUSION_WEIGHT
+        self.learned_fusion_weight = self.untrained_fusion_weight
+
+    @property
+    def untrained_fusion_weight(self) -> float:
+        """0 for the conditioned model (the calibration map alone: the prior, untrained), else 0.5."""
+        return 0.0 if self.uses_prior else DEFAULT_FUSION_WEIGHT
 
     @classmethod
     def patch_multiple_of(cls, settings: MedSegDiffSettings) -> int:
@@ -151,14 +162,18 @@ class MedSegDiffRefiner(Refiner):
         return {"fusion_weight": float(self.learned_fusion_weight)}
 
     def load_extra_state(self, state: dict) -> None:
-        self.learned_fusion_weight = float(state.get("fusion_weight", DEFAULT_FUSION_WEIGHT))
+        self.learned_fusion_weight = float(state.get("fusion_weight", self.untrained_fusion_weight))
 
     def apply_choices(self, choices: dict) -> None:
-        self.learned_fusion_weight = float(choices.get("fusion_weight", DEFAULT_FUSION_WEIGHT))
+        self.learned_fusion_weight = float(choices.get("fusion_weight", self.untrained_fusion_weight))
 
     def condition(self, image: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
         """The highway's input ``(B, I [+ C], H, W)``."""
         return torch.cat([image, 2 * prior - 1], 1) if self.uses_prior else image
+
+    def calibration_logits(self, highway_logits: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+        """``c``: the highway's output, offset from the prior's logits when conditioned."""
+        return prior_logits(prior, self.regions) + highway_logits if self.uses_prior else highway_logits
 
     def losses(
         self, image: torch.Tensor, prior: torch.Tensor, target: torch.Tensor
@@ -168,6 +183,7 @@ class MedSegDiffRefiner(Refiner):
         noise = torch.randn_like(s0)
         t = torch.randint(0, self.settings.num_train_timesteps, (s0.shape[0],), device=self.device)
         eps, logits = self.net(self.scheduler.add_noise(s0, noise, t), t, self.condition(image, prior))
+        logits = self.calibration_logits(logits, prior)
         l_noise = F.mse_loss(eps, noise)
         l_cal = dice_ce(logits, target, self.regions)
         return {
@@ -187,7 +203,7 @@ class MedSegDiffRefiner(Refiner):
     @property
     def fusion_weight(self) -> float:
         """The weight of the diffusion map in the fused output: the ``fusion_weight`` setting when it is a
-        number, else the one selected on the validation cases (0.5 before any training)."""
+        number, else the one selected on the validation cases (:attr:`untrained_fusion_weight` before)."""
         fixed = self.settings.fusion_weight
         return float(self.learned_fusion_weight if fixed == "auto" else fixed)
 
@@ -197,7 +213,9 @@ class MedSegDiffRefiner(Refiner):
         diffusion maps."""
         window = window.to(self.device)
         n_in, c = self.signature.num_input_channels, self.signature.num_outputs
-        logits, features = self.net.condition(self.condition(window[:, :n_in], window[:, n_in:]))
+        image, prior = window[:, :n_in], window[:, n_in:]
+        logits, features = self.net.condition(self.condition(image, prior))
+        logits = self.calibration_logits(logits, prior)
 
         def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return self.net.denoise(x, t, features)
@@ -213,7 +231,12 @@ class MedSegDiffRefiner(Refiner):
                 diffusion = (diffusion + 1e-6) / (diffusion + 1e-6).sum(1, keepdim=True)  # all 0: uniform
             samples.append(diffusion)
         stacked = torch.stack(samples)
-        calibration = output_probabilities(logits, self.regions)
+        if self.uses_prior:
+            calibration = refined_probabilities(
+                prior, logits, prior_logits(prior, self.regions), self.regions
+            )
+        else:
+            calibration = output_probabilities(logits, self.regions)
         return torch.cat([calibration, stacked.mean(0), stacked.std(0, correction=0)], 1).cpu()
 
     def branches(self, prior: np.ndarray, image: np.ndarray, seed: int = 0) -> tuple[np.ndarray, ...]:
