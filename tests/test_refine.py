@@ -322,6 +322,16 @@ def test_mednext_corrdiff_trainer_trains_the_refiner_stage_resumes_and_refines(t
     assert refined.shape == (40, 40, 40) and set(np.unique(refined)) <= {0, 1, 2, 3}
     probs = np.load(tmp_path / "refined" / case.replace(".nii.gz", ".npz"))["probabilities"]
     assert probs.shape == (3, 40, 40, 40) and np.isfinite(probs).all()
+    # the validation gate: saved with the refiner, printed per region, applied per channel
+    gate = json.loads((refiner_dir / "refiner.json").read_text())["gate"]
+    assert set(gate["blends"]) == {"0", "1", "2"} and gate["regions"] is True
+    assert json.loads((refiner_dir / "refiner.json").read_text())["gate_source"] == "the early-stopping cases"
+    assert result.stdout.count("refine: fold 0: ") == 3, result.stdout
+    assert args["gates"] == [gate["blends"]]
+    prior = np.load(pred / case.replace(".nii.gz", ".npz"))["probabilities"]
+    for channel, blend in gate["blends"].items():
+        if blend == 0:
+            assert np.array_equal(probs[int(channel)], prior[int(channel)]), "gate 0: the prior, exactly"
     assert (
         json.loads((tmp_path / "refined" / "postprocessing.json").read_text())["min_component_voxels"] == 10
     )

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         prior_mirroring=False if args.prior_disable_tta else None,
         prior_folds=args.prior_folds,
+        force_refiner=args.force_refiner,
     )
     print(f"refined predictions in {out}")
     return 0
@@ -80,6 +81,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=None,
         help="samples per case, averaged (default: the refiner's)",
+    )
+    add_flag(
+        p,
+        "--force-refiner",
+        "apply the refiner everywhere, also where its cross-validated gate kept the prior (the gate's "
+        "decision per region is printed either way)",
     )
     add_device(p)
     p.add_argument(

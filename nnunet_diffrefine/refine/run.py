@@ -37,6 +37,7 @@ from tqdm import tqdm
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.refine.base import DatasetSignature, Refiner
 from nnunet_diffrefine.refine.case_io import check_inputs, output_files, write_case
+from nnunet_diffrefine.refine.gate import Gate, unit_names
 from nnunet_diffrefine.refine.postprocess import (
     PostprocessConfig,
     check_postprocess,
@@ -143,14 +144,46 @@ def _case_seed(case: str) -> int:
     return zlib.crc32(case.encode())
 
 
+def fold_gates(
+    refiners: list[Refiner], configs: list[dict], force: bool, warn: Callable[[str], None]
+) -> list[Gate | None]:
+    """Each fold's :class:`~.gate.Gate` (None: applied everywhere: an unconditional refiner, or one saved
+    without a gate, which is warned about); ``force``: lambda 1 everywhere."""
+    gates: list[Gate | None] = []
+    for refiner, config in zip(refiners, configs):
+        if force or not refiner.uses_prior:
+            gates.append(None)
+        elif config.get("gate"):
+            gates.append(Gate.from_json(config["gate"]))
+        else:
+            warn(
+                f"the {refiner.name} refiner was saved without a validation gate: applied everywhere, unvalidated"
+            )
+            gates.append(None)
+    return gates
+
+
 def refine_preprocessed(
-    refiners: list[Refiner], prior: np.ndarray, image: np.ndarray, seed: int, with_spread: bool
+    refiners: list[Refiner],
+    prior: np.ndarray,
+    image: np.ndarray,
+    seed: int,
+    with_spread: bool,
+    gates: list[Gate | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The folds' mean refined probabilities ``(C, Z, Y, X)`` and, with ``with_spread``, the mean over the
-    folds of each one's per-voxel standard deviation over its samples (else None)."""
-    pairs = [r.refine_with_uncertainty(prior, image, seed=seed) for r in refiners]
-    mean = np.mean([p[0] for p in pairs], axis=0)
-    return mean, (np.mean([p[1] for p in pairs], axis=0) if with_spread else None)
+    """The folds' mean refined probabilities ``(C, Z, Y, X)`` (each fold's blended with the prior as its
+    gate says) and, with ``with_spread``, the mean over the folds of each one's per-voxel standard
+    deviation over its samples, scaled by the blend weight (else None)."""
+    gates = gates or [None] * len(refiners)
+    refined, spread = [], []
+    for refiner, gate in zip(refiners, gates):
+        out, std = refiner.refine_with_uncertainty(prior, image, seed=seed)
+        if gate is not None:
+            out = gate.apply(prior, out)
+            std = std * gate.weights(std.shape[0]).reshape(-1, *[1] * (std.ndim - 1))
+        refined.append(out)
+        spread.append(std)
+    return np.mean(refined, axis=0), (np.mean(spread, axis=0) if with_spread else None)
 
 
 def to_original_grid(
@@ -177,7 +210,7 @@ def to_original_grid(
     return probabilities.astype(np.float32)
 
 
-def _refine_one(context, refiners, preprocessor, files, prior_file: Path, with_spread: bool):
+def _refine_one(context, refiners, gates, preprocessor, files, prior_file: Path, with_spread: bool):
     """One case: ``(probabilities, spread or None)`` on the original grid."""
     pm, cm = context.plans_manager, context.configuration_manager
     data, _, properties = preprocessor.run_case(files, None, pm, cm, context.dataset_json)
@@ -187,7 +220,7 @@ def _refine_one(context, refiners, preprocessor, files, prior_file: Path, with_s
     except ValueError as e:
         raise InputError(f"{prior_file}: {e}") from None
     seed = _case_seed(prior_file.name[: -len(".npz")])
-    refined, spread = refine_preprocessed(refiners, prior_pre, data, seed, with_spread)
+    refined, spread = refine_preprocessed(refiners, prior_pre, data, seed, with_spread, gates)
     probabilities = to_original_grid(context, prior, prior_pre, refined, properties, refiners[0].uses_prior)
     if spread is not None:
         spread = preprocessed_to_original(spread, properties, pm, cm)
@@ -256,12 +289,14 @@ def refine_folder(
     prior_mirroring: bool | None = None,
     prior_folds: int | None = None,
     warn: Callable[[str], None] = _warn,
+    force_refiner: bool = False,
 ) -> Path:
     """Refine the predictions in ``input_folder`` into ``output_folder`` (see the module docstring).
 
     ``prior_mirroring`` / ``prior_folds`` state how the priors were predicted where the folder does not
     record it (:func:`~nnunet_diffrefine.refine.priors.read_prior_prediction`); ``warn`` receives each
-    difference from the refiners' training priors."""
+    difference from the refiners' training priors. Each fold's refiner is blended with the prior as its
+    validation gate says (:mod:`.gate`; printed per region); ``force_refiner`` applies it everywhere."""
     postprocess = postprocess or PostprocessConfig()
     input_folder, output_folder, images_folder = Path(input_folder), Path(output_folder), Path(images_folder)
     if input_folder.resolve() == output_folder.resolve():
@@ -275,6 +310,8 @@ def refine_folder(
     mismatch = prior_mismatch(configs, priors)
     for difference in mismatch:
         warn(f"the refiners were trained on other priors than these: {difference} ({priors.source})")
+    gates = fold_gates(refiners, configs, force_refiner, warn)
+    _print_gates(folds, gates, context.dataset_json, force_refiner)
     record = {
         "input_folder": str(input_folder.resolve()),
         "model_folder": str(context.folder.resolve()),
@@ -285,11 +322,24 @@ def refine_folder(
         "prior_prediction": priors.to_json(),
         "refiner_training_priors": [c.get("training_priors") for c in configs],
         "prior_mismatch": mismatch,
+        "force_refiner": force_refiner,
+        "gates": [g.blends if g else None for g in gates],
     }
     _prepare_output(output_folder, input_folder, context, record, overwrite)
-    job = RefineJob(context, refiners, cases, input_folder, output_folder, images_folder, postprocess, device)
+    job = RefineJob(
+        context, refiners, gates, cases, input_folder, output_folder, images_folder, postprocess, device
+    )
     _refine_cases(job, overwrite, progress)
     return output_folder
+
+
+def _print_gates(folds: list[int], gates: list[Gate | None], dataset_json: dict, forced: bool) -> None:
+    if forced:
+        print("refine: --force-refiner: the refiner is applied everywhere, whatever its validation showed")
+    for fold, gate in zip(folds, gates):
+        if gate is not None:
+            for line in gate.describe(unit_names(dataset_json)):
+                print(f"refine: fold {fold}: {line}")
 
 
 def _check_all_inputs(
@@ -309,6 +359,7 @@ class RefineJob:
 
     context: ModelContext
     refiners: list[Refiner]
+    gates: list[Gate | None]
     cases: list[str]
     input_folder: Path
     output_folder: Path
@@ -337,7 +388,7 @@ def _refine_cases(job: RefineJob, overwrite: bool, progress: bool) -> None:
         with measure(job.device) as cost:
             prior_file = job.input_folder / f"{case}.npz"
             probabilities, spread = _refine_one(
-                context, refiners, preprocessor, files, prior_file, with_spread
+                context, refiners, job.gates, preprocessor, files, prior_file, with_spread
             )
         segmentation = np.asarray(context.label_manager.convert_probabilities_to_segmentation(probabilities))
         segmentation = postprocess_segmentation(

@@ -131,6 +131,12 @@ class RefinerSettings:
     )
     inference_steps: int = setting(10, "reverse diffusion steps at inference", minimum=1)
     num_samples: int = setting(1, "samples per case (more: their mean, and an uncertainty map)", minimum=1)
+    gate_folds: int = setting(
+        3,
+        "inner cross-validation folds that decide where the refiner is applied (0: its early-stopping "
+        "cases decide, a weak test)",
+        minimum=0,
+    )
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
@@ -142,6 +148,7 @@ class RefinerSettings:
             "learning_rate": 1e-3,
             "min_learning_rate": 1e-5,
             "patch_size": None,
+            "gate_folds": 2,
         },
         "tiny": {
             "max_epochs": 1,
@@ -150,6 +157,7 @@ class RefinerSettings:
             "warmup_epochs": 0,
             "inference_steps": 2,
             "patch_size": None,
+            "gate_folds": 0,
         },
     }
 

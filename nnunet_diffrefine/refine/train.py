@@ -10,23 +10,31 @@ in ``fold_N/refiner_<name>/`` with its settings, the cases it saw and how their 
 
 A refiner without a patch size in its settings takes the base model's patch, each side rounded down
 to a multiple its networks can take.
+
+Before the refiner is trained on all the cases, an inner cross-validation (``gate_folds`` folds, in
+``refiner_<name>/gate/fold_i``) refines every case with a refiner that did not train on it and decides
+where the refiner is applied (:mod:`.gate`); the :class:`~.gate.Gate` is saved in ``refiner.json``.
+With ``gate_folds`` 0 the final refiner's own early-stopping cases decide (fewer cases, a weak test).
+Unconditional (scratch) refiners replace the prior instead of correcting it and get no gate.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from nnunet_diffrefine.errors import InputError
-from nnunet_diffrefine.refine.base import CONFIG_FILE, WEIGHTS_FILE, DatasetSignature
+from nnunet_diffrefine.refine.base import CONFIG_FILE, WEIGHTS_FILE, DatasetSignature, TrainingCase
+from nnunet_diffrefine.refine.gate import blend_gains, decide_gate, unit_names
 from nnunet_diffrefine.refine.priors import PriorPrediction, out_of_fold_prediction_of
 from nnunet_diffrefine.refine.registry import refiner_class
 from nnunet_diffrefine.refine.settings import RefinerSettings
 from nnunet_diffrefine.refine.training_data import out_of_fold_cases, split_train_val
 from nnunet_diffrefine.refine.training_loop import HISTORY_FILE, LATEST_FILE
-from nnunet_diffrefine.utils.io import OutputExistsError
+from nnunet_diffrefine.utils.io import OutputExistsError, write_json
 from nnunet_diffrefine.utils.nnunet_folders import model_folder_for
 
 
@@ -68,12 +76,61 @@ def _training_cases(
     return cases
 
 
+GATE_FOLDER = "gate"
+GAINS_FILE = "gains.json"
+
+
 def _clear(folder: Path, overwrite: bool) -> None:
     if (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file():
         if not overwrite:
             raise OutputExistsError(f"{folder} already holds a trained refiner (pass --overwrite to retrain)")
         for name in (WEIGHTS_FILE, CONFIG_FILE, LATEST_FILE, HISTORY_FILE):
             (folder / name).unlink(missing_ok=True)
+        shutil.rmtree(folder / GATE_FOLDER, ignore_errors=True)
+
+
+def _gains(refiner, cases: list[TrainingCase], regions: bool) -> dict[str, list]:
+    """``{case: blend_gains}`` of ``refiner`` on ``cases`` (case ``i`` sampled with seed ``i``)."""
+    return {
+        c.case_id: blend_gains(c.prior, refiner.refine(c.prior, c.image, seed=i), c.target, regions).tolist()
+        for i, c in enumerate(cases)
+    }
+
+
+def cross_validated_gains(
+    cls,
+    signature: DatasetSignature,
+    settings: RefinerSettings,
+    cases: list[TrainingCase],
+    folder: Path,
+    device,
+    log,
+) -> dict[str, list]:
+    """Every case refined by a refiner trained on the other ``settings.gate_folds`` - 1 inner folds
+    (case ``j`` of the sorted ids is in inner fold ``j % gate_folds``); finished folds are read back."""
+    k = settings.gate_folds
+    if k > len(cases):
+        raise InputError(
+            f"gate_folds={k} needs at least {k} out-of-fold cases, there are {len(cases)} "
+            "(use fewer gate folds, or 0 to decide on the early-stopping cases)"
+        )
+    ordered = sorted(cases, key=lambda c: c.case_id)
+    gains: dict[str, list] = {}
+    for i in range(k):
+        sub = folder / GATE_FOLDER / f"fold_{i}"
+        held = ordered[i::k]
+        if (sub / GAINS_FILE).is_file():
+            gains.update(json.loads((sub / GAINS_FILE).read_text()))
+            continue
+        rest = [c for j, c in enumerate(ordered) if j % k != i]
+        train, val = split_train_val(rest, settings.val_fraction)
+        log(f"gate fold {i}/{k}: training on {len(rest)} cases, refining {len(held)} it did not see")
+        inner = cls(signature, settings, device=device)
+        inner.fit(train, val, sub, log=log)
+        fold_gains = _gains(inner, held, signature.regions)
+        write_json(fold_gains, sub / GAINS_FILE)
+        gains.update(fold_gains)
+    return gains
 
 
 def train_refiner(
@@ -114,7 +171,15 @@ def train_refiner(
         f"{len(val)} ({settings.preset} preset: {settings.max_epochs} epochs x {settings.iterations_per_epoch} "
         f"iterations, lr {settings.learning_rate}, patch {list(settings.patch_size)})"
     )
+    gains = None
+    if refiner.uses_prior and settings.gate_folds:
+        gains = cross_validated_gains(cls, signature, settings, cases, folder, device, log)
     history = refiner.fit(train, val, folder, log=log)
+    gate = None
+    if refiner.uses_prior:
+        gate = decide_gate(gains or _gains(refiner, val, signature.regions), signature.regions, settings.seed)
+        for line in gate.describe(unit_names(dataset_json)):
+            log(f"refiner stage: gate: {line}")
     refiner.save(
         folder,
         extra={
@@ -126,6 +191,14 @@ def train_refiner(
             "best_epoch": history.get("best_epoch"),
             "best_validation_dice": history.get("best_dice"),
             "prior_validation_dice": history.get("prior_dice"),
+            "gate": gate.to_json() if gate else None,
+            "gate_source": (
+                None
+                if gate is None
+                else f"{settings.gate_folds}-fold inner cross-validation"
+                if gains
+                else "the early-stopping cases"
+            ),
         },
     )
     log(

@@ -1,0 +1,138 @@
+"""Apply a refiner only where cross-validation shows a gain (nnU-Net's rule for its post-processing).
+
+For every out-of-fold case refined by a refiner that did not train on it (the inner cross-validation of
+:func:`~nnunet_diffrefine.refine.train.train_refiner`), the blends ``(1 - lambda) p + lambda r`` of the
+prior ``p`` and the refined probabilities ``r`` are scored for each lambda of :data:`BLENDS`: per output
+channel (region) for region-based outputs, on the mean foreground Dice for label-based ones (one lambda
+for every class, so the blend stays a distribution). The gain of a lambda on a case is its Dice minus the
+prior's (threshold 0.5 / argmax, both empty: 1). A lambda > 0 is kept only where the paired lower bound of
+its mean gain (percentile bootstrap over the cases, 95 %) is above 0; among those, the one with the
+largest mean gain; elsewhere lambda = 0, the prior. The :class:`Gate` (lambdas, per-case gains and their
+bounds) is saved in ``refiner.json`` and applied by ``refine``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nnunet_diffrefine.refine.metrics import masks
+from nnunet_diffrefine.utils.stats import bootstrap_ci
+
+BLENDS = (0.0, 0.25, 0.5, 0.75, 1.0)
+ALL_CLASSES = "all classes"
+
+
+def unit_names(dataset_json: dict) -> dict[str, str]:
+    """``{channel index: region name}`` of a region-based dataset.json (nnU-Net's label order)."""
+    names = [
+        k for k, v in dataset_json["labels"].items() if k != "background" and isinstance(v, (list, tuple))
+    ]
+    return {str(i): n for i, n in enumerate(names)}
+
+
+def _dice(pred: np.ndarray, target: np.ndarray) -> float:
+    denom = pred.sum() + target.sum()
+    return 1.0 if denom == 0 else float(2.0 * np.logical_and(pred, target).sum() / denom)
+
+
+def channel_dice(probabilities: np.ndarray, target: np.ndarray, regions: bool) -> list[float]:
+    """Dice per region channel (regions) or ``[mean foreground Dice]`` (labels) of ``(C, ...)`` maps."""
+    pred, ref = masks(probabilities, regions), masks(target, regions)
+    scores = [_dice(pred[c], ref[c]) for c in range(pred.shape[0])]
+    return scores if regions else [float(np.mean(scores))]
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Per output unit (a region channel, or :data:`ALL_CLASSES`), the blend weight of the refiner.
+
+    ``blends``: ``{unit: lambda}``; ``evidence``: ``{unit: {"gains": {lambda: [per-case gain]}, "mean":
+    {lambda: mean}, "ci95": {lambda: [low, high]}, "cases": [...]}}`` (lambdas as strings, JSON keys)."""
+
+    blends: dict[str, float]
+    evidence: dict = field(default_factory=dict)
+    regions: bool = True
+
+    def weights(self, num_channels: int) -> np.ndarray:
+        """``(C,)`` blend weights for a ``(C, ...)`` map."""
+        if not self.regions:
+            return np.full(num_channels, self.blends[ALL_CLASSES], np.float32)
+        return np.array([self.blends[str(c)] for c in range(num_channels)], np.float32)
+
+    def apply(self, prior: np.ndarray, refined: np.ndarray) -> np.ndarray:
+        """``(1 - lambda_c) p_c + lambda_c r_c`` per channel, ``(C, Z, Y, X)`` float32."""
+        w = self.weights(prior.shape[0]).reshape(-1, *[1] * (prior.ndim - 1))
+        return ((1 - w) * prior + w * refined).astype(np.float32)
+
+    @property
+    def applied_anywhere(self) -> bool:
+        return any(v > 0 for v in self.blends.values())
+
+    def describe(self, names: dict[str, str] | None = None) -> list[str]:
+        """One line per unit: whether the refiner is applied there and its validation gain."""
+        lines = []
+        for unit, blend in self.blends.items():
+            name = (names or {}).get(unit, unit if unit == ALL_CLASSES else f"channel {unit}")
+            ev = self.evidence.get(unit, {})
+            means = {k: v for k, v in ev.get("mean", {}).items() if float(k) > 0}
+            best = str(blend) if blend > 0 else max(means, key=means.get, default=str(max(BLENDS)))
+            gain, ci = ev.get("mean", {}).get(best), ev.get("ci95", {}).get(best)
+            shown = (
+                f"validation gain {gain:+.4f} [{ci[0]:+.4f}, {ci[1]:+.4f}]"
+                if gain is not None
+                else "no evidence"
+            )
+            state = f"applied with lambda {blend:g}" if blend > 0 else "not applied (prior kept)"
+            lines.append(f"{name}: {state}; {shown} at lambda {best} on {len(ev.get('cases', []))} cases")
+        return lines
+
+    def to_json(self) -> dict:
+        return {"blends": self.blends, "evidence": self.evidence, "regions": self.regions}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Gate:
+        return cls(
+            {str(k): float(v) for k, v in data["blends"].items()}, data.get("evidence", {}), data["regions"]
+        )
+
+    @classmethod
+    def everywhere(cls, num_channels: int, regions: bool) -> Gate:
+        """Lambda 1 everywhere (``--force-refiner``)."""
+        units = [str(c) for c in range(num_channels)] if regions else [ALL_CLASSES]
+        return cls(dict.fromkeys(units, 1.0), {}, regions)
+
+
+def blend_gains(prior: np.ndarray, refined: np.ndarray, target: np.ndarray, regions: bool) -> np.ndarray:
+    """``(len(BLENDS), units)``: Dice of each blend minus the prior's, for one case (maps ``(C, ...)``)."""
+    base = np.asarray(channel_dice(prior, target, regions))
+    return np.stack(
+        [
+            np.asarray(channel_dice((1 - lam) * prior + lam * refined, target, regions)) - base
+            for lam in BLENDS
+        ]
+    )
+
+
+def decide_gate(gains: dict[str, np.ndarray], regions: bool, seed: int = 0, level: float = 0.95) -> Gate:
+    """The :class:`Gate` from ``{case_id: blend_gains(...)}`` of cross-validated cases (see the module
+    docstring)."""
+    if not gains:
+        raise ValueError("the gate needs at least one cross-validated case")
+    cases = sorted(gains)
+    table = np.stack([np.asarray(gains[c], dtype=float) for c in cases])  # (cases, lambdas, units)
+    units = [str(c) for c in range(table.shape[2])] if regions else [ALL_CLASSES]
+    blends, evidence = {}, {}
+    for u, unit in enumerate(units):
+        ev: dict = {"cases": cases, "gains": {}, "mean": {}, "ci95": {}}
+        chosen, best = 0.0, 0.0
+        for j, lam in enumerate(BLENDS):
+            values = table[:, j, u]
+            ci, mean = bootstrap_ci(values, seed=seed, level=level), float(values.mean())
+            ev["gains"][str(lam)] = [round(float(v), 6) for v in values]
+            ev["mean"][str(lam)], ev["ci95"][str(lam)] = mean, ci
+            if lam > 0 and ci[0] > 0 and mean > best:
+                chosen, best = lam, mean
+        blends[unit], evidence[unit] = chosen, ev
+    return Gate(blends, evidence, regions)
