@@ -131,6 +131,14 @@ LEARNING = {  # short CPU schedules: the papers' learning rates do not move thes
         inference_steps=5,
         channels=(8, 16, 16),
     ),
+    "control": dict(
+        max_epochs=4,
+        iterations_per_epoch=20,
+        patience=4,
+        learning_rate=2e-3,
+        warmup_epochs=1,
+        channels=(8, 16, 16),
+    ),
     "medsegdiff": dict(  # 2D slices are cheap: more, smaller steps
         max_epochs=8,
         iterations_per_epoch=50,

@@ -34,6 +34,7 @@ BUILTIN_REFINERS: dict[str, str] = {
     "ddpm_scratch": "nnunet_diffrefine.refine.ddpm:DDPMScratchRefiner",
     "medsegdiff": "nnunet_diffrefine.refine.medsegdiff:MedSegDiffRefiner",
     "medsegdiff_scratch": "nnunet_diffrefine.refine.medsegdiff:MedSegDiffScratchRefiner",
+    "control": "nnunet_diffrefine.refine.control:ControlRefiner",
 }
 
 

@@ -5,16 +5,21 @@ number and the words after it up to the next, the text between two numbers going
 before it up to its first connector (``, ;`` *and, with, while, but*) and to the number after it
 from its last one, so that ``12 cm³ of ET and 40 cm³ of edema`` binds ET to 12 and ED to 40. The
 sub-region is the last one named before the number in its window (outside a parenthesised aside
-such as ``TC (NC + ET)``, if any is), else the first after it, else (volumes only) the last one named
-earlier in the sentence. The kind comes from the unit
-and, for lengths, the nearest keywords (*midline* distance, *voxel* size, *perpendicular* or
-*longest* diameter, *diameter / measures* either one; a pair ``A x B`` is the two diameters, a
-triple the voxel size). Percentages are ``numerator / base``: the base is the sub-region after
+such as ``TC (NC + ET)``, if any is), else the first after it, else (volumes only) the nearest
+earlier in the sentence. A lesion described by a sub-region word (*non-enhancing lesion*) is the
+lesion (:mod:`.text`). The kind comes from the unit and, for lengths, from the structure and the
+words (:mod:`.lengths`: ``A x B`` is the bidimensional pair, ``A x B x C`` a tridimensional size or the
+voxel size). Percentages are ``numerator / base``: the base is the sub-region after
 *of / relative to* (or ``X/Y``), else the prompt's default (BraTS 2023: ET and NC of TC, ED and TC
 of WT; :mod:`.vocabulary`). Sub-regions the case's label convention has no label for are unbound.
 Unitless numbers are slice indices (after *slice*), label values (after *label*), numbers of
 sequences, or fractions (*ratio 0.62*). Anything else cannot be bound: ``quantity`` is ``None``
 with the reason.
+
+Readings. Where the words allow more than one quantity (*FLAIR hyperintensity*: ED or WT; only an
+earlier sub-region, or only an earlier kind of length, to go by), the binding holds each
+(``alternatives``); :mod:`.guard` verifies a number that fits every reading, contradicts one that fits
+none and calls the rest unverifiable.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from nnunet_diffrefine.report import lengths
 from nnunet_diffrefine.report import quantities as q
 from nnunet_diffrefine.report.numbers import Number
 from nnunet_diffrefine.report.text import Mention, mentions
@@ -35,16 +41,6 @@ _OF_RE = re.compile(r"(?:\bof|\bto|\brelative\s+to|\bwithin)\s+(?:the\s+)?$", _I
 _CODES = r"ET|NCR?|NETC|ED|SNFH|TC|WT|RC|CC|GTV"
 _RATIO_RE = re.compile(rf"\b({_CODES})\s*(?:/|:|\s+to\s+)\s*({_CODES})\b")
 _ALIASES = {"NCR": "NC", "NETC": "NC", "SNFH": "ED"}
-_LENGTH_KEYS: tuple[tuple[str, str], ...] = (
-    ("midline", r"\bmidline\b"),
-    ("voxel", r"\bvoxels?\b|\bresolution\b|\bspacing\b|\bslice\s+thickness\b|\bisotropic\b"),
-    ("perpendicular", r"\bperpendicular\b|\bshort(?:est)?\b|\borthogonal\b|\bminor\b"),
-    ("long", r"\blong(?:est)?\b|\bmaxim(?:al|um)\b|\bgreatest\b|\bmajor\b"),
-    (
-        "pair",
-        r"\bdiameters?\b|\blength\b|\bmeasur\w*|\bextent\b|\bsize\b|\bdimensions?\b|\bspans?\b|\bbidimensional\b",
-    ),
-)
 _LESION_RE = re.compile(r"\blesions?\b|\bsatellite\b|\bfoc(?:us|i)\b|\bnodules?\b", _I)
 _SLICE_RE = re.compile(
     r"\b(?:(axial|coronal|sagittal)\s+)?(?:slice|section)\s*(?:index|number|no\.?|#)?\s*:?\s*$", _I
@@ -63,6 +59,12 @@ class Binding:
     reason: str = ""
     contradicted: bool = False
     """An unbound number that cannot be right (a percentage of a region it is not part of)."""
+    alternatives: tuple[q.Quantity, ...] = ()
+    """Other quantities the words may mean (module docstring)."""
+
+    @property
+    def readings(self) -> tuple[q.Quantity, ...]:
+        return () if self.quantity is None else (self.quantity, *self.alternatives)
 
 
 def _split(gap: str) -> tuple[int, int]:
@@ -107,24 +109,19 @@ def _pick(found: list[Mention], last: bool, specific: bool = True) -> Mention | 
     return (chosen[-1] if last else chosen[0]) if chosen else None
 
 
-def _region(pre: list[Mention], post: list[Mention], before: list[Mention]) -> str | None:
+def _readings(pre: list[Mention], post: list[Mention], before: list[Mention]) -> tuple[str, ...]:
+    """The codes a number may be stated for (module docstring); empty when nothing is named."""
     for found, last in ((pre, True), (post, False)):
         hit = _pick(found, last)
         if hit:
-            return hit.region
+            return hit.readings
     for found in (pre, post):
-        if _pick(found, True, specific=False):
-            return "G"
-    hit = _pick(before, True) or _pick(before, True, specific=False)
-    return hit.region if hit else None
-
-
-def _length_key(texts: list[str]) -> str | None:
-    for text in texts:
-        for key, pattern in _LENGTH_KEYS:
-            if re.search(pattern, text, _I):
-                return key
-    return None
+        hit = _pick(found, True, specific=False)
+        if hit:
+            return hit.readings
+    hits = [h for h in (_pick(before, True), _pick(before, True, specific=False)) if h]
+    hits.sort(key=lambda h: -h.start)
+    return tuple(dict.fromkeys(code for h in hits for code in h.readings))
 
 
 def _of(sentence: str, mention: Mention) -> bool:
@@ -188,52 +185,104 @@ def bind(sentence: str, numbers: list[Number], m: dict[str, Any]) -> list[Bindin
     """The quantity of every number of ``sentence`` (see the module docstring)."""
     all_mentions = mentions(sentence)
     out: list[Binding] = []
-    for n, (a, b, c, d) in zip(numbers, _windows(sentence, numbers)):
-        pre_text, post_text = sentence[a:b], sentence[c:d]
+    windows = _windows(sentence, numbers)
+    for n, (a, b, c, d) in zip(numbers, windows):
         asides = [(i, j) for i, j in _parentheses(sentence) if not i < n.start < j]
         plain = [x for x in all_mentions if not any(i < x.start and x.end <= j for i, j in asides)]
         pre = [x for x in plain if a <= x.start and x.end <= b]
         pre = pre or [x for x in all_mentions if a <= x.start and x.end <= b]
         post = [x for x in all_mentions if c <= x.start and x.end <= d]
         before = [x for x in plain if x.end <= n.start] or [x for x in all_mentions if x.end <= n.start]
-        found = _bind_one(m, sentence, n, (a, b), (c, d), pre_text, post_text, pre, post, before)
+        context = _Context(m, sentence, n, (a, b), (c, d), _readings(pre, post, before if n.kind == "volume" else []))
+        found = _bind_one(context, numbers)
         out.append(found if isinstance(found, Binding) else Binding(n, None, found))
     return out
 
 
-def _bind_one(m, sentence, n, pre_span, post_span, pre_text, post_text, pre, post, before) -> Binding | str:
+@dataclass(frozen=True)
+class _Context:
+    """What binding one number needs: the measurements, the sentence, the number, its windows and the
+    codes its words name."""
+
+    m: dict[str, Any]
+    sentence: str
+    n: Number
+    pre: tuple[int, int]
+    post: tuple[int, int]
+    codes: tuple[str, ...]
+
+    @property
+    def pre_text(self) -> str:
+        return self.sentence[slice(*self.pre)]
+
+    @property
+    def post_text(self) -> str:
+        return self.sentence[slice(*self.post)]
+
+
+def _bound(n: Number, quantities: list[q.Quantity], reasons: list[str]) -> Binding | str:
+    """A binding to the first of ``quantities``, the rest as alternatives; else the first reason."""
+    if not quantities:
+        return reasons[0]
+    return Binding(n, quantities[0], alternatives=tuple(quantities[1:]))
+
+
+def _bind_one(x: _Context, numbers: list[Number]) -> Binding | str:
+    n = x.n
     if n.kind == "percent":
-        return _percent(m, sentence, n, pre_span, post_span)
+        return _percent(x.m, x.sentence, n, x.pre, x.post)
     if n.kind is None:
-        return _unitless(m, sentence, n, pre_span, post_span, pre_text, post_text)
-    words = vocabulary_of(m)
-    region = _region(pre, post, before if n.kind == "volume" else [])
-    if region is not None and region != "G" and region not in words.subregions:
-        return f"{words.title} has no label for {region}: nothing of it was measured"
+        return _unitless(x.m, x.sentence, n, x.pre, x.post, x.pre_text, x.post_text)
     if n.kind == "volume":
-        if region in words.subregions:
-            return Binding(n, q.volume(m, region))
-        if region == "G" or _LESION_RE.search(pre_text + " " + post_text):
-            tumor = m["volumes_cm3"][words.tumor]
-            return Binding(
-                n, q.measured(f"{words.tumor} or lesion volume", "cm³", [tumor, *m["lesions"]["volumes_cm3"]])
-            )
-        return "no sub-region is named for this volume"
-    key = "voxel" if n.size == 3 else _length_key([pre_text, post_text, sentence[: n.start]])
-    if region in words.subregions and region != words.tumor and key not in ("voxel", "midline"):
-        return (
-            f"no {n.kind} of the {words.words(region)} was measured (only of the {words.words(words.tumor)})"
-        )
+        return _volume(x)
+    words = vocabulary_of(x.m)
+    unknown = [c for c in x.codes if c != "G" and c not in words.subregions]
+    if unknown and len(unknown) == len(x.codes):
+        return f"{words.title} has no label for {unknown[0]}: nothing of it was measured"
+    named_tumor = any(c in ("G", words.tumor) for c in x.codes)
+    tumor = not x.codes or named_tumor
+    if n.size > 1:
+        return _group(x, numbers, tumor)
+    keys = lengths.single_keys([x.pre_text, x.post_text], x.sentence[: n.start], named_tumor)
+    if not tumor and not set(keys) & {"voxel", "midline"}:
+        region = next(c for c in x.codes if c not in unknown)
+        return f"no {n.kind} of the {words.words(region)} was measured (only of the {words.words(words.tumor)})"
     if n.kind == "area":
-        return Binding(n, q.area(m)) if q.area(m) else "no area was measured"
-    if n.size == 2 and key not in ("voxel", "midline"):
-        key = "pair"
-    if key is None and region in ("G", words.tumor):
-        key = "pair"
-    if key is None:
+        return Binding(n, q.area(x.m)) if q.area(x.m) else "no area was measured"
+    if not keys:
         return "no length (diameter, distance from the midline, voxel size) is named for this number"
-    quantity = q.length(m, key)
-    return Binding(n, quantity) if quantity else f"no {key} length was measured"
+    found = [quantity for key in keys if (quantity := q.length(x.m, key))]
+    return _bound(n, found, [f"no {keys[0]} length was measured"])
+
+
+def _volume(x: _Context) -> Binding | str:
+    words, found, reasons = vocabulary_of(x.m), [], []
+    codes = x.codes or (("G",) if _LESION_RE.search(x.pre_text + " " + x.post_text) else ())
+    for code in codes:
+        if code in words.subregions:
+            found.append(q.volume(x.m, code))
+        elif code == "G":
+            volumes = [x.m["volumes_cm3"][words.tumor], *x.m["lesions"]["volumes_cm3"]]
+            found.append(q.measured(f"{words.tumor} or lesion volume", "cm³", volumes))
+        else:
+            reasons.append(f"{words.title} has no label for {code}: nothing of it was measured")
+    return _bound(x.n, found, reasons or ["no sub-region is named for this volume"])
+
+
+def _group(x: _Context, numbers: list[Number], tumor: bool) -> Binding | str:
+    """A member of an ``A x B (x C)`` group (:mod:`.lengths`)."""
+    words, n = vocabulary_of(x.m), x.n
+    members = [k for k in numbers if k.group == n.group]
+    key = lengths.group_key(x.m, members, [x.pre_text, x.post_text])
+    if key == "voxel":
+        return Binding(n, q.length(x.m, "voxel"))
+    if not tumor:
+        region = next(c for c in x.codes if c in words.subregions)
+        return f"no {n.kind} of the {words.words(region)} was measured (only of the {words.words(words.tumor)})"
+    if n.kind == "area":
+        return "an area is not stated as A x B"
+    quantity, reason = lengths.assign_diameters(x.m, members)[n.position]
+    return Binding(n, quantity) if quantity else reason
 
 
 def _unitless(m, sentence, n, pre_span, post_span, pre_text, post_text) -> Binding | str:

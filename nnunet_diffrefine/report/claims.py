@@ -3,6 +3,8 @@
 Read in the findings and impression (the technique and limitations define terms and hedge), and not
 in hedged clauses (*may, possibly, cannot be excluded*). Each claim is compared with the measurements:
 
+Every claim found is listed, verified or contradicted.
+
 - Side: *left / right (-sided, hemisphere, ...)*, except where it describes the display (*image
   left*, *left-right*). A location claim holds when it is the side of the WT centroid; in a clause
   about extension (*extends into, involves, crosses*) the other side holds too when WT crosses the
@@ -11,7 +13,8 @@ in hedged clauses (*may, possibly, cannot be excluded*). Each claim is compared 
   holds only for side ``midline``.
 - Midline crossing: *crosses the midline, bilateral, both hemispheres, transcallosal* against
   *does not cross / without crossing / confined to one hemisphere / unilateral*.
-- Lesions (26-connected WT components): ``3 lesions``, *two foci*, *number of lesions: 2*, *single /
+- Lesions (26-connected WT components): ``3 lesions``, *two foci*, *number of lesions: 2*, *two
+  satellite / additional / other foci* (3: the others besides the main one), *single /
   solitary / unifocal* (1), *multifocal / multiple / a second / satellite / another lesion* (2 or
   more), *no other / additional lesions* (exactly 1), *no lesion / tumor* (0).
 
@@ -33,7 +36,9 @@ _NUM = r"\d+|(?:(?:twenty|thirty|forty|fifty)[\s-])?(?:zero|one|two|three|four|f
 _ADJ = r"(?:(?:separate|distinct|discrete|individual|contiguous|connected|enhancing|segmented|tumou?r|satellite|non-contiguous|discontinuous|isolated|spatially|WT)\s+){0,3}"
 _NOUN = r"(?:lesions?|foci|focus|nodules?|masses|tumou?rs|components|sites)"
 _NOT_PART = r"(?![\s-]+(?:core|volume|regions?|sub-?regions?|burden|components?|parts?|growth|extent|margins?|bound\w*|tissue|cells?|effect))"
+_OTHERS = r"(?:satellite|additional|other|further|smaller|daughter)"
 _COUNTS: tuple[tuple[str, str], ...] = (
+    ("others", rf"\b(?P<n>{_NUM})\s+(?:(?:small|tiny|punctate|separate|distinct)\s+)?{_OTHERS}\s+(?:\w+\s+)?{_NOUN}\b{_NOT_PART}"),
     ("exact", rf"\b(?P<n>{_NUM})\s+{_ADJ}{_NOUN}\b{_NOT_PART}"),
     ("exact", rf"\b(?:number|count)\s+of\s+(?:\w+\s+){{0,2}}lesions\s*(?:is|was|:|=|of)?\s*(?P<n>{_NUM})\b"),
     ("exact", rf"\b(?:lesions?|lesion\s+count)\s*[:=]\s*(?P<n>{_NUM})\b"),
@@ -76,10 +81,16 @@ _MIDLINE_AT_RE = re.compile(
 )
 
 
+VERIFIED = "verified"
+UNVERIFIABLE = "unverifiable"
+CONTRADICTED = "contradicted"
+STATUSES = (VERIFIED, UNVERIFIABLE, CONTRADICTED)
+
+
 @dataclass(frozen=True)
 class Statement:
-    """A checked statement of a sentence: the words, the quantity, ``contradicted`` or
-    ``unverifiable``, why, and its span in the sentence."""
+    """A checked statement of a sentence: the words, the quantity, its status (:data:`STATUSES`), why,
+    and its span in the sentence."""
 
     text: str
     quantity: str
@@ -99,7 +110,8 @@ def _count_of(text: str) -> int:
 
 
 def count_claims(sentence: str, m: dict[str, Any]) -> tuple[list[Statement], list[tuple[int, int]]]:
-    """Contradicted lesion-count claims and the spans they cover (their digits are not checked again)."""
+    """Lesion-count claims, verified or contradicted, and the spans they cover (their digits are not
+    checked again)."""
     count, scopes = m["lesions"]["count"], negation_scopes(sentence)
     out, spans = [], []
     for kind, regex in _COUNT_RES:
@@ -112,84 +124,77 @@ def count_claims(sentence: str, m: dict[str, Any]) -> tuple[list[Statement], lis
             spans.append(match.span())
             no = negated(sentence, *match.span(), scopes) or re.match(r"no\b", match.group(0), _I)
             if kind == "exact":
-                want, ok = _count_of(match.group("n")), None
+                want = _count_of(match.group("n"))
                 ok = count == want
+            elif kind == "others":
+                others = _count_of(match.group("n"))
+                want, ok = f"{others} besides the main one ({others + 1} in all)", count == others + 1
             elif kind == "one":
                 want, ok = 1, count == 1
             elif kind == "none":
                 want, ok = 0, count == 0
             else:
                 want, ok = ("exactly 1", count == 1) if no else ("2 or more", count >= 2)
-            if not ok:
-                reason = f"claims {want} lesion(s); {count} lesion(s) were segmented"
-                out.append(
-                    Statement(match.group(0), "number of lesions", "contradicted", reason, *match.span())
-                )
+            reason = f"claims {want} lesion(s); {count} lesion(s) were segmented"
+            status = VERIFIED if ok else CONTRADICTED
+            out.append(Statement(match.group(0), "number of lesions", status, reason, *match.span()))
     return out, spans
 
 
 def bad(text: str, quantity: str, reason: str, span: tuple[int, int]) -> Statement:
-    return Statement(text, quantity, "contradicted", reason, *span)
+    return Statement(text, quantity, CONTRADICTED, reason, *span)
+
+
+def judged(wrong: bool, text: str, quantity: str, reason: str, span: tuple[int, int]) -> Statement:
+    """A claim that is ``wrong`` (contradicted) or right (verified)."""
+    return Statement(text, quantity, CONTRADICTED if wrong else VERIFIED, reason, *span)
 
 
 def midline_claims(sentence: str, m: dict[str, Any]) -> list[Statement]:
-    """Contradicted side, midline-location and midline-crossing claims."""
+    """Side, midline-location and midline-crossing claims, verified or contradicted."""
     side, crosses, scopes = m.get("side"), bool(m.get("crosses_midline")), negation_scopes(sentence)
-    out: list[Statement] = []
     where = "no tumor was segmented" if side is None else f"the WT centroid is {_side_words(side)}"
+    crossing = "WT crosses the midline" if crosses else "WT does not cross the midline"
     denied = [match.span() for match in _NOT_CROSS_RE.finditer(sentence)]
-    for span in denied:
-        if crosses:
-            out.append(
-                bad(
-                    sentence[slice(*span)],
-                    "midline crossing",
-                    "claims no midline crossing; WT crosses the midline",
-                    span,
-                )
-            )
+    out = [
+        judged(crosses, sentence[slice(*span)], "midline crossing", f"claims no midline crossing; {crossing}", span)
+        for span in denied
+    ]
     for match in _CROSS_RE.finditer(sentence):
         if any(a < match.end() and match.start() < b for a, b in denied) or hedged(
             sentence[slice(*clause_bounds(sentence, match.start()))]
         ):
             continue
         claim = not negated(sentence, *match.span(), scopes)
-        if claim != crosses:
-            reason = (
-                "claims a midline crossing; WT does not cross the midline"
-                if claim
-                else "claims no midline crossing; WT crosses the midline"
-            )
-            out.append(bad(match.group(0), "midline crossing", reason, match.span()))
+        reason = f"claims {'a' if claim else 'no'} midline crossing; {crossing}"
+        out.append(judged(claim != crosses, match.group(0), "midline crossing", reason, match.span()))
     for match in _MIDLINE_AT_RE.finditer(sentence):
-        if (side == "midline") == negated(sentence, *match.span(), scopes):
-            out.append(bad(match.group(0), "side", f"claims a midline position; {where}", match.span()))
-    for match in _SIDE_RE.finditer(sentence):
-        claimed, (s, e) = match.group(1).lower(), match.span()
-        if _display(sentence, s, e):
-            continue
-        a, b = clause_bounds(sentence, s)
-        if hedged(sentence[a:b]):
-            continue
-        extension = bool(_EXTENSION_RE.search(sentence[a:b]))
-        if side is None:
-            wrong, what = not negated(sentence, s, e, scopes), f"claims the {claimed} side"
-        elif negated(sentence, s, e, scopes):
-            wrong = side == claimed or (extension and crosses)
-            what = f"denies the {claimed} side"
-        else:
-            wrong = side != claimed and not (crosses and (extension or side == "midline"))
-            what = f"claims the {claimed} side"
-        if wrong:
-            out.append(
-                bad(
-                    match.group(0),
-                    "side",
-                    f"{what}; {where}" + (", crossing the midline" if crosses else ""),
-                    (s, e),
-                )
-            )
+        no = negated(sentence, *match.span(), scopes)
+        reason = f"{'denies' if no else 'claims'} a midline position; {where}"
+        out.append(judged((side == "midline") == no, match.group(0), "side", reason, match.span()))
+    out += [s for match in _SIDE_RE.finditer(sentence) if (s := _side_claim(sentence, match, m, scopes))]
     return out
+
+
+def _side_claim(sentence: str, match: re.Match, m: dict[str, Any], scopes) -> Statement | None:
+    """The claim of one side word (``None``: it describes the display, or its clause is hedged)."""
+    side, crosses = m.get("side"), bool(m.get("crosses_midline"))
+    where = "no tumor was segmented" if side is None else f"the WT centroid is {_side_words(side)}"
+    claimed, (s, e) = match.group(1).lower(), match.span()
+    a, b = clause_bounds(sentence, s)
+    if _display(sentence, s, e) or hedged(sentence[a:b]):
+        return None
+    extension = bool(_EXTENSION_RE.search(sentence[a:b]))
+    if side is None:
+        wrong, what = not negated(sentence, s, e, scopes), f"claims the {claimed} side"
+    elif negated(sentence, s, e, scopes):
+        wrong = side == claimed or (extension and crosses)
+        what = f"denies the {claimed} side"
+    else:
+        wrong = side != claimed and not (crosses and (extension or side == "midline"))
+        what = f"claims the {claimed} side"
+    reason = f"{what}; {where}" + (", crossing the midline" if crosses else "")
+    return judged(wrong, match.group(0), "side", reason, (s, e))
 
 
 def _side_words(side: str) -> str:

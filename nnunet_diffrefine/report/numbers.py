@@ -7,6 +7,12 @@ volumes cm³ = mL = cc (``cm3 cm^3 cubic centimetres milliliters``) and mm³ (/1
 (x100); lengths mm, cm (x10); proportions ``% percent per cent``. In ``A x B mm`` / ``A by B mm`` and
 ``A-B mm`` the last unit applies to all. Skipped: numbers glued to letters (``T1c 3D 1st
 26-connected``), list markers (``1.``) and years 1900-2100 without a unit.
+
+Approximate numbers (*about, approximately, approx., around, roughly, circa, ca., nearly, almost, ~,
+≈* before the number or its ``A x B`` group) are read to their stated rounding: trailing zeros of a
+whole number are not significant (*about 20 mL*: 15-25, *about 150 mL*: 145-155), and otherwise a last
+digit 5 is a rounding to the nearest 5 (*about 25 mL*: 22.5-27.5, *about 2.5 cm*: 2.25-2.75); otherwise half a
+unit of the last digit, as for any number (*about 24 mL*: 23.5-24.5).
 """
 
 from __future__ import annotations
@@ -45,6 +51,9 @@ _RANGE_RE = re.compile(
 )
 _INDEX_BEFORE_RE = re.compile(r"(?:slice|section|label|index|number|lesions?)\s*(?:no\.?|#)?\s*:?\s*$", _I)
 LIST_MARKER_RE = re.compile(r"^\s*\d+[.)]\s*$")
+_APPROXIMATE_RE = re.compile(
+    r"(?:\b(?:about|approximately|approx\.?|around|roughly|circa|ca\.|nearly|almost)|~|≈|∼)\s*$", _I
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,7 @@ class Number:
     group: int = -1
     position: int = 0
     size: int = 1
+    approximate: bool = False
 
     @property
     def base(self) -> float:
@@ -91,6 +101,25 @@ def words_value(text: str) -> float | None:
             whole, current = whole + max(current, 1) * 1000, 0
     value = float(whole + current)
     return value + float("0." + decimals) if decimals else value
+
+
+def stated_rounding(value: float, half_unit: float) -> float:
+    """Half the rounding step an approximate number states (module docstring), in its own unit."""
+    step = 2.0 * half_unit
+    digits = round(abs(value) / step)
+    if digits == 0:
+        return half_unit
+    if step >= 1.0 and digits % 10 == 0:
+        while digits % 10 == 0:
+            digits, step = digits // 10, step * 10.0
+        return step / 2.0
+    return 5.0 * step / 2.0 if digits % 10 == 5 else step / 2.0
+
+
+def _approximate(sentence: str, n: Number) -> Number:
+    if not _APPROXIMATE_RE.search(sentence[max(0, n.start - 20) : n.start]):
+        return n
+    return replace(n, approximate=True, half_unit=stated_rounding(n.value, n.half_unit))
 
 
 def _unit_after(text: str, end: int) -> tuple[str, str, float, int] | None:
@@ -154,6 +183,7 @@ def numbers_in(sentence: str) -> list[Number]:
                 groups[-1].append(i + 1)
             else:
                 groups.append([i, i + 1])
+    found = [_approximate(sentence, n) for n in found]
     for g, members in enumerate(groups):
         last = found[members[-1]]
         gaps = [sentence[found[a].end : found[b].start] for a, b in zip(members, members[1:])]
@@ -168,5 +198,8 @@ def numbers_in(sentence: str) -> list[Number]:
                 )
             if times:
                 n = replace(n, group=g, position=position, size=len(members))
+            first = found[members[0]]
+            if first.approximate and not n.approximate:
+                n = replace(n, approximate=True, half_unit=stated_rounding(n.value, n.half_unit))
             found[i] = n
     return found

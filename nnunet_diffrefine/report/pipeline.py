@@ -2,7 +2,9 @@
 
 A model reply with a statement that contradicts the measurements (:mod:`.guard`) is not the report's
 text: the template is written instead, with the reply attached as a *rejected draft* listing each
-contradiction (report.md, and ``rejected_draft`` in report.json; ``source.reason`` says why).
+contradiction (report.md, and ``rejected_draft`` in report.json; ``source.reason`` says why). A reply
+with none is the text, its unverifiable statements marked; every statement checked is listed with its
+status (verified, unverifiable, contradicted).
 
 The folder holds ``report.md``, ``report.json``, ``measurements.json`` and ``axial.png``,
 ``coronal.png``, ``sagittal.png``. It is written under a temporary name and renamed when complete;
@@ -19,7 +21,7 @@ from typing import Any
 
 from nnunet_diffrefine.report.facts import report_facts
 from nnunet_diffrefine.report.figures import render_figures
-from nnunet_diffrefine.report.guard import Flag, check_sections, contradictions
+from nnunet_diffrefine.report.guard import Flag, contradictions, flagged, review_sections
 from nnunet_diffrefine.report.inputs import CaseInputs
 from nnunet_diffrefine.report.llm import LLMFailure, LLMSettings, complete
 from nnunet_diffrefine.report.measurements import measure
@@ -48,6 +50,8 @@ class ReportOutcome:
     flagged: int
     contradicted: int = 0
     """Contradicted statements of the model's reply (> 0: it was rejected, the template written)."""
+    verified: int = 0
+    """Verified statements of the model's reply."""
 
 
 def check_output_folder(folder: str | os.PathLike, overwrite: bool) -> bool:
@@ -119,6 +123,7 @@ def write_report(
         write_json(measurements, tmp / "measurements.json")
         llm_error: str | None = None
         flags: list[Flag] = []
+        statements: list[Flag] = []
         rejected: dict[str, Any] | None = None
         source: dict[str, Any]
         if offline or settings is None or not settings.configured:
@@ -139,9 +144,10 @@ def write_report(
                 source = {"path": "offline", "reason": LLM_FAILED, **asked}
             else:
                 from_model = {name: text for name, text in sections.items() if name not in missing}
-                flags = check_sections(from_model, measurements)
+                statements = review_sections(from_model, measurements)
+                flags = flagged(statements)
                 if contradictions(flags):
-                    rejected = {"sections": from_model, "statements": flags}
+                    rejected = {"sections": from_model, "statements": statements}
                     flags, sections = [], offline_sections(measurements)
                     source = {"path": "offline", "reason": LLM_CONTRADICTED, **asked}
                 else:
@@ -156,7 +162,9 @@ def write_report(
                         + note
                     )
                     source = {"path": "llm", **asked, "sections_from_template": missing}
-        report = report_dict(measurements, sections, source, llm_error, flags, figures, rejected)
+        checked = statements if rejected is None else []
+        report = report_dict(measurements, sections, source, llm_error, flags, figures, rejected, checked)
         write_report_files(tmp, report, flags, model_text=source["path"] == "llm", rejected=rejected)
     contradicted = len(contradictions(rejected["statements"])) if rejected else 0
-    return ReportOutcome(folder, source["path"], llm_error, len(flags), contradicted)
+    verified = sum(f.status == "verified" for f in statements)
+    return ReportOutcome(folder, source["path"], llm_error, len(flags), contradicted, verified)

@@ -3,9 +3,12 @@
 Both files open with :data:`BANNER` and say which path wrote the text (``source``: ``llm`` with the
 model name, or ``offline`` with the reason) and, if the LLM failed, why (``llm_error``). The
 measurements table is always built from the measurements, never from the model's text. Flagged
-sentences get a :data:`FLAG_MARK` in report.md and are listed in a *Flagged statements* section. A
-rejected reply (it contradicted the measurements) is attached after them as a *Rejected draft*
-quoting the model's sections, with each contradiction listed (``rejected_draft`` in report.json).
+sentences get a :data:`FLAG_MARK` in report.md and are listed in a *Flagged statements* section;
+every statement checked in the model's text is listed with its status (*verified*, *unverifiable*,
+*contradicted*: ``checked_statements`` and ``statement_counts`` in report.json, a *Statement check*
+section in report.md). A rejected reply (it contradicted the measurements) is attached after them as
+a *Rejected draft* quoting the model's sections, with each statement listed by status
+(``rejected_draft`` in report.json).
 Nothing time- or machine-dependent is written, so the same inputs give the same bytes.
 """
 
@@ -17,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nnunet_diffrefine.report.facts import cm3, measurement_rows
-from nnunet_diffrefine.report.guard import CONTRADICTED, Flag
+from nnunet_diffrefine.report.guard import CONTRADICTED, STATUSES, UNVERIFIABLE, VERIFIED, Flag
 from nnunet_diffrefine.report.prompt import SECTIONS
 from nnunet_diffrefine.report.vocabulary import vocabulary_of
 from nnunet_diffrefine.utils.io import atomic_output_file, write_json
@@ -29,6 +32,7 @@ BANNER = (
     "against the images before use."
 )
 FLAG_MARK = "⚠"
+STATUS_MARKS = {VERIFIED: "✓", UNVERIFIABLE: FLAG_MARK, CONTRADICTED: "✗"}
 REPORT_FORMAT = "nnunet-diffrefine report 1"
 
 
@@ -56,9 +60,11 @@ def report_dict(
     flags: list[Flag],
     figures: list[dict[str, Any]],
     rejected: dict[str, Any] | None = None,
+    checked: Sequence[Flag] = (),
 ) -> dict[str, Any]:
-    """The content of report.json (``rejected``: the model's sections and flags when its reply was
-    rejected for contradicting the measurements)."""
+    """The content of report.json (``rejected``: the model's sections and statements when its reply
+    was rejected for contradicting the measurements; ``checked``: every statement checked in the
+    text used, when it came from the model)."""
     out: dict[str, Any] = {
         "format": REPORT_FORMAT,
         "banner": BANNER,
@@ -70,18 +76,9 @@ def report_dict(
             {"quantity": q, "value": v, "unit": u} for q, v, u in measurement_rows(measurements)
         ],
         "flagged_statements": [flag.to_json() for flag in flags],
-        "rejected_draft": None
-        if rejected is None
-        else {
-            "model": source.get("model"),
-            "sections": dict(rejected["sections"]),
-            "contradicted_statements": [
-                f.to_json() for f in rejected["statements"] if f.status == CONTRADICTED
-            ],
-            "unverifiable_statements": [
-                f.to_json() for f in rejected["statements"] if f.status != CONTRADICTED
-            ],
-        },
+        "checked_statements": [f.to_json() for f in checked],
+        "statement_counts": statement_counts(checked),
+        "rejected_draft": None if rejected is None else _draft(source, rejected),
         "figures": figures,
         "measurements_file": "measurements.json",
     }
@@ -93,6 +90,23 @@ def report_dict(
             for n, p, r, d in rows
         ]
     return out
+
+
+def statement_counts(statements: Sequence[Flag]) -> dict[str, int]:
+    """How many statements have each status (:data:`~.guard.STATUSES`)."""
+    return {status: sum(f.status == status for f in statements) for status in STATUSES}
+
+
+def _draft(source: dict[str, Any], rejected: dict[str, Any]) -> dict[str, Any]:
+    statements = rejected["statements"]
+    return {
+        "model": source.get("model"),
+        "sections": dict(rejected["sections"]),
+        "contradicted_statements": [f.to_json() for f in statements if f.status == CONTRADICTED],
+        "unverifiable_statements": [f.to_json() for f in statements if f.status == UNVERIFIABLE],
+        "checked_statements": [f.to_json() for f in statements],
+        "statement_counts": statement_counts(statements),
+    }
 
 
 def _neutralise(text: str) -> str:
@@ -147,6 +161,27 @@ def _flag_lines(flags: Sequence[Flag]) -> list[str]:
     return lines + [""]
 
 
+def _status_lines(statements: Sequence[Flag]) -> list[str]:
+    """``1. verified: findings: `23.7 cm³` agrees with ...`` per statement."""
+    lines = []
+    for i, f in enumerate(statements, 1):
+        statement = _neutralise(f.statement).replace("`", "'")
+        lines.append(f"{i}. {STATUS_MARKS[f.status]} {f.status}: {f.section}: `{statement}` {f.reason}")
+    return lines + [""]
+
+
+def _check_lines(statements: Sequence[Flag]) -> list[str]:
+    counts = statement_counts(statements)
+    summary = ", ".join(f"{counts[status]} {status}" for status in STATUSES)
+    return [
+        "## Statement check",
+        "",
+        f"Every number and claim of the model's text, checked against the measurements: {summary}.",
+        "",
+        *_status_lines(statements),
+    ]
+
+
 def _rejected_lines(draft: dict[str, Any], flags: Sequence[Flag]) -> list[str]:
     bad = [f for f in flags if f.status == CONTRADICTED]
     lines = [
@@ -160,11 +195,15 @@ def _rejected_lines(draft: dict[str, Any], flags: Sequence[Flag]) -> list[str]:
         "",
         *_flag_lines(bad),
     ]
-    others = [f for f in flags if f.status != CONTRADICTED]
+    others = [f for f in flags if f.status == UNVERIFIABLE]
     if others:
         lines += ["Statements that could not be verified:", "", *_flag_lines(others)]
+    verified = [f for f in flags if f.status == VERIFIED]
+    if verified:
+        lines += ["Verified statements:", "", *_status_lines(verified)]
     for name, text in draft["sections"].items():
-        marked = _paragraphs(_neutralise(_mark(text, [f for f in flags if f.section == name])))
+        shown = [f for f in flags if f.section == name and f.status != VERIFIED]
+        marked = _paragraphs(_neutralise(_mark(text, shown)))
         lines += [f"> **{name.capitalize()} (rejected draft)**", ">"]
         lines += [f"> {line}" if line else ">" for line in marked.splitlines()]
         lines.append("")
@@ -231,12 +270,18 @@ def report_markdown(
     if flags:
         lines += ["## Flagged statements", "", "Statements in the text that could not be verified:", ""]
         lines += _flag_lines(flags)
+    if report.get("checked_statements"):
+        lines += _check_lines([_flag_of(f) for f in report["checked_statements"]])
     if report.get("rejected_draft"):
         lines += _rejected_lines(report["rejected_draft"], rejected_flags)
     lines += ["## Figures", ""]
     for figure in report["figures"]:
         lines += [f"![{figure['plane']} slice {figure['file_index']}]({figure['file']})", ""]
     return "\n".join(lines)
+
+
+def _flag_of(data: dict[str, Any]) -> Flag:
+    return Flag(**data, start=0, end=0)
 
 
 def write_report_files(

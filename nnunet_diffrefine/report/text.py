@@ -9,6 +9,17 @@ non-enhancing core, necrosis* (NC), *edema, peritumoral edema, (non-enhancing) F
 mass* alone is the generic mention ``G`` (the whole tumor or one lesion). Where names overlap the
 longest, earliest one wins (*non-enhancing* is NC, not ET; *non-enhancing FLAIR hyperintensity* is ED).
 
+A sub-region word describing the lesion is a descriptor, not the sub-region: *non-enhancing / enhancing
+/ ring-enhancing / necrotic / cystic / FLAIR-hyperintense lesion, mass, neoplasm* and *non-enhancing
+tumor*, *heterogeneously enhancing tumor* are ``G`` (*enhancing tumor* alone stays ET, its challenge
+name; *... tumor core / component / portion* stays the sub-region). A descriptor also claims what it
+says (``implies``: *non-enhancing* no ET, *enhancing* ET, *necrotic* NC, *cystic* CC; *predominantly
+non-enhancing* nothing). Some words may mean two things (``readings``): *non-enhancing tumor* in a
+sentence that names other sub-regions is the lesion or the NC of a list; *FLAIR hyperintensity*
+without *surrounding / peritumoral* or ``(ED)`` / ``(SNFH)`` after it is ED or the whole FLAIR
+abnormality (WT). ``AP x TR x CC``
+names directions, not the cystic component.
+
 A negation cue (*no, not, without, absent, free of, none, ...*) negates what follows it up to the
 end of its clause: the next ``; :``, *but / whereas / while / although / with*, an *and* or a comma
 that is not followed by another sub-region (``no ET, NC or ED``: all three negated).
@@ -20,6 +31,34 @@ import re
 from dataclasses import dataclass
 
 _I = re.IGNORECASE
+_QUALIFIED = r"(?:ring|rim|peripheral(?:ly)?|heterogeneous(?:ly)?|homogeneous(?:ly)?|avid(?:ly)?|nodular(?:ly)?|patchy|faint(?:ly)?|intense(?:ly)?|mild(?:ly)?|minimal(?:ly)?|partial(?:ly)?|irregular(?:ly)?|thick(?:ly)?|thin(?:ly)?|solid(?:ly)?|strong(?:ly)?|vivid(?:ly)?)[\s-]+enhancing"
+_PREDOMINANTLY = r"(?:predominantly|largely|mostly|mainly|essentially|primarily)[\s-]+"
+_LESION_NOUN = r"(?:(?:intra-?axial|infiltrat\w+|expansile|solid|heterogeneous|large|small|cortical|subcortical)[\s,]+)?"
+_NOT_PART = r"(?![\s-]+(?:core|components?|portions?|parts?|regions?|sub-?regions?|volumes?|rim|tissue|compartments?))"
+_DESCRIPTORS: tuple[tuple[str, tuple[str, bool] | None], ...] = (
+    # (the words before the noun, what they claim); the noun is lesion / mass / neoplasm, or tumor
+    (rf"{_PREDOMINANTLY}non[\s-]?enhancing", None),
+    (r"non[\s-]?enhancing", ("ET", False)),
+    (_QUALIFIED, ("ET", True)),
+    (r"(?:contrast[\s-]?)?enhancing", ("ET", True)),
+    (r"necrotic", ("NC", True)),
+    (r"cystic", ("CC", True)),
+    (r"(?:T2[\s/-]*)?FLAIR[\s-]+hyperintense|hyperintense", None),
+)
+_DESCRIBED_RES = tuple(
+    (
+        re.compile(
+            rf"\b(?:{words})[\s-]+{_LESION_NOUN}(?P<noun>lesions?|mass(?:es)?|neoplasms?|tumou?rs?)\b{_NOT_PART}",
+            _I,
+        ),
+        implies,
+    )
+    for words, implies in _DESCRIPTORS
+)
+_DIRECTIONS_RE = re.compile(
+    r"\b(?:AP|TR|TV|LR|RL|ML|SI|CC)(?:\s*(?:x|×|/)\s*(?:AP|TR|TV|LR|RL|ML|SI|CC))+\b"
+)
+_SURROUNDING_RE = re.compile(r"\b(?:surrounding|peri\w+|vasogenic|oedema|edema)\b", _I)
 _NAMES: tuple[tuple[str, str, int], ...] = (
     (
         "NC",
@@ -72,11 +111,19 @@ CLAUSE_RE = re.compile(r"[,;:]|\b(?:and|but|whereas|while|although|with)\b", _I)
 @dataclass(frozen=True)
 class Mention:
     """A sub-region named in a sentence: ``region`` a code (NC ED ET TC WT RC CC GTV) or G (generic),
-    its span."""
+    its span, the other codes it may mean (``also``) and, for a descriptor, the sub-region it claims
+    present or absent (``implies``)."""
 
     region: str
     start: int
     end: int
+    also: tuple[str, ...] = ()
+    implies: tuple[str, bool] | None = None
+
+    @property
+    def readings(self) -> tuple[str, ...]:
+        """Every code the mention may mean, the likeliest first."""
+        return (self.region, *self.also)
 
 
 def sentences(text: str) -> list[tuple[int, int]]:
@@ -100,15 +147,41 @@ def plain(text: str) -> str:
     return re.sub(r"[*`#]|(?<!\w)_+|_+(?!\w)", lambda m: " " * len(m.group(0)), text)
 
 
+def _descriptors(text: str) -> list[Mention]:
+    """Lesions described by a sub-region word (*non-enhancing lesion*): ``G`` mentions."""
+    found = []
+    for regex, implies in _DESCRIBED_RES:
+        for m in regex.finditer(text):
+            if m.group("noun").lower().startswith("tum") and re.match(r"(?:contrast[\s-]?)?enh", m.group(0), _I):
+                continue  # "enhancing tumor" is the ET's own name
+            found.append(Mention("G", m.start(), m.end(), implies=implies))
+    return found
+
+
+def _with_readings(mention: Mention, text: str, kept: list[Mention]) -> Mention:
+    """``mention`` with the other codes it may mean in ``text`` (module docstring)."""
+    words = text[mention.start : mention.end]
+    others = [k for k in kept if k is not mention and k.region != "G"]
+    if mention.region == "G" and re.match(r"non[\s-]?enhancing[\s-]+tumou?r", words, _I) and others:
+        return Mention("G", mention.start, mention.end, ("NC",), mention.implies)
+    named = re.match(r"\s*\(\s*(?:ED|SNFH)\b", text[mention.end :])
+    if mention.region == "ED" and re.search(r"FLAIR", words, _I) and not (_SURROUNDING_RE.search(words) or named):
+        return Mention("ED", mention.start, mention.end, ("WT",))
+    return mention
+
+
 def mentions(text: str) -> list[Mention]:
     """The sub-region mentions of ``text`` in order, overlaps resolved to the longest earliest."""
-    found = [Mention(name, m.start(), m.end()) for name, regex in _REGION_RES for m in regex.finditer(text)]
+    found = _descriptors(text)
+    found += [Mention(name, m.start(), m.end()) for name, regex in _REGION_RES for m in regex.finditer(text)]
+    directions = [m.span() for m in _DIRECTIONS_RE.finditer(text)]
+    found = [m for m in found if not any(a <= m.start and m.end <= b for a, b in directions)]
     found.sort(key=lambda m: (m.start, -(m.end - m.start)))
     kept: list[Mention] = []
     for mention in found:
         if not kept or mention.start >= kept[-1].end:
             kept.append(mention)
-    return kept
+    return [_with_readings(mention, text, kept) for mention in kept]
 
 
 def clause_bounds(text: str, position: int) -> tuple[int, int]:
