@@ -193,7 +193,9 @@ def bind(sentence: str, numbers: list[Number], m: dict[str, Any]) -> list[Bindin
         pre = pre or [x for x in all_mentions if a <= x.start and x.end <= b]
         post = [x for x in all_mentions if c <= x.start and x.end <= d]
         before = [x for x in plain if x.end <= n.start] or [x for x in all_mentions if x.end <= n.start]
-        context = _Context(m, sentence, n, (a, b), (c, d), _readings(pre, post, before if n.kind == "volume" else []))
+        codes = _readings(pre, post, before if n.kind == "volume" else [])
+        codes = tuple(dict.fromkeys(vocabulary_of(m).region_of(code) for code in codes))
+        context = _Context(m, sentence, n, (a, b), (c, d), codes)
         found = _bind_one(context, numbers)
         out.append(found if isinstance(found, Binding) else Binding(n, None, found))
     return out

@@ -51,6 +51,7 @@ def _claim(m: dict[str, Any], code: str, present: bool) -> tuple[str, str] | Non
     """``(status, reason)`` of the claim that sub-region ``code`` is ``present`` (or absent); ``None``
     for the absence of one the convention has no label for (nothing to say)."""
     volumes, words = m["volumes_cm3"], vocabulary_of(m)
+    code = words.region_of(code)
     if code not in volumes:
         if not present:
             return None

@@ -16,8 +16,8 @@ name; *... tumor core / component / portion* stays the sub-region). A descriptor
 says (``implies``: *non-enhancing* no ET, *enhancing* ET, *necrotic* NC, *cystic* CC; *predominantly
 non-enhancing* nothing). Some words may mean two things (``readings``): *non-enhancing tumor* in a
 sentence that names other sub-regions is the lesion or the NC of a list; *FLAIR hyperintensity*
-without *surrounding / peritumoral* or ``(ED)`` / ``(SNFH)`` after it is ED or the whole FLAIR
-abnormality (WT). ``AP x TR x CC``
+without *surrounding / peritumoral* (before it or just after) or ``(ED)`` / ``(SNFH)`` after it is ED
+or the whole FLAIR abnormality (WT). ``AP x TR x CC``
 names directions, not the cystic component.
 
 A negation cue (*no, not, without, absent, free of, none, ...*) negates what follows it up to the
@@ -33,7 +33,12 @@ from dataclasses import dataclass
 _I = re.IGNORECASE
 _QUALIFIED = r"(?:ring|rim|peripheral(?:ly)?|heterogeneous(?:ly)?|homogeneous(?:ly)?|avid(?:ly)?|nodular(?:ly)?|patchy|faint(?:ly)?|intense(?:ly)?|mild(?:ly)?|minimal(?:ly)?|partial(?:ly)?|irregular(?:ly)?|thick(?:ly)?|thin(?:ly)?|solid(?:ly)?|strong(?:ly)?|vivid(?:ly)?)[\s-]+enhancing"
 _PREDOMINANTLY = r"(?:predominantly|largely|mostly|mainly|essentially|primarily)[\s-]+"
-_LESION_NOUN = r"(?:(?:intra-?axial|infiltrat\w+|expansile|solid|heterogeneous|large|small|cortical|subcortical)[\s,]+)?"
+_LESION_WORDS = (
+    r"intra-?axial|infiltrat\w+|expansile|solid|heterogeneous|large|small|cortical|subcortical|cerebral"
+    r"|(?:left|right)(?:[\s-]?(?:sided|hemispher\w*))?|hemispher\w*|(?:fronto|parieto|temporo|occipito)[\s-]?\w+"
+    r"|frontal|parietal|temporal|occipital|insular|lobar|deep|periventricular|well[\s-]defined|ill[\s-]defined"
+)
+_LESION_NOUN = rf"(?:(?:{_LESION_WORDS})[\s,]+){{0,3}}"
 _NOT_PART = r"(?![\s-]+(?:core|components?|portions?|parts?|regions?|sub-?regions?|volumes?|rim|tissue|compartments?))"
 _DESCRIPTORS: tuple[tuple[str, tuple[str, bool] | None], ...] = (
     # (the words before the noun, what they claim); the noun is lesion / mass / neoplasm, or tumor
@@ -165,7 +170,8 @@ def _with_readings(mention: Mention, text: str, kept: list[Mention]) -> Mention:
     if mention.region == "G" and re.match(r"non[\s-]?enhancing[\s-]+tumou?r", words, _I) and others:
         return Mention("G", mention.start, mention.end, ("NC",), mention.implies)
     named = re.match(r"\s*\(\s*(?:ED|SNFH)\b", text[mention.end :])
-    if mention.region == "ED" and re.search(r"FLAIR", words, _I) and not (_SURROUNDING_RE.search(words) or named):
+    around = text[mention.start : mention.end + 15]
+    if mention.region == "ED" and re.search(r"FLAIR", words, _I) and not (_SURROUNDING_RE.search(around) or named):
         return Mention("ED", mention.start, mention.end, ("WT",))
     return mention
 

@@ -91,6 +91,11 @@ class Vocabulary:
         """The codes that are one label each, in value order."""
         return tuple(c for c, labels in self.subregions.items() if len(labels) == 1)
 
+    def region_of(self, code: str) -> str:
+        """The sub-region a code of the text stands for here: *whole tumor* (WT) is the tumor where the
+        convention has no WT (MEN-RT: the GTV); any other code is itself."""
+        return self.tumor if code == "WT" and code not in self.subregions else code
+
     def code_of_label(self, value: int) -> str:
         return next(c for c, labels in self.subregions.items() if labels == (value,))
 
