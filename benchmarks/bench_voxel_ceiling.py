@@ -54,9 +54,10 @@ def load_real_cases(root: Path):
         raise SystemExit(f"the real BraTS cases are missing: {root} holds no case folders (pass --real-root)")
     cases = []
     for folder in folders:
-        read = lambda suffix: sitk.GetArrayFromImage(
-            sitk.ReadImage(str(folder / f"{folder.name}_{suffix}.nii.gz"))
-        )  # noqa: E731
+
+        def read(suffix: str, folder: Path = folder) -> np.ndarray:
+            return sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{folder.name}_{suffix}.nii.gz")))
+
         images = np.stack([_block_mean(read(c)) for c in REAL_CHANNELS])
         labels = read("seg")
         z, y, x = (s // 2 * 2 for s in labels.shape)
