@@ -504,6 +504,13 @@ def test_llm_reply_with_unverifiable_statements_is_kept_and_flagged(cases, tmp_p
     ]
     md = (out / "report.md").read_text()
     assert "## Flagged statements" in md and "left frontal lobe. ⚠" in md and "## Rejected draft" not in md
+    # every statement with its verdict: the numbers and the side are verified, the lobe and shift are not
+    checked = {(f["statement"], f["status"]) for f in report["checked_statements"]}
+    assert {(f"{m['volumes_cm3']['WT']:.2f} cm³", "verified"), ("Left-sided", "verified")} <= checked
+    assert ("frontal lobe", "unverifiable") in checked and ("midline shift", "unverifiable") in checked
+    counts = report["statement_counts"]
+    assert counts["unverifiable"] == 2 and counts["contradicted"] == 0 and counts["verified"] >= 3
+    assert "## Statement check" in md and "✓ verified: findings:" in md and "⚠ unverifiable: findings:" in md
 
 
 @pytest.mark.parametrize("failure", ["500", "429", "garbage", "closed port", "timeout"])

@@ -3,15 +3,20 @@
 The corpus (:mod:`report_corpus.replies`) is filled from measurement sets: the issue's literal case
 and real BraTS 2018 cases measured at test time from their manual segmentations in several label
 conventions (:mod:`report_corpus.cases`; the data stay outside the repository). Every correct reply
-must give no contradiction, and the share of its statements that are unverifiable is printed (run
-with ``-s``); every wrong reply must be caught with a contradiction of the expected quantity.
+must give no contradiction, and the share of its statements that are unverifiable is reported;
+every wrong reply must be caught with a contradiction of the expected quantity, and the catch rate
+is reported. Both numbers are printed (``-s``) and given as a :class:`CorpusNumbers` warning, which
+pytest lists in its warnings summary of every run (``.ci/run`` too, whose workers capture prints).
 """
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 from report_corpus.cases import REAL_CASES, MeasurementSet, literal_case, literal_set, real_root, real_set
-from report_corpus.replies import CORRECT, WRONG, tags, values, wrong_values
+from report_corpus.replies import CORRECT, tags, values
+from report_corpus.wrong import WRONG, wrong_values
 
 from nnunet_diffrefine.report.guard import (
     CONTRADICTED,
@@ -22,6 +27,16 @@ from nnunet_diffrefine.report.guard import (
     review_sections,
 )
 from nnunet_diffrefine.report.offline import offline_sections
+
+
+class CorpusNumbers(UserWarning):
+    """The corpus's numbers (not a problem): shown in pytest's warnings summary."""
+
+
+def _report(line: str) -> None:
+    print("\n" + line)
+    warnings.warn(line, CorpusNumbers, stacklevel=2)
+
 
 ISSUE_REPRODUCTIONS = [
     "Single lesion in the right hemisphere, not crossing the midline, 4.1 x 3.4 cm on the largest axial slice.",
@@ -65,7 +80,9 @@ def test_an_ambiguous_binding_is_unverifiable_and_a_pair_is_matched_as_a_whole()
     flags = check_sections({"findings": "Right hemisphere, not crossing the midline, 41 mm."}, m)
     assert [(f.statement, f.status) for f in flags] == [("41 mm", UNVERIFIABLE)]  # diameter or distance
     flags = check_sections({"findings": "The lesion measures 4.1 x 4.1 cm."}, m)
-    assert [(f.statement, f.quantity) for f in contradictions(flags)] == [("4.1 cm", "perpendicular diameter")]
+    assert [(f.statement, f.quantity) for f in contradictions(flags)] == [
+        ("4.1 cm", "perpendicular diameter")
+    ]
     flags = check_sections({"findings": "It measures 3.4 x 4.1 cm (TR x AP)."}, m)
     assert flags == []
 
@@ -78,7 +95,9 @@ def measurement_sets() -> list[MeasurementSet]:
     root = real_root()
     missing = [case for case in REAL_CASES if not (root / case / f"{case}_seg.nii.gz").is_file()]
     if missing:
-        pytest.skip(f"real BraTS cases missing at {root} ({', '.join(missing)}); set NNUNET_DIFFREFINE_REAL_DATA")
+        pytest.skip(
+            f"real BraTS cases missing at {root} ({', '.join(missing)}); set NNUNET_DIFFREFINE_REAL_DATA"
+        )
     return [literal_set(), *(real_set(case) for case in REAL_CASES)]
 
 
@@ -106,8 +125,8 @@ def test_the_correct_corpus_gives_no_contradiction(measurement_sets):
         statements += len(checked)
         unverifiable += sum(f.status == UNVERIFIABLE for f in checked)
         replies_flagged += any(f.status == UNVERIFIABLE for f in checked)
-    print(
-        f"\ncorrect corpus: {len(corpus)} replies ({len(CORRECT)} templates x {len(measurement_sets)} "
+    _report(
+        f"correct corpus: {len(corpus)} replies ({len(CORRECT)} templates x {len(measurement_sets)} "
         f"measurement sets, where they apply), {statements} statements, {len(contradicted)} contradicted; "
         f"unverifiable: {unverifiable} statements ({100 * unverifiable / statements:.1f} %), "
         f"{replies_flagged} replies ({100 * replies_flagged / len(corpus):.1f} %)"
@@ -133,6 +152,8 @@ def test_every_wrong_reply_is_caught(measurement_sets):
             if not any(wrong.quantity in f.quantity for f in bad):
                 missed.append((wrong.kind, found.name, text, [(f.statement, f.quantity) for f in bad]))
     kinds = {w.kind for w in WRONG}
-    print(f"\nadversarial suite: {tried - len(missed)} of {tried} wrong replies caught "
-          f"({100 * (tried - len(missed)) / tried:.1f} %), {len(kinds)} kinds")
+    _report(
+        f"adversarial suite: {tried - len(missed)} of {tried} wrong replies caught "
+        f"({100 * (tried - len(missed)) / tried:.1f} %), {len(kinds)} kinds"
+    )
     assert len(kinds) >= 25 and missed == []

@@ -251,6 +251,14 @@ WRONG: list[tuple[str, str, str, str]] = [
     ("missing sub-region given a volume", "R", "Enhancing tumor volume {NC} cm³.", "ET volume"),
     ("present sub-region denied", "L", "No necrosis is seen.", "presence of NC"),
     ("edema denied", "L", "There is no peritumoral edema.", "presence of ED"),
+    # issue 23: diameters given as distances, lobes on the wrong side, descriptors on wrong numbers
+    ("diameter given as the distance, cm", "L", "It is centred {longcm1} cm from the midline.", "midline"),
+    ("distance given as a diameter pair", "L", "It measures {dist} x {perp} mm.", "longest diameter"),
+    ("repeated diameter in a pair", "L", "The lesion measures {long} x {long} mm.", "perpendicular diameter"),
+    ("lobe on the wrong side", "L", "Tumour in the right frontal lobe.", "side"),
+    ("descriptor on the NC volume", "R", "Right-hemispheric non-enhancing tumor, {NC} cm³.", "lesion volume"),
+    ("non-enhancing for an enhancing tumour", "L", "Left-hemispheric non-enhancing mass.", "presence of ET"),
+    ("about, beyond its rounding", "L", "Whole tumour volume about {WTfar} mL.", "WT volume"),
 ]
 
 
@@ -260,6 +268,8 @@ def _values(m: dict) -> dict[str, str]:
     s["ED1"] = f"{m['volumes_cm3']['ED'] + 1:.1f}"
     s["area2"] = mm(2 * m["largest_slices"]["axial"]["area_mm2"])
     s["slice3"] = str(m["largest_slices"]["axial"]["file_index"] + 3)
+    s["longcm1"] = f"{m['largest_slices']['axial']['long_diameter_mm'] / 10:.1f}"
+    s["WTfar"] = f"{10 * round(m['volumes_cm3']['WT'] / 10) + 5:.0f}"  # a 5: rounded to 5, not to 10
     return s
 
 
@@ -283,7 +293,9 @@ def test_a_wrong_reply_is_rejected(
     assert draft["sections"]["findings"] == text
     bad = draft["contradicted_statements"]
     assert bad and all(f["status"] == "contradicted" for f in bad)
-    assert quantity in [f["quantity"] for f in bad], (kind, bad)
+    assert any(quantity in f["quantity"] for f in bad), (kind, bad)
+    assert draft["statement_counts"]["contradicted"] == len(bad)
+    assert {f["status"] for f in draft["checked_statements"]} <= {"verified", "unverifiable", "contradicted"}
     md = (out / "report.md").read_text()
     assert (
         "## Rejected draft" in md and "⚠" in md and md.index("## Rejected draft") > md.index("## Impression")
@@ -291,7 +303,7 @@ def test_a_wrong_reply_is_rejected(
 
 
 def test_the_adversarial_suite_is_large_enough():
-    assert len({kind for kind, *_ in WRONG}) >= 20
+    assert len({kind for kind, *_ in WRONG}) >= 35
 
 
 # ---------------------------------------------------------------------------------------- correct replies
@@ -340,6 +352,22 @@ CORRECT: list[tuple[str, str, str]] = [
             "Left-hemispheric tumor crossing the midline.",
         ),
     ),
+    (  # issue 23: a diameter pair in a sentence that names the midline
+        "pair beside the midline",
+        "L",
+        _reply(
+            "Single lesion in the left hemisphere, not crossing the midline, {longcm1} x {perpcm1} cm on the "
+            "largest axial slice."
+        ),
+    ),
+    (  # issue 23: "non-enhancing" describing the whole lesion
+        "non-enhancing lesion",
+        "R",
+        _reply(
+            "Right-hemispheric non-enhancing tumor, {WT1} cm³.",
+            "Right non-enhancing lesion of about {WTr} mL.",
+        ),
+    ),
     (
         "fenced json with prose, rounded",
         "L",
@@ -367,7 +395,11 @@ def _correct_values(m: dict) -> dict[str, str]:
         "longcm": f"{a['long_diameter_mm'] / 10:.2f}",
         "perpcm": f"{a['perpendicular_diameter_mm'] / 10:.2f}",
     }
-    s |= {"distcm": f"{m['centroid_offset_from_midline_mm'] / 10:.1f}"}
+    s |= {"distcm": f"{m['centroid_offset_from_midline_mm'] / 10:.1f}", "WT1": f"{v['WT']:.1f}"}
+    s |= {
+        "longcm1": f"{a['long_diameter_mm'] / 10:.1f}",
+        "perpcm1": f"{a['perpendicular_diameter_mm'] / 10:.1f}",
+    }
     if v["TC"] > 0:
         s |= {"ETWT": f"{100 * v['ET'] / v['WT']:.1f}", "ETfrac": f"{v['ET'] / v['TC']:.2f}"}
     lesions = m["lesions"]["volumes_cm3"]
@@ -389,6 +421,10 @@ def test_a_correct_reply_is_used_without_flags(
     assert report["source"]["path"] == "llm", report["rejected_draft"]
     assert report["flagged_statements"] == [] and report["rejected_draft"] is None
     assert "warning" not in captured.err and "flagged" not in captured.out
+    checked = report["checked_statements"]
+    assert checked and {f["status"] for f in checked} == {"verified"}  # each statement has its verdict
+    assert report["statement_counts"] == {"verified": len(checked), "unverifiable": 0, "contradicted": 0}
+    assert "## Statement check" in (tmp_path / "out" / "report.md").read_text()
 
 
 def _fill(template: str, values: dict[str, str]) -> str:

@@ -37,6 +37,7 @@ from nnunet_diffrefine.report.vocabulary import vocabulary_of
 _I = re.IGNORECASE
 _CONNECTOR_RE = re.compile(r",|;|\b(?:and|with|while|whereas|but|plus)\b", _I)
 _BELONGS_BEFORE_RE = re.compile(r"^\s*(?:of|in|for|within)\b", _I)
+_ASIDE_RE = re.compile(r"^\s*\([^()]*\)")
 _OF_RE = re.compile(r"(?:\bof|\bto|\brelative\s+to|\bwithin)\s+(?:the\s+)?$", _I)
 _CODES = r"ET|NCR?|NETC|ED|SNFH|TC|WT|RC|CC|GTV"
 _RATIO_RE = re.compile(rf"\b({_CODES})\s*(?:/|:|\s+to\s+)\s*({_CODES})\b")
@@ -68,8 +69,13 @@ class Binding:
 
 
 def _split(gap: str) -> tuple[int, int]:
-    """Where the gap between two numbers splits: ``gap[:left]`` (up to the first connector) belongs
-    to the number before it, ``gap[right:]`` (after the last one) to the number after it."""
+    """Where the gap between two numbers splits: ``gap[:left]`` (a parenthesised aside right after
+    the first number, then up to the first connector) belongs to the number before it, ``gap[right:]``
+    (after the last one) to the number after it."""
+    aside = _ASIDE_RE.match(gap)
+    if aside:  # "40.8 mm (longest) by 33.6 mm": the aside is the number's before it
+        left, right = _split(gap[aside.end() :])
+        return aside.end() + left, aside.end() + right
     found = list(_CONNECTOR_RE.finditer(gap))
     if found:
         return found[0].start(), found[-1].end()
@@ -245,15 +251,19 @@ def _bind_one(x: _Context, numbers: list[Number]) -> Binding | str:
     tumor = not x.codes or named_tumor
     if n.size > 1:
         return _group(x, numbers, tumor)
-    keys = lengths.single_keys([x.pre_text, x.post_text], x.sentence[: n.start], named_tumor)
+    keys = lengths.single_keys([x.pre_text, x.post_text], x.sentence, x.sentence[: n.start], named_tumor)
     if not tumor and not set(keys) & {"voxel", "midline"}:
         region = next(c for c in x.codes if c not in unknown)
-        return f"no {n.kind} of the {words.words(region)} was measured (only of the {words.words(words.tumor)})"
+        return (
+            f"no {n.kind} of the {words.words(region)} was measured (only of the {words.words(words.tumor)})"
+        )
     if n.kind == "area":
         return Binding(n, q.area(x.m)) if q.area(x.m) else "no area was measured"
     if not keys:
         return "no length (diameter, distance from the midline, voxel size) is named for this number"
-    found = [quantity for key in keys if (quantity := q.length(x.m, key))]
+    if keys[0] in lengths.UNMEASURED:
+        return lengths.UNMEASURED[keys[0]]
+    found = [quantity for key in keys if key not in lengths.UNMEASURED and (quantity := q.length(x.m, key))]
     return _bound(n, found, [f"no {keys[0]} length was measured"])
 
 
@@ -280,7 +290,9 @@ def _group(x: _Context, numbers: list[Number], tumor: bool) -> Binding | str:
         return Binding(n, q.length(x.m, "voxel"))
     if not tumor:
         region = next(c for c in x.codes if c in words.subregions)
-        return f"no {n.kind} of the {words.words(region)} was measured (only of the {words.words(words.tumor)})"
+        return (
+            f"no {n.kind} of the {words.words(region)} was measured (only of the {words.words(words.tumor)})"
+        )
     if n.kind == "area":
         return "an area is not stated as A x B"
     quantity, reason = lengths.assign_diameters(x.m, members)[n.position]

@@ -8,7 +8,9 @@ Every claim found is listed, verified or contradicted.
 - Side: *left / right (-sided, hemisphere, ...)*, except where it describes the display (*image
   left*, *left-right*). A location claim holds when it is the side of the WT centroid; in a clause
   about extension (*extends into, involves, crosses*) the other side holds too when WT crosses the
-  midline. Negated (*no extension into the right hemisphere*): wrong when that side is the centroid's,
+  midline; for a tumor that crosses it, the other side named in a sentence that speaks of extension
+  or crossing outside that clause (*bilateral, right greater than left*) is unverifiable. Negated
+  (*no extension into the right hemisphere*): wrong when that side is the centroid's,
   or it is an extension claim and WT crosses the midline. *Centred on the midline / midline tumor*
   holds only for side ``midline``.
 - Midline crossing: *crosses the midline, bilateral, both hemispheres, transcallosal* against
@@ -38,7 +40,10 @@ _NOUN = r"(?:lesions?|foci|focus|nodules?|masses|tumou?rs|components|sites)"
 _NOT_PART = r"(?![\s-]+(?:core|volume|regions?|sub-?regions?|burden|components?|parts?|growth|extent|margins?|bound\w*|tissue|cells?|effect))"
 _OTHERS = r"(?:satellite|additional|other|further|smaller|daughter)"
 _COUNTS: tuple[tuple[str, str], ...] = (
-    ("others", rf"\b(?P<n>{_NUM})\s+(?:(?:small|tiny|punctate|separate|distinct)\s+)?{_OTHERS}\s+(?:\w+\s+)?{_NOUN}\b{_NOT_PART}"),
+    (
+        "others",
+        rf"\b(?P<n>{_NUM})\s+(?:(?:small|tiny|punctate|separate|distinct)\s+)?{_OTHERS}\s+(?:\w+\s+)?{_NOUN}\b{_NOT_PART}",
+    ),
     ("exact", rf"\b(?P<n>{_NUM})\s+{_ADJ}{_NOUN}\b{_NOT_PART}"),
     ("exact", rf"\b(?:number|count)\s+of\s+(?:\w+\s+){{0,2}}lesions\s*(?:is|was|:|=|of)?\s*(?P<n>{_NUM})\b"),
     ("exact", rf"\b(?:lesions?|lesion\s+count)\s*[:=]\s*(?P<n>{_NUM})\b"),
@@ -157,7 +162,13 @@ def midline_claims(sentence: str, m: dict[str, Any]) -> list[Statement]:
     crossing = "WT crosses the midline" if crosses else "WT does not cross the midline"
     denied = [match.span() for match in _NOT_CROSS_RE.finditer(sentence)]
     out = [
-        judged(crosses, sentence[slice(*span)], "midline crossing", f"claims no midline crossing; {crossing}", span)
+        judged(
+            crosses,
+            sentence[slice(*span)],
+            "midline crossing",
+            f"claims no midline crossing; {crossing}",
+            span,
+        )
         for span in denied
     ]
     for match in _CROSS_RE.finditer(sentence):
@@ -194,7 +205,20 @@ def _side_claim(sentence: str, match: re.Match, m: dict[str, Any], scopes) -> St
         wrong = side != claimed and not (crosses and (extension or side == "midline"))
         what = f"claims the {claimed} side"
     reason = f"{what}; {where}" + (", crossing the midline" if crosses else "")
+    if wrong and crosses and not negated(sentence, s, e, scopes) and _about_crossing(sentence):
+        reason += ": the other side may be named for its extension (ambiguous)"
+        return Statement(match.group(0), "side", UNVERIFIABLE, reason, s, e)
     return judged(wrong, match.group(0), "side", reason, (s, e))
+
+
+def _about_crossing(sentence: str) -> bool:
+    """Whether the sentence speaks of extension or crossing anywhere (*bilateral, right greater than
+    left*)."""
+    return bool(
+        _CROSS_RE.search(sentence)
+        or _EXTENSION_RE.search(sentence)
+        or re.search(r"(?:greater|more|larger)\s+than", sentence, _I)
+    )
 
 
 def _side_words(side: str) -> str:

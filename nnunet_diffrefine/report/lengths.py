@@ -7,10 +7,12 @@
   member is one of the voxel spacings; else it is a tridimensional size: two members are the axial
   diameters, the third (craniocaudal) extent was not measured and is unverifiable.
 - A single length takes the kind its own words give (the text between it and its neighbours:
-  *from / off / lateral to the midline*, *voxel*, *perpendicular*, *longest*, *diameter, measures,
-  size, on the largest axial slice*). A word only earlier in the sentence is a weaker hint: the number
-  is read both as that kind and as a diameter (:mod:`.guard` then calls it unverifiable unless both
-  or neither fit). *Crossing the midline* and *midline shift* do not name a distance.
+  *from / off / lateral to the midline*, or *away / distance* in a sentence naming it, *craniocaudal*, *voxel*, *perpendicular*, *longest*,
+  *diameter, measures, size, on the largest axial slice*), the most specific if several; two specific
+  kinds are two readings. Craniocaudal extents are not measured: unverifiable. A word only earlier in
+  the sentence is a weaker hint: the number is read both as that kind and as a diameter (:mod:`.guard`
+  then calls it unverifiable unless both or neither fit). *Crossing the midline* and *midline shift*
+  do not name a distance.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from nnunet_diffrefine.report.numbers import Number
 
 _I = re.IGNORECASE
 _LENGTH_KEYS: tuple[tuple[str, str], ...] = (
+    (
+        "craniocaudal",
+        r"\bcranio[\s-]?caudal\w*|\bsuperior[\s-]+(?:to[\s-]+)?inferior\w*|\bin\s+height\b|\bCC\s+(?:extent|dimension|diameter)",
+    ),
     ("voxel", r"\bvoxels?\b|\bresolution\b|\bspacing\b|\bslice\s+thickness\b|\bisotropic\b"),
     ("perpendicular", r"\bperpendicular\b|\bshort(?:est)?\b|\borthogonal\b|\bminor\b"),
     ("long", r"\blong(?:est)?\b|\bmaxim(?:al|um)\b|\bgreatest\b|\bmajor\b"),
@@ -37,8 +43,10 @@ _MIDLINE_RE = re.compile(r"\bmidline\b(?![\s-]+(?:shift|crossing|structures?))",
 _CROSSING_BEFORE_RE = re.compile(
     r"\b(?:cross\w*|across|travers\w*|beyond|over|past|transgress\w*|reach\w*|involv\w*)\s+(?:the\s+)?$", _I
 )
-_VOXEL_RE = re.compile(_LENGTH_KEYS[0][1], _I)
+_DISTANCE_RE = re.compile(r"\baway\b|\bdistan\w+|\boffset\b|\bdisplaced\b", _I)
+_VOXEL_RE = re.compile(_LENGTH_KEYS[1][1], _I)
 THIRD_DIAMETER = "the third (craniocaudal) diameter of a tridimensional size was not measured"
+UNMEASURED = {"craniocaudal": "the craniocaudal extent was not measured (only the axial diameters)"}
 
 
 def _names_midline_distance(text: str) -> bool:
@@ -49,31 +57,32 @@ def _names_midline_distance(text: str) -> bool:
     )
 
 
-def length_key(texts: list[str]) -> str | None:
-    """The first kind of length named in ``texts`` (in order), or ``None``."""
-    for text in texts:
-        if _names_midline_distance(text):
-            return "midline"
-        for key, pattern in _LENGTH_KEYS:
-            if re.search(pattern, text, _I):
-                return key
-    return None
+def length_keys(texts: list[str]) -> list[str]:
+    """Every kind of length named in ``texts``, the most specific first (``pair`` last)."""
+    found = {"midline"} if any(_names_midline_distance(text) for text in texts) else set()
+    found |= {key for key, pattern in _LENGTH_KEYS for text in texts if re.search(pattern, text, _I)}
+    return [key for key in ("midline", *(k for k, _ in _LENGTH_KEYS)) if key in found]
 
 
-def single_keys(own: list[str], earlier: str, tumor: bool) -> tuple[str, ...]:
-    """The kinds a single length may be: named in its ``own`` windows, else the hint ``earlier`` in the
-    sentence and (a length of the tumor or of nothing named) a diameter."""
-    key = length_key(own)
-    if key is not None:
-        return (key,)
-    hint = length_key([earlier])
-    keys = ([hint] if hint else []) + (["pair"] if tumor or hint else [])
+def single_keys(own: list[str], sentence: str, earlier: str, tumor: bool) -> tuple[str, ...]:
+    """The kinds a single length may be: the specific ones named in its ``own`` windows (several:
+    each a reading; *away, distance, offset* there in a ``sentence`` naming the midline: the midline
+    distance), else ``pair`` if named there, else the hint ``earlier`` in the sentence and (a length
+    of the tumor or of nothing named) a diameter."""
+    keys = length_keys(own)
+    if any(_DISTANCE_RE.search(text) for text in own) and _MIDLINE_RE.search(sentence):
+        keys = ["midline", *(key for key in keys if key != "midline")]
+    specific = [key for key in keys if key != "pair"]
+    if specific or keys:
+        return tuple(specific or keys)
+    hint = length_keys([earlier])[:1]
+    keys = hint + (["pair"] if tumor or hint else [])
     return tuple(dict.fromkeys(keys))
 
 
 def group_key(m: dict[str, Any], members: list[Number], own: list[str]) -> str:
     """``voxel`` or ``pair`` (pairs and tridimensional sizes) for an ``A x B (x C)`` group."""
-    if length_key(own) == "voxel" or any(_VOXEL_RE.search(text) for text in own):
+    if any(_VOXEL_RE.search(text) for text in own):
         return "voxel"
     voxel = q.length(m, "voxel")
     if len(members) == 3 and voxel and all(voxel.agrees(n.base, n.half_unit * n.factor) for n in members):
@@ -105,4 +114,3 @@ def assign_diameters(m: dict[str, Any], members: list[Number]) -> list[tuple[q.Q
     for position, which in zip(best, (long, perp)):
         out[position] = (which if score > 0 else pair, "")
     return out
-

@@ -5,7 +5,7 @@ Digits: ``45``, ``45.2``, ``45,2`` (decimal comma), ``12,100`` (thousands). Word
 fractions *a half, a third, two thirds, a quarter, three quarters* before *of*. Units (any case):
 volumes cm³ = mL = cc (``cm3 cm^3 cubic centimetres milliliters``) and mm³ (/1000); areas mm², cm²
 (x100); lengths mm, cm (x10); proportions ``% percent per cent``. In ``A x B mm`` / ``A by B mm`` and
-``A-B mm`` the last unit applies to all. Skipped: numbers glued to letters (``T1c 3D 1st
+``A-B mm`` the last unit applies to all (``41x34 mm`` too). Skipped: numbers glued to letters (``T1c 3D 1st
 26-connected``), list markers (``1.``) and years 1900-2100 without a unit.
 
 Approximate numbers (*about, approximately, approx., around, roughly, circa, ca., nearly, almost, ~,
@@ -51,6 +51,7 @@ _RANGE_RE = re.compile(
 )
 _INDEX_BEFORE_RE = re.compile(r"(?:slice|section|label|index|number|lesions?)\s*(?:no\.?|#)?\s*:?\s*$", _I)
 LIST_MARKER_RE = re.compile(r"^\s*\d+[.)]\s*$")
+_GLUED_TIMES_RE = re.compile(r"(?<=\d)[xX](?=\d)")
 _APPROXIMATE_RE = re.compile(
     r"(?:\b(?:about|approximately|approx\.?|around|roughly|circa|ca\.|nearly|almost)|~|≈|∼)\s*$", _I
 )
@@ -132,6 +133,7 @@ def _unit_after(text: str, end: int) -> tuple[str, str, float, int] | None:
 
 def _raw_numbers(sentence: str) -> list[Number]:
     found: list[Number] = []
+    sentence = _GLUED_TIMES_RE.sub("×", sentence)  # 41x34 mm: same length, same spans
     for match in _DIGITS_RE.finditer(sentence):
         whole, frac = match.group(1), match.group(2)
         if "," in whole:

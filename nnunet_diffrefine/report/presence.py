@@ -5,7 +5,8 @@ Read like :mod:`.claims` (findings and impression, hedged clauses skipped):
 
 - Sub-regions: a named sub-region not negated claims it present, negated (*no enhancement*, *ET is
   absent*) claims it absent. Volumes below 0.005 cm³ (shown as 0.00) count as either. Clauses with a
-  number are left to the number check. *Tumor / lesion / mass* claims a tumor when none was segmented.
+  number, and a sub-region whose number follows it (*ET: 0 mL*, *volume of enhancing tumor is 0 mL*),
+  are left to the number check. *Tumor / lesion / mass* claims a tumor when none was segmented.
   A sub-region the case's label convention has no label for (a *resection cavity* in BraTS 2023
   data) claimed present cannot be verified; claimed absent, it is not flagged.
 - A lesion described by a sub-region word (*non-enhancing lesion*, *ring-enhancing mass*; :mod:`.text`)
@@ -55,7 +56,10 @@ def _claim(m: dict[str, Any], code: str, present: bool) -> tuple[str, str] | Non
     if code not in volumes:
         if not present:
             return None
-        return UNVERIFIABLE, f"{words.title} has no label for it: not among the measurements, cannot be verified"
+        return (
+            UNVERIFIABLE,
+            f"{words.title} has no label for it: not among the measurements, cannot be verified",
+        )
     volume, name = volumes[code], region_words(m)[code]
     if 0 < volume < 0.005:
         return VERIFIED, f"{name} {volume:.4f} cm³ (shown as 0.00): either claim holds"
@@ -92,14 +96,18 @@ def _combined(readings: list[tuple[str, str] | None]) -> tuple[str, str] | None:
     return UNVERIFIABLE, f"the words can be read more than one way: {reasons}"
 
 
+_QUANTITY_AFTER_RE = re.compile(r"^[^.;]*?(?::|\b(?:is|of|measures?|measuring|volume|=))\s*[~≈]?\s*\d", _I)
+
+
 def presence_claims(sentence: str, m: dict[str, Any]) -> list[Statement]:
     """Presence or absence of a sub-region (or of any tumor), each verified, contradicted or (where no
     label or no single reading decides it) unverifiable."""
-    scopes, out = negation_scopes(sentence), []
-    for mention in mentions(sentence):
+    scopes, out, found = negation_scopes(sentence), [], mentions(sentence)
+    for i, mention in enumerate(found):
         a, b = clause_bounds(sentence, mention.start)
         clause = sentence[a:b]
-        if hedged(clause) or re.search(r"\d", clause):
+        following = sentence[mention.end : found[i + 1].start if i + 1 < len(found) else len(sentence)]
+        if hedged(clause) or re.search(r"\d", clause) or _QUANTITY_AFTER_RE.match(following):
             continue
         absent = negated(sentence, mention.start, mention.end, scopes)
         verdict = _combined([_reading(m, mention, code, absent) for code in mention.readings])

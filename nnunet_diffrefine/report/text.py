@@ -10,7 +10,8 @@ mass* alone is the generic mention ``G`` (the whole tumor or one lesion). Where 
 longest, earliest one wins (*non-enhancing* is NC, not ET; *non-enhancing FLAIR hyperintensity* is ED).
 
 A sub-region word describing the lesion is a descriptor, not the sub-region: *non-enhancing / enhancing
-/ ring-enhancing / necrotic / cystic / FLAIR-hyperintense lesion, mass, neoplasm* and *non-enhancing
+/ ring-enhancing / necrotic / cystic / FLAIR-hyperintense lesion, mass, neoplasm, (signal) abnormality*
+and *non-enhancing
 tumor*, *heterogeneously enhancing tumor* are ``G`` (*enhancing tumor* alone stays ET, its challenge
 name; *... tumor core / component / portion* stays the sub-region). A descriptor also claims what it
 says (``implies``: *non-enhancing* no ET, *enhancing* ET, *necrotic* NC, *cystic* CC; *predominantly
@@ -37,8 +38,11 @@ _LESION_WORDS = (
     r"intra-?axial|infiltrat\w+|expansile|solid|heterogeneous|large|small|cortical|subcortical|cerebral"
     r"|(?:left|right)(?:[\s-]?(?:sided|hemispher\w*))?|hemispher\w*|(?:fronto|parieto|temporo|occipito)[\s-]?\w+"
     r"|frontal|parietal|temporal|occipital|insular|lobar|deep|periventricular|well[\s-]defined|ill[\s-]defined"
+    r"|(?:T2[\s/-]*)?(?:FLAIR[\s-]+)?hyper-?intense|hypo-?intense|necrotic|cystic|non[\s-]?enhancing"
+    r"|(?:\w+ly[\s-]+)?enhancing"
 )
-_LESION_NOUN = rf"(?:(?:{_LESION_WORDS})[\s,]+){{0,3}}"
+_SEP = r"(?:\s*,\s*(?:and\s+)?|\s+and\s+|[\s-]+)"
+_LESION_NOUN = rf"(?:(?:{_LESION_WORDS}){_SEP}){{0,4}}"
 _NOT_PART = r"(?![\s-]+(?:core|components?|portions?|parts?|regions?|sub-?regions?|volumes?|rim|tissue|compartments?))"
 _DESCRIPTORS: tuple[tuple[str, tuple[str, bool] | None], ...] = (
     # (the words before the noun, what they claim); the noun is lesion / mass / neoplasm, or tumor
@@ -53,16 +57,14 @@ _DESCRIPTORS: tuple[tuple[str, tuple[str, bool] | None], ...] = (
 _DESCRIBED_RES = tuple(
     (
         re.compile(
-            rf"\b(?:{words})[\s-]+{_LESION_NOUN}(?P<noun>lesions?|mass(?:es)?|neoplasms?|tumou?rs?)\b{_NOT_PART}",
+            rf"\b(?:{words}){_SEP}{_LESION_NOUN}(?P<noun>lesions?|mass(?:es)?|neoplasms?|tumou?rs?|(?:signal\s+)?abnormalit(?:y|ies))\b{_NOT_PART}",
             _I,
         ),
         implies,
     )
     for words, implies in _DESCRIPTORS
 )
-_DIRECTIONS_RE = re.compile(
-    r"\b(?:AP|TR|TV|LR|RL|ML|SI|CC)(?:\s*(?:x|×|/)\s*(?:AP|TR|TV|LR|RL|ML|SI|CC))+\b"
-)
+_DIRECTIONS_RE = re.compile(r"\b(?:AP|TR|TV|LR|RL|ML|SI|CC)(?:\s*(?:x|×|/)\s*(?:AP|TR|TV|LR|RL|ML|SI|CC))+\b")
 _SURROUNDING_RE = re.compile(r"\b(?:surrounding|peri\w+|vasogenic|oedema|edema)\b", _I)
 _NAMES: tuple[tuple[str, str, int], ...] = (
     (
@@ -157,7 +159,9 @@ def _descriptors(text: str) -> list[Mention]:
     found = []
     for regex, implies in _DESCRIBED_RES:
         for m in regex.finditer(text):
-            if m.group("noun").lower().startswith("tum") and re.match(r"(?:contrast[\s-]?)?enh", m.group(0), _I):
+            if m.group("noun").lower().startswith("tum") and re.match(
+                r"(?:contrast[\s-]?)?enh", m.group(0), _I
+            ):
                 continue  # "enhancing tumor" is the ET's own name
             found.append(Mention("G", m.start(), m.end(), implies=implies))
     return found
@@ -171,7 +175,11 @@ def _with_readings(mention: Mention, text: str, kept: list[Mention]) -> Mention:
         return Mention("G", mention.start, mention.end, ("NC",), mention.implies)
     named = re.match(r"\s*\(\s*(?:ED|SNFH)\b", text[mention.end :])
     around = text[mention.start : mention.end + 15]
-    if mention.region == "ED" and re.search(r"FLAIR", words, _I) and not (_SURROUNDING_RE.search(around) or named):
+    if (
+        mention.region == "ED"
+        and re.search(r"FLAIR", words, _I)
+        and not (_SURROUNDING_RE.search(around) or named)
+    ):
         return Mention("ED", mention.start, mention.end, ("WT",))
     return mention
 

@@ -2,5 +2,6 @@
 
 - :mod:`.cases`: the measurement sets, the issue's literal low-grade glioma and real BraTS 2018 cases
   measured at test time (never stored here);
-- :mod:`.replies`: correct replies in radiology style and wrong ones, as templates filled from a set.
+- :mod:`.replies`: correct replies in radiology style, as templates filled from a set;
+- :mod:`.wrong`: wrong replies, one wrong statement of a kind each.
 """

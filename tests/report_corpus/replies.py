@@ -7,8 +7,7 @@ applied only to the sets it is correct for. Correct replies round as people do (
 *about* the nearest 5 or 10, mm or cm, mm³ with a thousands separator) and use the words of
 radiology reports (RANO bi- and tridimensional sizes, *non-enhancing, ring-enhancing, necrotic
 centre, FLAIR hyperintensity*, lobes with a side, negations). Lobes cannot be checked (nothing
-measures them): they are unverifiable, whichever lobe is named. A wrong reply holds one wrong
-statement of a kind (``kind``) and names a quantity its contradiction must be listed under.
+measures them): they are unverifiable, whichever lobe is named. Wrong replies are in :mod:`.wrong`.
 """
 
 from __future__ import annotations
@@ -18,17 +17,17 @@ from typing import Any
 
 from nnunet_diffrefine.report.vocabulary import vocabulary_of
 
-_SMALL = "zero one two three four five six seven eight nine ten".split()
+SMALL = "zero one two three four five six seven eight nine ten".split()
 _TENS = "ten twenty thirty forty fifty sixty seventy eighty ninety".split()
 
 
 def in_words(value: int) -> str:
     """``150`` -> ``one hundred and fifty`` (0-999, multiples of ten above ten)."""
     hundreds, rest = divmod(value, 100)
-    tens = "" if rest == 0 else _SMALL[rest] if rest <= 10 else _TENS[rest // 10 - 1]
+    tens = "" if rest == 0 else SMALL[rest] if rest <= 10 else _TENS[rest // 10 - 1]
     if hundreds == 0:
         return tens or "zero"
-    return f"{_SMALL[hundreds]} hundred" + (f" and {tens}" if tens else "")
+    return f"{SMALL[hundreds]} hundred" + (f" and {tens}" if tens else "")
 
 
 def tags(m: dict[str, Any]) -> set[str]:
@@ -73,6 +72,7 @@ def values(m: dict[str, Any], craniocaudal_mm: float) -> dict[str, Any]:
         "cc_cm": craniocaudal_mm / 10,
         "product_cm2": axial["long_diameter_mm"] * axial["perpendicular_diameter_mm"] / 100,
         "slice": axial["file_index"],
+        "area": axial["area_mm2"],
         "dist": m["centroid_offset_from_midline_mm"],
         "dist_cm": m["centroid_offset_from_midline_mm"] / 10,
         "side": side,
@@ -80,8 +80,8 @@ def values(m: dict[str, Any], craniocaudal_mm: float) -> dict[str, Any]:
         "other": {"left": "right", "right": "left"}.get(side, "left"),
         "Other": {"left": "Right", "right": "Left"}.get(side, "Left"),
         "count": len(lesions),
-        "Count_word": _SMALL[len(lesions)].capitalize() if len(lesions) <= 10 else str(len(lesions)),
-        "others_word": _SMALL[len(lesions) - 1] if len(lesions) <= 11 else str(len(lesions) - 1),
+        "Count_word": SMALL[len(lesions)].capitalize() if len(lesions) <= 10 else str(len(lesions)),
+        "others_word": SMALL[len(lesions) - 1] if len(lesions) <= 11 else str(len(lesions) - 1),
         "l1": lesions[0],
         "l2": lesions[1] if len(lesions) > 1 else 0.0,
     }
@@ -93,6 +93,7 @@ def values(m: dict[str, Any], craniocaudal_mm: float) -> dict[str, Any]:
         out["et_tc_frac"] = v["ET"] / v["TC"]
     if "ED" in v and wt > 0:
         out["ed_wt"] = 100 * v["ED"] / wt
+        out["ed_wt10"] = 10 * round(out["ed_wt"] / 10)
     return out
 
 
@@ -123,7 +124,9 @@ CORRECT: tuple[Reply, ...] = (
         "Single lesion in the {side} hemisphere, not crossing the midline, {long_cm:.1f} x {perp_cm:.1f} cm "
         "on the largest axial slice.",
     ),
-    Reply("issue: non-enhancing tumour volume", "et0", "{Side}-hemispheric non-enhancing tumor, {wt:.1f} cm³."),
+    Reply(
+        "issue: non-enhancing tumour volume", "et0", "{Side}-hemispheric non-enhancing tumor, {wt:.1f} cm³."
+    ),
     Reply("issue: non-enhancing lesion, about", "et0", "{Side} non-enhancing lesion of about {wt:.0f} mL."),
     # RANO-style sizes
     Reply(
@@ -147,7 +150,9 @@ CORRECT: tuple[Reply, ...] = (
         "",
         "Largest axial diameter {long:.1f} mm, with a perpendicular diameter of {perp:.1f} mm.",
     ),
-    Reply("maximal axial dimension in cm", "", "The lesion spans {long_cm:.1f} cm in maximal axial dimension."),
+    Reply(
+        "maximal axial dimension in cm", "", "The lesion spans {long_cm:.1f} cm in maximal axial dimension."
+    ),
     Reply("measuring up to", "", "The mass measures up to {long_cm:.1f} cm in greatest axial diameter."),
     Reply(
         "FLAIR-hyperintense lesion with a pair",
@@ -188,8 +193,14 @@ CORRECT: tuple[Reply, ...] = (
     Reply("non-enhancing core", "nc+", "The necrotic / non-enhancing tumour core measures {nc:.1f} mL."),
     Reply("enhancing component", "et-big", "The enhancing component measures {et:.1f} mL."),
     # proportions
-    Reply("enhancing fraction of the core", "et+ tc+", "Enhancing tumour constitutes {et_tc:.0f}% of the tumour core."),
-    Reply("oedema fraction of the whole", "ed+", "Oedema accounts for {ed_wt:.0f} % of the whole tumour volume."),
+    Reply(
+        "enhancing fraction of the core",
+        "et+ tc+",
+        "Enhancing tumour constitutes {et_tc:.0f}% of the tumour core.",
+    ),
+    Reply(
+        "oedema fraction of the whole", "ed+", "Oedema accounts for {ed_wt:.0f} % of the whole tumour volume."
+    ),
     Reply("ratio", "et+ tc+", "The ET/TC ratio is {et_tc_frac:.2f}."),
     # descriptors
     Reply(
@@ -285,6 +296,64 @@ CORRECT: tuple[Reply, ...] = (
         "The GTV measures {long_cm:.1f} x {perp_cm:.1f} cm on the largest axial slice, {dist:.0f} mm from the "
         "midline.",
     ),
+    # formats seen in model replies
+    Reply(
+        "asides after each number",
+        "",
+        "The tumour measures {long:.1f} mm (longest) by {perp:.1f} mm (perpendicular).",
+    ),
+    Reply("glued pair", "", "{long:.0f}x{perp:.0f} mm lesion on the axial slice of largest extent."),
+    Reply(
+        "long and short axis",
+        "",
+        "It measures {long_cm:.1f} cm in long axis and {perp_cm:.1f} cm in short axis.",
+    ),
+    Reply("craniocaudal extent", "", "The lesion extends {cc_cm:.1f} cm craniocaudally."),
+    Reply(
+        "volumes with the sub-region after them",
+        "tc+ brats2023-gli",
+        "Tumor volume: {wt:.1f} mL (WT), {tc:.1f} mL (TC), {et:.1f} mL (ET).",
+    ),
+    Reply(
+        "colon list with abbreviations",
+        "tc+ ed+",
+        "Edema (ED): {ed:.2f} cm³; NC: {nc:.2f} cm³; ET: {et:.2f} cm³; TC: {tc:.2f} cm³.",
+    ),
+    Reply("volume of a sub-region given as zero", "et0", "Volume of enhancing tumour: 0 mL."),
+    Reply(
+        "adjective list before the lesion",
+        "et0",
+        "Low-grade appearing, non-enhancing, T2/FLAIR hyperintense {side} hemispheric mass measuring "
+        "{long_cm:.1f} x {perp_cm:.1f} cm in axial plane, volume ~{wt5:.0f} mL.",
+    ),
+    Reply(
+        "edema share in a parenthesis",
+        "ed+ brats2023-gli",
+        "ED {ed:.1f} mL ({ed_wt:.0f}% of WT).",
+    ),
+    Reply("approximate share", "ed+", "Approximately {ed_wt10:.0f}% of the whole tumour is oedema."),
+    Reply(
+        "distance after a midline relation",
+        "uncrossed",
+        "The lesion does not reach the midline ({dist:.1f} mm away).",
+    ),
+    Reply("side of midline, short", "", "Situated {dist:.0f} mm {side} of midline."),
+    Reply(
+        "one dominant lesion and additional foci",
+        "l2",
+        "There is one dominant lesion and {others_word} tiny additional foci.",
+    ),
+    Reply("bilateral, greater than", "crosses", "Bilateral tumour, {side} greater than {other}."),
+    Reply(
+        "model-style findings",
+        "single uncrossed tc+ ed+ brats2023-gli",
+        "A single lesion is identified in the {side} cerebral hemisphere, with its centroid located {dist:.1f} "
+        "mm from the midline; the lesion does not cross the midline. The whole tumor (WT) volume is {wt:.2f} "
+        "cm³, comprising peritumoral edema (ED) of {ed:.2f} cm³ and a necrotic / non-enhancing tumor core (NC) "
+        "of {nc:.2f} cm³. The tumor core (TC) measures {tc:.2f} cm³. Edema makes up {ed_wt:.1f}% of the whole "
+        "tumor. On axial slice {slice}, the largest cross-section has an area of {area:.1f} mm² with a longest "
+        "diameter of {long:.1f} mm and a perpendicular diameter of {perp:.1f} mm.",
+    ),
     # whole replies, findings and impression
     Reply(
         "full reply, high-grade pattern",
@@ -301,72 +370,3 @@ CORRECT: tuple[Reply, ...] = (
         "{Side} hemispheric ring-enhancing lesion, consistent with glioblastoma.",
     ),
 )
-
-
-@dataclass(frozen=True)
-class Wrong:
-    """A wrong reply: its kind, the tags it needs, the findings, and the quantity of the contradiction
-    that must be listed (a part of its name)."""
-
-    kind: str
-    needs: str
-    findings: str
-    quantity: str
-
-
-WRONG: tuple[Wrong, ...] = (
-    # the kinds the issue tried
-    Wrong("wrong rounding", "", "Whole tumour volume {wt_bad:.1f} mL.", "volume"),
-    Wrong("no edema", "ed+", "There is no peritumoral edema.", "presence of ED"),
-    Wrong("wrong side by lobe name", "uncrossed", "{Other} frontal lobe tumour.", "side"),
-    Wrong("invented enhancing rim", "et0", "There is a thin enhancing rim.", "presence of ET"),
-    Wrong("two lesions", "single", "There are two separate lesions.", "number of lesions"),
-    Wrong("diameter as the midline distance", "", "The lesion lies {long:.1f} mm from the midline.", "midline"),
-    Wrong("number in words", "", "The whole tumor measures about {wt_words_bad} cubic centimetres.", "volume"),
-    # diameters given as distances and distances as diameters
-    Wrong("diameter as the midline distance, cm", "", "Centred {long_cm:.1f} cm from the midline.", "midline"),
-    Wrong("midline distance as a diameter pair", "", "It measures {dist:.1f} x {perp:.1f} mm.", "diameter"),
-    Wrong("midline distance as the longest diameter", "", "Greatest axial diameter {dist:.0f} mm.", "longest"),
-    Wrong("repeated diameter in a pair", "", "The lesion measures {long_cm:.1f} x {long_cm:.1f} cm.", "diameter"),
-    Wrong(
-        "tridimensional size without the axial diameters",
-        "",
-        "The lesion measures {dist_cm:.1f} x {perp_cm:.1f} x {cc_cm:.1f} cm.",
-        "diameter",
-    ),
-    # lobes on the wrong side
-    Wrong("lobe on the wrong side", "uncrossed", "Lesion in the {other} temporal lobe.", "side"),
-    Wrong("hyphenated lobe on the wrong side", "uncrossed", "{Other}-sided frontoparietal mass.", "side"),
-    # descriptors on wrong numbers
-    Wrong("non-enhancing tumour given the NC volume", "nc+", "{Side}-hemispheric non-enhancing tumor, {nc:.1f} cm³.", "lesion volume"),
-    Wrong("non-enhancing lesion given the ED volume", "ed+", "{Side} non-enhancing lesion of {ed:.1f} mL.", "lesion volume"),
-    Wrong("enhancing mass given the ED volume", "ed+", "Enhancing mass of {ed:.1f} mL.", "lesion volume"),
-    Wrong("non-enhancing for an enhancing tumour", "et-big", "{Side}-hemispheric non-enhancing mass.", "presence of ET"),
-    Wrong("ring-enhancing without enhancement", "et0", "Ring-enhancing lesion in the {side} hemisphere.", "presence of ET"),
-    # approximations beyond their stated rounding
-    Wrong("about, beyond its rounding", "", "Whole tumour volume about {wt_far:.0f} mL.", "volume"),
-    Wrong("approximate pair beyond its rounding", "", "Approximately {long_far:.0f} x {perp:.0f} mm.", "diameter"),
-    # other kinds
-    Wrong("satellites miscounted", "l2", "A dominant lesion with {others_plus} satellite foci.", "number of lesions"),
-    Wrong("invented crossing", "uncrossed", "The tumour crosses the midline.", "midline crossing"),
-    Wrong("crossing denied", "crosses", "The tumour is confined to the {side} hemisphere.", "midline crossing"),
-    Wrong("necrosis denied", "nc+", "No necrosis.", "presence of NC"),
-    Wrong("FLAIR hyperintensity given the core volume", "ed+ tc+", "FLAIR hyperintensity of {tc:.1f} mL.", "volume"),
-)
-
-
-def wrong_values(m: dict[str, Any], craniocaudal_mm: float) -> dict[str, Any]:
-    """:func:`values` and the wrong numbers of :data:`WRONG`."""
-    out = values(m, craniocaudal_mm)
-    out["wt_bad"] = round(out["wt"], 1) - 0.2
-    out["wt_words_bad"] = in_words(_not_hundreds(out["wt10"] + 30))
-    out["wt_far"] = _not_hundreds(out["wt10"] + (10 if out["wt"] < 100 else 30))
-    long_far = round(out["long"]) + 12
-    out["long_far"] = long_far + 1 if long_far % 5 == 0 else long_far
-    out["others_plus"] = _SMALL[min(out["count"], 10)]
-    return out
-
-
-def _not_hundreds(value: int) -> int:
-    """``value``, or 10 more where it is a multiple of 100 (*about 200* would mean 150-250)."""
-    return value + 10 if value % 100 == 0 else value

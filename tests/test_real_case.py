@@ -1,0 +1,182 @@
+"""One real BraTS case through every stage: convert -> a tiny nnU-Net model (planned at 4 mm) that
+predicts with probabilities -> train-refiner and refine -> evaluate with both protocols -> the offline
+report. Checks what a user relies on: the outputs have the source's geometry (size, spacing, origin,
+direction), only the convention's labels, and the report's volumes are the voxel counts times the
+voxel volume.
+
+The case is read from ``../shared/real/brats2018`` (override: ``NNUNET_DIFFREFINE_REAL_DATA``); the
+test says so and is skipped when the real cases are not there. Nothing of it is written outside
+``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import BIN, SEQUENTIAL, isolated_nnunet_env
+from conftest import run_checked as _run_checked
+
+REPO = Path(__file__).resolve().parents[1]
+REAL = Path(os.environ.get("NNUNET_DIFFREFINE_REAL_DATA", REPO.parent / "shared" / "real" / "brats2018"))
+CASE = "Brats18_2013_11_1"
+DATASET, NAME = 985, "RealOne"
+TRAINER, PLANS = "nnUNetTrainerCustomSchedule", "nnUNetPlans4mmCPU"
+CLI = str(BIN / "nnunet-diffrefine")
+
+
+def run_checked(args: list[str], env: dict):
+    start = time.perf_counter()
+    result = _run_checked(args, env)
+    print(f"{time.perf_counter() - start:6.1f} s  {Path(args[0]).name} {args[1]}")  # shown with -s
+    return result
+
+
+def _model_args() -> list[str]:
+    return ["-d", str(DATASET), "-tr", TRAINER, "-p", PLANS, "-f", "0"]
+
+
+def _geometry(path: Path) -> tuple:
+    image = sitk.ReadImage(str(path))
+    return image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection()
+
+
+def _same_geometry(a: tuple, b: tuple) -> bool:
+    return a[0] == b[0] and all(np.allclose(x, y, atol=1e-4) for x, y in zip(a[1:], b[1:]))
+
+
+@pytest.fixture(scope="module")
+def real_case() -> Path:
+    folder = REAL / CASE
+    if not folder.is_dir():
+        pytest.skip(
+            f"real BraTS cases missing at {REAL} (set NNUNET_DIFFREFINE_REAL_DATA to the brats2018 folder)"
+        )
+    return folder
+
+
+@pytest.mark.slow
+def test_a_real_case_through_every_stage(real_case, tmp_path):
+    from nnunet_diffrefine.training.plans_presets import write_plans_preset
+
+    env = isolated_nnunet_env(tmp_path)
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / CASE).symlink_to(real_case, target_is_directory=True)
+    run_checked(
+        [CLI, "convert", "-i", str(source), "-d", str(DATASET), "-n", NAME, "--challenge", "brats2021"], env
+    )
+    raw = Path(env["nnUNet_raw"]) / f"Dataset{DATASET}_{NAME}"
+    case = json.loads((raw / "conversion_report.json").read_text())["train"][0]
+
+    # a tiny model: planned by nnU-Net at 4 mm, two training iterations; it validates on its training case
+    run_checked([str(BIN / "nnUNetv2_extract_fingerprint"), "-d", str(DATASET), "-np", "1"], env)
+    plan = [
+        str(BIN / "nnUNetv2_plan_experiment"),
+        "-d",
+        str(DATASET),
+        "-overwrite_target_spacing",
+        "4",
+        "4",
+        "4",
+    ]
+    run_checked([*plan, "-overwrite_plans_name", "nnUNetPlans4mm"], env)
+    preprocess = [str(BIN / "nnUNetv2_preprocess"), "-d", str(DATASET), "-plans_name", "nnUNetPlans4mm"]
+    run_checked([*preprocess, "-c", "3d_fullres", "-np", "1"], env)
+    pre = Path(env["nnUNet_preprocessed"]) / f"Dataset{DATASET}_{NAME}"
+    (pre / "splits_final.json").write_text(json.dumps([{"train": [case], "val": [case]}]))
+    write_plans_preset(
+        DATASET, "nnunet", cpu=True, source_plans="nnUNetPlans4mm", preprocessed_root=pre.parent
+    )
+    schedule = dict(
+        DIFFREFINE_NUM_EPOCHS="1", DIFFREFINE_ITERS_PER_EPOCH="2", DIFFREFINE_VAL_ITERS_PER_EPOCH="1"
+    )
+    train = [str(BIN / "nnUNetv2_train"), str(DATASET), "3d_fullres", "0", "-tr", TRAINER, "-p", PLANS]
+    run_checked([*train, "-device", "cpu", "--npz"], dict(env, **schedule))
+    pred = tmp_path / "pred"
+    predict = [
+        str(BIN / "nnUNetv2_predict"),
+        "-i",
+        str(raw / "imagesTr"),
+        "-o",
+        str(pred),
+        "-c",
+        "3d_fullres",
+    ]
+    run_checked(
+        [*predict, *_model_args(), "-device", "cpu", "--save_probabilities", "--disable_tta", *SEQUENTIAL],
+        env,
+    )
+
+    run_checked([CLI, "train-refiner", *_model_args(), "--refiner", "control", "--preset", "tiny"], env)
+    refined = tmp_path / "refined"
+    refine = [
+        CLI,
+        "refine",
+        "-i",
+        str(pred),
+        "-o",
+        str(refined),
+        *_model_args(),
+        "--images",
+        str(raw / "imagesTr"),
+    ]
+    result = run_checked([*refine, "--prior-disable-tta"], env)
+    assert "refine: fold 0: " in result.stdout, "the gate's decision is printed"
+
+    source_geometry = _geometry(real_case / f"{CASE}_t1.nii.gz")
+    for folder in (pred, refined):
+        assert _same_geometry(_geometry(folder / f"{case}.nii.gz"), source_geometry), folder
+        labels = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{case}.nii.gz")))
+        assert set(np.unique(labels)) <= {0, 1, 2, 3}
+        probabilities = np.load(folder / f"{case}.npz")["probabilities"]
+        assert probabilities.shape == (3, *labels.shape) and np.isfinite(probabilities).all()
+
+    dataset_json = str(raw / "dataset.json")
+    for protocol in ("brats-2023", "brats-official"):
+        out = tmp_path / f"summary_{protocol}.json"
+        evaluate = [
+            CLI,
+            "evaluate",
+            str(raw / "labelsTr"),
+            str(refined),
+            "-djfile",
+            dataset_json,
+            "-o",
+            str(out),
+        ]
+        run_checked([*evaluate, "-np", "1", "--protocol", protocol], env)
+        summary = json.loads(out.read_text())
+        assert len(summary["metric_per_case"]) == 1, protocol
+
+    images = [str(raw / "imagesTr" / f"{case}_{c:04d}.nii.gz") for c in range(4)]
+    report = tmp_path / "report"
+    segmentation = refined / f"{case}.nii.gz"
+    run_checked(
+        [
+            CLI,
+            "report",
+            "-s",
+            str(segmentation),
+            "-i",
+            *images,
+            "-djfile",
+            dataset_json,
+            "-o",
+            str(report),
+            "--offline",
+        ],
+        env,
+    )
+    measured = json.loads((report / "measurements.json").read_text())
+    seg = sitk.ReadImage(str(segmentation))
+    labels, voxel_cm3 = sitk.GetArrayFromImage(seg), float(np.prod(seg.GetSpacing())) / 1000
+    for name, members in {"NC": (1,), "ED": (2,), "ET": (3,), "TC": (1, 3), "WT": (1, 2, 3)}.items():
+        expected = np.isin(labels, members).sum() * voxel_cm3
+        assert measured["volumes_cm3"][name] == pytest.approx(expected, abs=1e-4), name
+    assert (report / "report.md").is_file()
