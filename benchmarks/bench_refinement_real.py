@@ -56,11 +56,16 @@ REFINED = {  # row -> (prior row, refiner, inference overrides)
     "DDPM (cond) on nnU-Net": ("nnU-Net (stock)", "ddpm", {}),
     "MedSegDiff (cond) on nnU-Net": ("nnU-Net (stock)", "medsegdiff", {}),
     "DDPM (scratch) on nnU-Net": ("nnU-Net (stock)", "ddpm_scratch", {}),
+    "Control (deterministic) on nnU-Net": ("nnU-Net (stock)", "control", {}),
     "CoMNeT (MedNeXt + CorrDiff)": ("MedNeXt", "corrdiff", {}),
     "DDPM (cond) on Swin-UNETR": ("Swin-UNETR", "ddpm", {}),
     "MedSegDiff (cond) on Swin-UNETR": ("Swin-UNETR", "medsegdiff", {}),
 }
-PAIRS = [("DDPM (scratch) on nnU-Net", "DDPM (cond) on nnU-Net")]
+PAIRS = [("DDPM (scratch) on nnU-Net", "DDPM (cond) on nnU-Net")]  # is conditioning needed
+PAIRS += [  # is diffusion needed: each diffusion refiner against the deterministic control, same prior
+    ("Control (deterministic) on nnU-Net", r)
+    for r in ("CorrDiff on nnU-Net", "DDPM (cond) on nnU-Net", "MedSegDiff (cond) on nnU-Net")
+]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -81,6 +86,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iters", type=int, default=25)
     p.add_argument("--refiner-epochs", type=int, default=20)
     p.add_argument("--refiner-iters", type=int, default=25)
+    p.add_argument(
+        "--gate-folds",
+        type=int,
+        default=2,
+        help="inner cross-validation folds that decide where each refiner is applied (0: its early-stopping "
+        "cases decide)",
+    )
     p.add_argument("--bases", nargs="+", choices=list(BASES), default=list(BASES)[:3])
     p.add_argument("--refined", nargs="*", choices=list(REFINED), default=list(REFINED))
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals")
@@ -255,7 +267,11 @@ class RealBenchmark:
         prior, refiner, _ = REFINED[row]
         a = self.args
         settings = refiner_settings(
-            refiner, "cpu", max_epochs=a.refiner_epochs, iterations_per_epoch=a.refiner_iters
+            refiner,
+            "cpu",
+            max_epochs=a.refiner_epochs,
+            iterations_per_epoch=a.refiner_iters,
+            gate_folds=a.gate_folds,
         )
         others = [f for f in self.folds if f != fold]
         train_refiner_for_model(
@@ -380,6 +396,7 @@ def refiner_details(b: RealBenchmark, row: str) -> dict:
             "validation_dice": config.get("best_validation_dice"),
             "best_epoch": config.get("best_epoch"),
             "fusion_weight": extra.get("fusion_weight"),
+            "gate": (config.get("gate") or {}).get("blends"),
             "training_cases": config["training_cases"],
             "validation_cases": config["validation_cases"],
             "settings": config["settings"],
@@ -450,6 +467,7 @@ def markdown(record: dict) -> str:
             shown = ", ".join(
                 f"fold {f}: {d['prior_validation_dice']:.3f} -> {d['validation_dice']:.3f}"
                 + (f" (w = {d['fusion_weight']:.2f})" if d["fusion_weight"] is not None else "")
+                + (f", gate {d['gate']}" if d.get("gate") else "")
                 for f, d in folds.items()
             )
             lines.append(f"- {row}: {shown}")
@@ -457,6 +475,16 @@ def markdown(record: dict) -> str:
         lines += ["", "## Learning curves (nnU-Net's validation pseudo-Dice; per epoch in the JSON)", ""]
         lines += curve_table(record["learning_curves"])
     problems = record["protocol_problems"]
+    refined = [r for r in record["rows"] if r["prior"] is not None]
+    if refined:
+        lines += ["", "## Targets", ""]
+        for r in refined:
+            harm = r["delta_dice"] >= -0.005
+            gain = r["delta_dice_ci95"][0] > 0 or r["delta_hd95_ci95"][1] < 0
+            lines.append(
+                f"- {r['name']}: no harm (Δ Dice >= -0.005) {'met' if harm else 'MISSED'}; paired gain "
+                f"(Dice CI above 0 or HD95 CI below 0) {'shown' if gain else 'not shown'}"
+            )
     lines += [
         "",
         f"Protocol check: {'kept' if not problems else '; '.join(problems)}.",
