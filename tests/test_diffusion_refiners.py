@@ -160,7 +160,9 @@ def test_conditioned_refiner_repairs_a_damaged_prior_on_held_out_cases(name, pha
     train, val, held_out = phantoms[:6], phantoms[6:8], phantoms[8:]
     refiner = create_refiner(name, REGIONS, refiner_settings(name, patch_size=PATCH, **LEARNING[name]))
     history = refiner.fit(train, val, tmp_path / "refiner", log=print)
-    assert history["epochs"][-1]["losses"]["loss"] < history["epochs"][0]["losses"]["loss"]
+    # (half the training crops carry a perturbed prior, so the per-epoch loss is noisy: the validation
+    # Dice of the kept epoch and the held-out Dice below are the learning checks)
+    assert history["best_dice"] > history["prior_dice"], history["best_dice"]
     refiner.save(tmp_path / "refiner")
     reloaded = load_refiner(tmp_path / "refiner")
     before = np.mean([mean_dice(c.prior, c.target) for c in held_out])

@@ -101,6 +101,7 @@ class DDPMScratchSettings(DDPMSettings):
     inference_steps: int = setting(6)
     prior_noising: float = setting(0.0)
     roi: bool = setting(False)
+    perturbed_priors: float = setting(0.0)  # no prior to perturb
 
 
 class DDPMRefiner(VolumetricDiffusionRefiner):

@@ -112,6 +112,7 @@ class MedSegDiffScratchSettings(MedSegDiffSettings):
     """The unconditional baseline's settings (identical optimisation, Table 2)."""
 
     roi: bool = setting(False)
+    perturbed_priors: float = setting(0.0)  # no prior to perturb
 
 
 class MedSegDiffRefiner(Refiner):
@@ -194,8 +195,15 @@ class MedSegDiffRefiner(Refiner):
 
     def training_losses(self, cases, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         s = self.settings
+        perturb = s.perturbed_priors if self.uses_prior else 0.0
         arrays = sample_slices(
-            cases, rng, s.batch_size // s.slices_per_case, s.slices_per_case, self.slice_size, self.regions
+            cases,
+            rng,
+            s.batch_size // s.slices_per_case,
+            s.slices_per_case,
+            self.slice_size,
+            self.regions,
+            perturb,
         )
         return self.losses(*[torch.from_numpy(a).to(self.device) for a in arrays])
 

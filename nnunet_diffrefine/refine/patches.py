@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from nnunet_diffrefine.refine.base import TrainingCase
+from nnunet_diffrefine.refine.perturb import perturbed_prior
 
 FOREGROUND_FRACTION = 2 / 3
 
@@ -67,6 +68,15 @@ def _crop(
     return crop
 
 
+def _maybe_perturb(
+    crop: list[np.ndarray], rng: np.random.Generator, perturb: float, regions: bool
+) -> list[np.ndarray]:
+    """``[image, prior, target]`` with, with probability ``perturb``, a perturbed prior (:mod:`.perturb`)."""
+    if perturb <= 0 or rng.random() >= perturb:
+        return crop
+    return [crop[0], perturbed_prior(crop[1], crop[2], rng, regions)[0], crop[2]]
+
+
 def _stack(crops: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(np.ascontiguousarray(np.stack([c[i] for c in crops])).astype(np.float32) for i in range(3))
 
@@ -77,13 +87,16 @@ def sample_patches(
     batch_size: int,
     patch: Sequence[int],
     regions: bool,
+    perturb: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``batch_size`` random 3D crops: ``(image (B, I, *patch), prior (B, C, *patch), target (B, C, *patch))``."""
+    """``batch_size`` random 3D crops: ``(image (B, I, *patch), prior (B, C, *patch), target (B, C, *patch))``;
+    ``perturb``: the share of crops whose prior is perturbed (:mod:`.perturb`)."""
     need = np.array([int(p) for p in patch])
     crops = []
     for _ in range(batch_size):
         case = cases[rng.integers(len(cases))]
-        crops.append(_crop(_pad_to([case.image, case.prior, case.target], need, regions), need, rng, regions))
+        crop = _crop(_pad_to([case.image, case.prior, case.target], need, regions), need, rng, regions)
+        crops.append(_maybe_perturb(crop, rng, perturb, regions))
     return _stack(crops)
 
 
@@ -94,6 +107,7 @@ def sample_slices(
     slices_per_case: int,
     size: Sequence[int],
     regions: bool,
+    perturb: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``num_cases * slices_per_case`` random axial crops of ``size`` (H, W): ``(image (N, I, H, W), prior, target)``.
 
@@ -111,7 +125,8 @@ def sample_slices(
                 z = int(fg_slices[rng.integers(len(fg_slices))])
             else:
                 z = int(rng.integers(arrays[0].shape[1]))
-            crops.append(_crop([a[:, z] for a in arrays], need, rng, regions))
+            crop = _crop([a[:, z] for a in arrays], need, rng, regions)
+            crops.append(_maybe_perturb(crop, rng, perturb, regions))
     return _stack(crops)
 
 

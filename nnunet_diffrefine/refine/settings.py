@@ -260,6 +260,13 @@ class ConditionedSettings(RefinerSettings):
         maximum=1,
     )
     roi_margin: int = setting(16, "voxels added on every side of the box", minimum=0)
+    perturbed_priors: float = setting(
+        0.5,
+        "share of training crops whose prior is replaced by one perturbed from the label or the prior "
+        "(refine/perturb.py; 0: the out-of-fold priors only)",
+        minimum=0,
+        maximum=1,
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

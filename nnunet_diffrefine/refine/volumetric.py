@@ -30,7 +30,9 @@ class VolumetricDiffusionRefiner(Refiner):
         raise NotImplementedError
 
     def training_losses(self, cases, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        arrays = sample_patches(cases, rng, self.settings.batch_size, self.settings.patch_size, self.regions)
+        s = self.settings
+        perturb = getattr(s, "perturbed_priors", 0.0) if self.uses_prior else 0.0
+        arrays = sample_patches(cases, rng, s.batch_size, s.patch_size, self.regions, perturb)
         return self.losses(*[torch.from_numpy(a).to(self.device) for a in arrays])
 
     @torch.no_grad()
