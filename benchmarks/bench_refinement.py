@@ -33,12 +33,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from _setup import BIN, nnunet_environment, plan_and_preprocess, run
+from _setup import Stages, commit, fold_trained, nnunet_environment, plan_and_preprocess, train_fold
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET_ID = 962
@@ -63,24 +61,6 @@ TABLES = {
 }
 PAIRS = [("DDPM (scratch)", "DDPM (cond)"), ("MedSegDiff (scratch)", "MedSegDiff (cond)")]
 PAIRS += [("MedSegDiff (cond), highway only (w = 0)", "MedSegDiff (cond)")]
-
-
-class Stages:
-    """Runs named stages once: skipped when ``done()`` says so; wall times kept in ``state.json``."""
-
-    def __init__(self, work: Path) -> None:
-        self.file = work / "state.json"
-        self.times = json.loads(self.file.read_text()) if self.file.is_file() else {}
-
-    def __call__(self, name: str, done, action) -> None:
-        if done():
-            print(f"[skip] {name}", flush=True)
-            return
-        print(f"[run] {name}", flush=True)
-        start = time.perf_counter()
-        action()
-        self.times[name] = round(self.times.get(name, 0.0) + time.perf_counter() - start, 1)
-        self.file.write_text(json.dumps(self.times, indent=1))
 
 
 def parse_args() -> argparse.Namespace:
@@ -115,14 +95,6 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def commit() -> str:
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
-    return head + ("-dirty" if dirty.strip() else "")
-
-
 class Benchmark:
     """The paths and settings of one run, and one method per stage."""
 
@@ -140,7 +112,7 @@ class Benchmark:
         self.results = self.work / "nnUNet_results" / self.name
         self.schedule = CPUSchedule(epochs=args.epochs, iterations=args.iters)
         self.folds = list(range(args.folds))
-        self.stage = Stages(self.work)
+        self.stage = Stages(self.work, REPO)
 
     # --- data ------------------------------------------------------------------------------------------
     def synthesize(self) -> None:
@@ -179,16 +151,10 @@ class Benchmark:
         return self.results / f"{BASES[row][0]}__{self.plans_name(row)}__3d_fullres"
 
     def train(self, row: str, fold: int) -> None:
-        trainer = BASES[row][0]
-        env = dict(self.env, **self.schedule.environment(trainer))
-        command = [str(BIN / "nnUNetv2_train"), str(DATASET_ID), "3d_fullres", str(fold), "-tr", trainer]
-        run([*command, "-p", self.plans_name(row), "-device", "cpu", "--npz", "--c"], env)
+        train_fold(self.env, self.schedule, DATASET_ID, BASES[row][0], self.plans_name(row), fold)
 
     def trained(self, row: str, fold: int) -> bool:
-        fold_dir = self.model(row) / f"fold_{fold}"
-        return (fold_dir / "checkpoint_final.pth").is_file() and (
-            fold_dir / "validation" / "summary.json"
-        ).is_file()
+        return fold_trained(self.model(row) / f"fold_{fold}")
 
     def predictions(self, row: str, fold: int | str) -> Path:
         return self.work / "predictions" / row.replace(" ", "_") / f"fold_{fold}"
@@ -322,7 +288,7 @@ if __name__ == "__main__":
 
     # the commit at the start; with an editable install, later edits reach the stages that start after
     # them, so a long run should run from a snapshot of the code (a git worktree on PYTHONPATH)
-    started_at = commit()
+    started_at = commit(REPO)
     if benchmark.args.report_only:
         write_report(benchmark, started_at)
     else:

@@ -33,11 +33,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import time
 from pathlib import Path
 
-from _setup import BIN, nnunet_environment, run
+from _setup import BIN, Stages, commit, fold_trained, nnunet_environment, run, train_fold, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REAL_ROOT = REPO.parent / "shared" / "real" / "brats2018"
@@ -103,34 +101,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def commit() -> str:
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
-    return head + ("-dirty" if dirty.strip() else "")
-
-
-class Stages:
-    """Runs named stages once (skipped when ``done()``); wall time and commit of each in ``state.json``."""
-
-    def __init__(self, work: Path) -> None:
-        self.file = work / "state.json"
-        state = json.loads(self.file.read_text()) if self.file.is_file() else {}
-        self.times, self.commits = state.get("seconds", {}), state.get("commits", {})
-
-    def __call__(self, name: str, done, action) -> None:
-        if done():
-            print(f"[skip] {name}", flush=True)
-            return
-        print(f"[run] {name}", flush=True)
-        start = time.perf_counter()
-        action()
-        self.times[name] = round(self.times.get(name, 0.0) + time.perf_counter() - start, 1)
-        self.commits[name] = commit()
-        self.file.write_text(json.dumps({"seconds": self.times, "commits": self.commits}, indent=1))
-
-
 class RealBenchmark:
     """Paths and settings of one run, and one method per stage."""
 
@@ -150,7 +120,7 @@ class RealBenchmark:
         self.source_plans = f"nnUNetPlans{str(args.spacing).replace('.', 'p')}mm"
         self.schedule = CPUSchedule(epochs=args.epochs, iterations=args.iters)
         self.folds = list(range(args.folds))
-        self.stage = Stages(self.work)
+        self.stage = Stages(self.work, REPO)
 
     # --- data ------------------------------------------------------------------------------------------
     def check_real_data(self) -> None:
@@ -237,16 +207,10 @@ class RealBenchmark:
         return self.results / f"{BASES[row][0]}__{self.plans_name(row)}__3d_fullres"
 
     def train(self, row: str, fold: int) -> None:
-        trainer = BASES[row][0]
-        env = dict(self.env, **self.schedule.environment(trainer))
-        command = [str(BIN / "nnUNetv2_train"), str(DATASET_ID), "3d_fullres", str(fold), "-tr", trainer]
-        run([*command, "-p", self.plans_name(row), "-device", "cpu", "--npz", "--c"], env)
+        train_fold(self.env, self.schedule, DATASET_ID, BASES[row][0], self.plans_name(row), fold)
 
     def trained(self, row: str, fold: int) -> bool:
-        fold_dir = self.model(row) / f"fold_{fold}"
-        return (fold_dir / "checkpoint_final.pth").is_file() and (
-            fold_dir / "validation" / "summary.json"
-        ).is_file()
+        return fold_trained(self.model(row) / f"fold_{fold}")
 
     def prior_folder(self, row: str, fold: int) -> Path:
         """Where row ``row``'s segmentations of fold ``fold``'s cases are (its out-of-fold cases)."""
@@ -516,7 +480,6 @@ def _patch_sizes(b: RealBenchmark) -> dict[str, list[int]]:
 def write_report(b: RealBenchmark) -> None:
     """Score every finished row and write ``-o``.json / .md (the phantom benchmark's fields, plus ``data``)."""
     from nnunet_diffrefine.benchmark.rows import learning_curves, paired_comparison, row_record
-    from nnunet_diffrefine.utils.io import atomic_output_file, write_json
 
     a = b.args
     if not (b.pre / "splits_final.json").is_file():
@@ -541,7 +504,7 @@ def write_report(b: RealBenchmark) -> None:
     record = {
         "data": "brats2018-real",
         "seed": a.seed,
-        "commit": commit(),
+        "commit": commit(REPO),
         "stage_commits": b.stage.commits,
         "dataset": b.name,
         "dataset_id": DATASET_ID,
@@ -572,13 +535,7 @@ def write_report(b: RealBenchmark) -> None:
         "protocol_problems": problems,
         "stage_seconds": b.stage.times,
     }
-    out = Path(a.o)
-    write_json(record, out.with_suffix(".json"))
-    with atomic_output_file(out.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown(record))
-    print(markdown(record))
-    if problems:
-        raise SystemExit("the protocol was not kept: " + "; ".join(problems))
+    write_results(record, Path(a.o), markdown(record), problems)
 
 
 if __name__ == "__main__":

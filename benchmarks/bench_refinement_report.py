@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import torch
+from _setup import write_results
 from bench_refinement import BASES, DATASET_ID, PAIRS, REFINED, TABLES
 
 from nnunet_diffrefine.benchmark import rows as rows_lib
 from nnunet_diffrefine.benchmark.protocol import protocol_problems
 from nnunet_diffrefine.benchmark.scores import per_case_scores, uncertainty_auroc
 from nnunet_diffrefine.evaluation.folder import dataset_regions, evaluate_folder
-from nnunet_diffrefine.utils.io import atomic_output_file, write_json
 
 REGIONS = ("TC", "WT", "ET")
 
@@ -252,10 +252,4 @@ def write_report(b, commit: str) -> None:
         "stage_seconds": b.stage.times,
     }
     record["targets"] = targets(rows, record["refiners"])
-    out = Path(a.o)
-    write_json(record, out.with_suffix(".json"))
-    with atomic_output_file(out.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown(record))
-    print(markdown(record))
-    if problems:
-        raise SystemExit("the protocol was not kept: " + "; ".join(problems))
+    write_results(record, Path(a.o), markdown(record), problems)

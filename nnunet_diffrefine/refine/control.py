@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from nnunet_diffrefine.losses.diffusion import boundary_mse, dice_ce, output_probabilities
+from nnunet_diffrefine.refine.ddpm import denoiser_unet
 from nnunet_diffrefine.refine.settings import ConditionedSettings, setting
 from nnunet_diffrefine.refine.volumetric import VolumetricDiffusionRefiner
 from nnunet_diffrefine.utils.logit_space import prior_logits, refined_probabilities
@@ -46,18 +47,8 @@ class ControlRefiner(VolumetricDiffusionRefiner):
     settings_class = ControlSettings
 
     def build(self) -> None:
-        from monai.networks.nets import DiffusionModelUNet
-
         c, s = self.signature.num_outputs, self.settings
-        self.net = DiffusionModelUNet(
-            spatial_dims=3,
-            in_channels=self.signature.num_input_channels + c,
-            out_channels=c,
-            num_res_blocks=1,
-            channels=s.channels,
-            attention_levels=(False,) * len(s.channels),
-            norm_num_groups=8,
-        ).to(self.device)
+        self.net = denoiser_unet(self.signature.num_input_channels + c, c, s.channels).to(self.device)
 
     @classmethod
     def patch_multiple_of(cls, settings: ControlSettings) -> int:

@@ -104,6 +104,21 @@ class DDPMScratchSettings(DDPMSettings):
     perturbed_priors: float = setting(0.0)  # no prior to perturb
 
 
+def denoiser_unet(in_channels: int, out_channels: int, channels: tuple[int, ...]) -> torch.nn.Module:
+    """MONAI's 3D ``DiffusionModelUNet`` as the module docstring describes it (its output layer at zero)."""
+    from monai.networks.nets import DiffusionModelUNet
+
+    return DiffusionModelUNet(
+        spatial_dims=3,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        num_res_blocks=1,
+        channels=channels,
+        attention_levels=(False,) * len(channels),
+        norm_num_groups=8,
+    )
+
+
 class DDPMRefiner(VolumetricDiffusionRefiner):
     """Seed 000's conditioned 3D DDPM: denoises the label map from the prior noised to t' = 0.4 T."""
 
@@ -112,18 +127,9 @@ class DDPMRefiner(VolumetricDiffusionRefiner):
     settings_class = DDPMSettings
 
     def build(self) -> None:
-        from monai.networks.nets import DiffusionModelUNet
-
         c, s = self.signature.num_outputs, self.settings
-        self.net = DiffusionModelUNet(
-            spatial_dims=3,
-            in_channels=self.signature.num_input_channels + (2 if self.uses_prior else 1) * c,
-            out_channels=c,
-            num_res_blocks=1,
-            channels=s.channels,
-            attention_levels=(False,) * len(s.channels),
-            norm_num_groups=8,
-        ).to(self.device)
+        in_channels = self.signature.num_input_channels + (2 if self.uses_prior else 1) * c
+        self.net = denoiser_unet(in_channels, c, s.channels).to(self.device)
         self.scheduler = train_scheduler(s.num_train_timesteps, s.schedule, "sample")
 
     @classmethod
