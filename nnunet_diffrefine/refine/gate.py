@@ -13,6 +13,7 @@ bounds) is saved in ``refiner.json`` and applied by ``refine``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -136,3 +137,32 @@ def decide_gate(gains: dict[str, np.ndarray], regions: bool, seed: int = 0, leve
                 chosen, best = lam, mean
         blends[unit], evidence[unit] = chosen, ev
     return Gate(blends, evidence, regions)
+
+
+def fold_gates(
+    refiners: list, configs: list[dict], force: bool, warn: Callable[[str], None]
+) -> list[Gate | None]:
+    """Each fold's :class:`~.gate.Gate` (None: applied everywhere: an unconditional refiner, or one saved
+    without a gate, which is warned about); ``force``: lambda 1 everywhere."""
+    gates: list[Gate | None] = []
+    for refiner, config in zip(refiners, configs):
+        if force or not refiner.uses_prior:
+            gates.append(None)
+        elif config.get("gate"):
+            gates.append(Gate.from_json(config["gate"]))
+        else:
+            warn(
+                f"the {refiner.name} refiner was saved without a validation gate: applied everywhere, unvalidated"
+            )
+            gates.append(None)
+    return gates
+
+
+def print_gates(folds: list[int], gates: list[Gate | None], dataset_json: dict, forced: bool) -> None:
+    """What ``refine`` prints: per fold and region, whether the refiner is applied and its validation gain."""
+    if forced:
+        print("refine: --force-refiner: the refiner is applied everywhere, whatever its validation showed")
+    for fold, gate in zip(folds, gates):
+        if gate is not None:
+            for line in gate.describe(unit_names(dataset_json)):
+                print(f"refine: fold {fold}: {line}")

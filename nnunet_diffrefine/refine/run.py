@@ -37,7 +37,7 @@ from tqdm import tqdm
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.refine.base import DatasetSignature, Refiner
 from nnunet_diffrefine.refine.case_io import check_inputs, output_files, write_case
-from nnunet_diffrefine.refine.gate import Gate, unit_names
+from nnunet_diffrefine.refine.gate import Gate, fold_gates, print_gates
 from nnunet_diffrefine.refine.postprocess import (
     PostprocessConfig,
     check_postprocess,
@@ -142,25 +142,6 @@ def prior_mismatch(configs: list[dict], priors: PriorPrediction) -> list[str]:
 
 def _case_seed(case: str) -> int:
     return zlib.crc32(case.encode())
-
-
-def fold_gates(
-    refiners: list[Refiner], configs: list[dict], force: bool, warn: Callable[[str], None]
-) -> list[Gate | None]:
-    """Each fold's :class:`~.gate.Gate` (None: applied everywhere: an unconditional refiner, or one saved
-    without a gate, which is warned about); ``force``: lambda 1 everywhere."""
-    gates: list[Gate | None] = []
-    for refiner, config in zip(refiners, configs):
-        if force or not refiner.uses_prior:
-            gates.append(None)
-        elif config.get("gate"):
-            gates.append(Gate.from_json(config["gate"]))
-        else:
-            warn(
-                f"the {refiner.name} refiner was saved without a validation gate: applied everywhere, unvalidated"
-            )
-            gates.append(None)
-    return gates
 
 
 def refine_preprocessed(
@@ -311,7 +292,7 @@ def refine_folder(
     for difference in mismatch:
         warn(f"the refiners were trained on other priors than these: {difference} ({priors.source})")
     gates = fold_gates(refiners, configs, force_refiner, warn)
-    _print_gates(folds, gates, context.dataset_json, force_refiner)
+    print_gates(folds, gates, context.dataset_json, force_refiner)
     record = {
         "input_folder": str(input_folder.resolve()),
         "model_folder": str(context.folder.resolve()),
@@ -331,15 +312,6 @@ def refine_folder(
     )
     _refine_cases(job, overwrite, progress)
     return output_folder
-
-
-def _print_gates(folds: list[int], gates: list[Gate | None], dataset_json: dict, forced: bool) -> None:
-    if forced:
-        print("refine: --force-refiner: the refiner is applied everywhere, whatever its validation showed")
-    for fold, gate in zip(folds, gates):
-        if gate is not None:
-            for line in gate.describe(unit_names(dataset_json)):
-                print(f"refine: fold {fold}: {line}")
 
 
 def _check_all_inputs(
