@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import torch
 
-from nnunet_diffrefine.losses.diffusion import boundary_mse, dice_ce, output_probabilities
+from nnunet_diffrefine.losses.diffusion import boundary_mse, output_probabilities, weighted_dice_ce
 from nnunet_diffrefine.refine.ddpm import denoiser_unet
 from nnunet_diffrefine.refine.settings import ConditionedSettings, setting
-from nnunet_diffrefine.refine.volumetric import VolumetricDiffusionRefiner
+from nnunet_diffrefine.refine.volumetric import VolumetricDiffusionRefiner, loss_weights
 from nnunet_diffrefine.utils.logit_space import prior_logits, refined_probabilities
 
 
@@ -64,7 +64,7 @@ class ControlRefiner(VolumetricDiffusionRefiner):
     ) -> dict[str, torch.Tensor]:
         """The DDPM refiner's eq. (9) on one forward pass, batch ``(B, ..., Z, Y, X)``."""
         logits = self.logits(image, prior)
-        seg = dice_ce(logits, target, self.regions)
+        seg = weighted_dice_ce(logits, target, self.regions, loss_weights(self, prior))
         mse = boundary_mse(output_probabilities(logits, self.regions), target, self.settings.edge_weight)
         return {"loss": seg + self.settings.mse_weight * mse, "dice_ce": seg, "boundary_mse": mse}
 

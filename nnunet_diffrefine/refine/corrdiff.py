@@ -26,6 +26,12 @@ The paper leaves these open; our choices:
   entries (EMA updates). ``L_recon`` = L1 between the reconstruction of the quantized encoding and
   ``r``; ``L_vq`` = the commitment term ``||z_e - sg(q)||^2`` (MONAI's quantizer is built with
   ``commitment_cost`` 1, so ``lambda_vq`` = 0.25 weighs it once, as Table 1 says).
+- **Residual objective** (``residual_loss``): the residual ``y - p`` of a good prior is 0 almost
+  everywhere, so the paper's plain L1 is minimised by reconstructing 0 (and our first CorrDiff learned
+  corrections below 1e-3 everywhere). The default "balanced" L1 averages the mean error over the voxels
+  the prior gets wrong (``|r| > 0.05``) and over the rest, so a zero reconstruction costs the mean
+  residual of the wrong voxels; "l1" is the paper's. ``L_seg`` is weighted towards the prior's boundary
+  band and uncertain voxels (``boundary_weight``, ``uncertainty_weight``; 0 and 0: the paper's).
 - **Latent diffusion**: on the quantized latent (gradient stopped into the VQ-VAE); MONAI's
   ``DDPMScheduler`` defines the cosine schedule with T = 200; sampling is DDIM (eta = 0, no clipping;
   :func:`~nnunet_diffrefine.refine.sampling.ddim_sample`) in 25 steps from pure noise at ``T - 1``.
@@ -69,11 +75,25 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from nnunet_diffrefine.losses.diffusion import dice_ce
+from nnunet_diffrefine.losses.diffusion import weighted_dice_ce
 from nnunet_diffrefine.refine.sampling import ddim_sample, train_scheduler
 from nnunet_diffrefine.refine.settings import ConditionedSettings, setting
-from nnunet_diffrefine.refine.volumetric import VolumetricDiffusionRefiner
+from nnunet_diffrefine.refine.volumetric import VolumetricDiffusionRefiner, loss_weights
 from nnunet_diffrefine.utils.logit_space import CLIP, prior_logits, refined_probabilities
+
+RESIDUAL_THRESHOLD = 0.05
+
+
+def residual_l1(reconstruction: torch.Tensor, residual: torch.Tensor, kind: str) -> torch.Tensor:
+    """``L_recon``: the paper's L1 (``"l1"``), or ``"balanced"``: the mean L1 over the voxels where the
+    residual is non-zero (``|r| > 0.05``) and over the others, averaged (either alone when the other set
+    is empty), so that a sparse residual is not best reconstructed by 0."""
+    error = (reconstruction - residual).abs()
+    if kind == "l1":
+        return error.mean()
+    active = residual.abs() > RESIDUAL_THRESHOLD
+    parts = [error[m].mean() for m in (active, ~active) if m.any()]
+    return torch.stack(parts).mean()
 
 
 def coarse_inputs(prior: torch.Tensor, regions: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,6 +123,11 @@ class CorrDiffSettings(ConditionedSettings):
     )
     prediction_type: str = setting(
         "sample", "the denoiser predicts the clean latent or the noise", choices=("sample", "epsilon")
+    )
+    residual_loss: str = setting(
+        "balanced",
+        "L_recon: balanced (L1 averaged over the corrected and the other voxels) or the paper's plain l1",
+        choices=("balanced", "l1"),
     )
     lambda_diff: float = setting(1.0, "weight of L_diff", minimum=0)
     lambda_recon: float = setting(1.0, "weight of L_recon", minimum=0)
@@ -176,7 +201,7 @@ class CorrDiffRefiner(VolumetricDiffusionRefiner):
         residual = target - prior
         encoding = net.vqvae.encode(residual)
         quantized, l_vq = net.vqvae.quantize(encoding)
-        l_recon = F.l1_loss(net.vqvae.decode(quantized), residual)
+        l_recon = residual_l1(net.vqvae.decode(quantized), residual, s.residual_loss)
         z0 = quantized.detach()
         noise = torch.randn_like(z0)
         t = torch.randint(0, s.num_train_timesteps, (z0.shape[0],), device=z0.device)
@@ -185,7 +210,7 @@ class CorrDiffRefiner(VolumetricDiffusionRefiner):
         l_diff = F.mse_loss(output, z0 if s.prediction_type == "sample" else noise)
         sampled = self.sample_latent(cond, torch.randn_like(z0), grad=True)
         final_logits = net.correct(prior, logits, u, net.vqvae.decode(sampled), self.regions)
-        l_seg = dice_ce(final_logits, target, self.regions)
+        l_seg = weighted_dice_ce(final_logits, target, self.regions, loss_weights(self, prior))
         total = s.lambda_diff * l_diff + s.lambda_recon * l_recon + s.lambda_vq * l_vq + s.lambda_seg * l_seg
         return {"loss": total, "diff": l_diff, "recon": l_recon, "vq": l_vq, "seg": l_seg}
 

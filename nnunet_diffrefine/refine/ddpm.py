@@ -61,10 +61,10 @@ from dataclasses import dataclass
 
 import torch
 
-from nnunet_diffrefine.losses.diffusion import boundary_mse, dice_ce, output_probabilities
+from nnunet_diffrefine.losses.diffusion import boundary_mse, output_probabilities, weighted_dice_ce
 from nnunet_diffrefine.refine.sampling import ddim_sample, dpm_solver_sample, train_scheduler
 from nnunet_diffrefine.refine.settings import ConditionedSettings, setting
-from nnunet_diffrefine.refine.volumetric import VolumetricDiffusionRefiner
+from nnunet_diffrefine.refine.volumetric import VolumetricDiffusionRefiner, loss_weights
 from nnunet_diffrefine.utils.logit_space import prior_logits, refined_probabilities
 
 
@@ -101,7 +101,9 @@ class DDPMScratchSettings(DDPMSettings):
     inference_steps: int = setting(6)
     prior_noising: float = setting(0.0)
     roi: bool = setting(False)
-    perturbed_priors: float = setting(0.0)  # no prior to perturb
+    perturbed_priors: float = setting(0.0)  # no prior: nothing to perturb, no prior-weighted loss
+    boundary_weight: float = setting(0.0)
+    uncertainty_weight: float = setting(0.0)
 
 
 def denoiser_unet(in_channels: int, out_channels: int, channels: tuple[int, ...]) -> torch.nn.Module:
@@ -167,7 +169,7 @@ class DDPMRefiner(VolumetricDiffusionRefiner):
             source = torch.where(from_prior.view(-1, *[1] * (target.ndim - 1)), 2 * prior - 1, source)
         y_t = self.scheduler.add_noise(source, torch.randn_like(source), t)
         logits = self.logits(image, y_t, prior, t)
-        seg = dice_ce(logits, target, self.regions)
+        seg = weighted_dice_ce(logits, target, self.regions, loss_weights(self, prior))
         mse = boundary_mse(output_probabilities(logits, self.regions), target, s.edge_weight)
         return {"loss": seg + s.mse_weight * mse, "dice_ce": seg, "boundary_mse": mse}
 

@@ -62,13 +62,14 @@ import torch
 import torch.nn.functional as F
 
 from nnunet_diffrefine.errors import InputError
-from nnunet_diffrefine.losses.diffusion import dice_ce, output_probabilities
+from nnunet_diffrefine.losses.diffusion import output_probabilities, weighted_dice_ce
 from nnunet_diffrefine.refine.base import Refiner
 from nnunet_diffrefine.refine.metrics import ValidationResult, masks, mean_dice
 from nnunet_diffrefine.refine.patches import sample_slices, sliding_window
 from nnunet_diffrefine.refine.roi import refine_in_roi
 from nnunet_diffrefine.refine.sampling import dpm_solver_sample, train_scheduler
 from nnunet_diffrefine.refine.settings import ConditionedSettings, setting
+from nnunet_diffrefine.refine.volumetric import loss_weights
 from nnunet_diffrefine.utils.logit_space import prior_logits, refined_probabilities
 
 FUSION_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -112,7 +113,9 @@ class MedSegDiffScratchSettings(MedSegDiffSettings):
     """The unconditional baseline's settings (identical optimisation, Table 2)."""
 
     roi: bool = setting(False)
-    perturbed_priors: float = setting(0.0)  # no prior to perturb
+    perturbed_priors: float = setting(0.0)  # no prior: nothing to perturb, no prior-weighted loss
+    boundary_weight: float = setting(0.0)
+    uncertainty_weight: float = setting(0.0)
 
 
 class MedSegDiffRefiner(Refiner):
@@ -186,7 +189,7 @@ class MedSegDiffRefiner(Refiner):
         eps, logits = self.net(self.scheduler.add_noise(s0, noise, t), t, self.condition(image, prior))
         logits = self.calibration_logits(logits, prior)
         l_noise = F.mse_loss(eps, noise)
-        l_cal = dice_ce(logits, target, self.regions)
+        l_cal = weighted_dice_ce(logits, target, self.regions, loss_weights(self, prior))
         return {
             "loss": l_noise + self.settings.calibration_weight * l_cal,
             "noise": l_noise,

@@ -260,6 +260,15 @@ class ConditionedSettings(RefinerSettings):
         maximum=1,
     )
     roi_margin: int = setting(16, "voxels added on every side of the box", minimum=0)
+    boundary_weight: float = setting(
+        2.0,
+        "extra weight of the segmentation loss within 2 voxels of the prior's boundary (0 with "
+        "uncertainty_weight 0: the papers' unweighted loss)",
+        minimum=0,
+    )
+    uncertainty_weight: float = setting(
+        2.0, "extra weight of the segmentation loss times the prior's normalised entropy", minimum=0
+    )
     perturbed_priors: float = setting(
         0.5,
         "share of training crops whose prior is replaced by one perturbed from the label or the prior "

@@ -13,9 +13,20 @@ import numpy as np
 import torch
 
 from nnunet_diffrefine.errors import InputError
+from nnunet_diffrefine.losses.diffusion import error_weights
 from nnunet_diffrefine.refine.base import Refiner
 from nnunet_diffrefine.refine.patches import sample_patches, sliding_window
 from nnunet_diffrefine.refine.roi import refine_in_roi
+
+
+def loss_weights(refiner: Refiner, prior: torch.Tensor) -> torch.Tensor | None:
+    """Per-voxel weights of a conditioned refiner's segmentation loss (:func:`error_weights` with its
+    ``boundary_weight`` and ``uncertainty_weight``), or None (unweighted: scratch, or both 0)."""
+    s = refiner.settings
+    boundary, uncertainty = getattr(s, "boundary_weight", 0.0), getattr(s, "uncertainty_weight", 0.0)
+    if not refiner.uses_prior or (boundary == 0 and uncertainty == 0):
+        return None
+    return error_weights(prior, refiner.regions, boundary, uncertainty)
 
 
 class VolumetricDiffusionRefiner(Refiner):
