@@ -2,7 +2,8 @@
 
 Usage: python benchmarks/bench_refinement_real.py [--real-root DIR] [--work DIR] [--folds 3]
        [--spacing 2.0] [--epochs 80] [--iters 25] [--bases ROW ...] [--refined ROW ...]
-       [--refiner-epochs 20] [--refiner-iters 25] [--report-only] [-o benchmarks/results/refinement_real]
+       [--refiner-epochs 20] [--refiner-iters 25] [--refiner-patch Z Y X]
+       [--gate-folds 2] [--report-only] [-o benchmarks/results/refinement_real]
 
 The protocol (every rule of "Measuring refinement honestly"), with cross-validated stacking because
 there are only 15 labelled cases and no test split to spare:
@@ -84,6 +85,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iters", type=int, default=25)
     p.add_argument("--refiner-epochs", type=int, default=20)
     p.add_argument("--refiner-iters", type=int, default=25)
+    p.add_argument(
+        "--refiner-patch",
+        type=int,
+        nargs=3,
+        metavar=("Z", "Y", "X"),
+        help="refiners' training patch and inference window in voxels (default: the base model's patch)",
+    )
     p.add_argument(
         "--gate-folds",
         type=int,
@@ -236,6 +244,7 @@ class RealBenchmark:
             max_epochs=a.refiner_epochs,
             iterations_per_epoch=a.refiner_iters,
             gate_folds=a.gate_folds,
+            patch_size=tuple(a.refiner_patch) if a.refiner_patch else None,
         )
         others = [f for f in self.folds if f != fold]
         train_refiner_for_model(
