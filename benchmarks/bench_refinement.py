@@ -91,6 +91,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--report-only", action="store_true", help="only rewrite the results from what the work folder holds"
     )
+    p.add_argument(
+        "--rerender",
+        action="store_true",
+        help="only rewrite -o.md and the targets from the committed -o.json (no work folder needed)",
+    )
     p.add_argument("-o", default=str(REPO / "benchmarks" / "results" / "refinement"))
     return p.parse_args()
 
@@ -283,7 +288,13 @@ def run_stages(b: Benchmark, report) -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
-    benchmark = Benchmark(parse_args())
+    arguments = parse_args()
+    if arguments.rerender:
+        from bench_refinement_report import rerender
+
+        rerender(Path(arguments.o).with_suffix(".json"))
+        sys.exit(0)
+    benchmark = Benchmark(arguments)
     from bench_refinement_report import write_report
 
     # the commit at the start; with an editable install, later edits reach the stages that start after

@@ -9,11 +9,14 @@ each contrast by a scanner gain, as many BraTS files are.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
 from nnunet_diffrefine.data.brats import MODALITIES
 from nnunet_diffrefine.data.noise import smooth_noise
+from nnunet_diffrefine.data.realism import REALISTIC_MEANS, RealismSettings, contrast_shift, degrade_channel
 from nnunet_diffrefine.data.template import BrainMaps
 
 # tissue -> mean intensity on (T1n, T1c, T2w, T2-FLAIR)
@@ -39,13 +42,16 @@ def compose_contrasts(
     maps: BrainMaps,
     labels: np.ndarray,
     phenotype: str,
+    realism: Realism | None = None,
 ) -> np.ndarray:
     """The four images ``(4, Z, Y, X)`` int16 (T1n, T1c, T2w, T2-FLAIR), exactly 0 outside the brain.
 
     ``labels``: the phenotype generator's label map ``(Z, Y, X)`` (1 core, 2 edema, 3 enhancing, 4 fluid);
     ``phenotype`` decides whether label 1 looks like necrosis (``adult``) or non-enhancing tumor
-    (``pediatric``).
+    (``pediatric``). ``realism``: the ``realistic`` profile's appearance (None: the classic phantoms).
     """
+    if realism is not None:
+        return _compose_realistic(rng, maps, labels, realism)
     shape = labels.shape
     tissue = np.stack([maps.wm, maps.gm, maps.csf])
     tissue_sum = np.maximum(tissue.sum(0), 1e-3)
@@ -73,6 +79,65 @@ def compose_contrasts(
         gain = SCANNER_GAIN[modality] * rng.uniform(0.9, 1.1)
         n1 = rng.standard_normal(shape, dtype=np.float32) * NOISE_LEVEL
         n2 = rng.standard_normal(shape, dtype=np.float32) * NOISE_LEVEL
+        image = np.sqrt((image + n1) ** 2 + n2**2) * gain
+        image = np.where(maps.brain, np.clip(np.rint(image), 1, np.iinfo(np.int16).max), 0)
+        images[c] = image.astype(np.int16)
+    return images
+
+
+@dataclass
+class Realism:
+    """The ``realistic`` profile's inputs to the images: its settings, its own generator, the mask of
+    non-enhancing tumour inside label 1 (``(Z, Y, X)`` bool) and the soft map of T1c-bright healthy
+    structures (``(Z, Y, X)`` in [0, 1])."""
+
+    settings: RealismSettings
+    rng: np.random.Generator
+    non_enhancing: np.ndarray
+    t1c_mimic: np.ndarray
+
+
+def _compose_realistic(
+    rng: np.random.Generator, maps: BrainMaps, labels: np.ndarray, realism: Realism
+) -> np.ndarray:
+    """:func:`compose_contrasts` for the ``realistic`` profile: label 1 split into necrosis and
+    edema-like non-enhancing tumour, T1c mimics, lower contrast-to-noise, per-channel gamma and bias, and
+    in some cases one degraded channel."""
+    s, extra = realism.settings, realism.rng
+    shape = labels.shape
+    tissue_sum = np.maximum(maps.wm + maps.gm + maps.csf, 1e-3)
+    blur = s.label_blur_vox
+    net = realism.non_enhancing & (labels == 1)
+    masks = {
+        "necrosis": (labels == 1) & ~net,
+        "non_enhancing": net,
+        "edema": labels == 2,
+        "enhancing": labels == 3,
+        "fluid": labels == 4,
+    }
+    soft = {k: ndimage.gaussian_filter(m.astype(np.float32), blur) for k, m in masks.items() if m.any()}
+    tumor_weight = np.clip(sum(soft.values(), np.zeros(shape, np.float32)), 0.0, 1.0)
+    texture = 1.0 + 0.04 * smooth_noise(rng, shape, 1.0)
+    tumor_texture = 1.0 + s.tumor_texture * smooth_noise(rng, shape, 1.5)
+    wm_level = float(np.median(maps.t1[maps.wm > 0.9])) if (maps.wm > 0.9).any() else 1.0
+    t1_detail = maps.t1 / max(wm_level, 1e-3)
+    degraded = int(extra.integers(len(MODALITIES))) if extra.random() < s.artefact_prob else -1
+    images = np.zeros((len(MODALITIES), *shape), dtype=np.int16)
+    for c, modality in enumerate(MODALITIES):
+        mu = {name: means[c] for name, means in REALISTIC_MEANS.items()}
+        healthy = (maps.wm * mu["wm"] + maps.gm * mu["gm"] + maps.csf * mu["csf"]) / tissue_sum
+        if modality in ("t1n", "t1c"):
+            healthy = 0.5 * healthy + 0.5 * t1_detail
+        healthy = healthy + realism.t1c_mimic * (mu["t1c_mimic"] - healthy)
+        lesion = sum((soft[k] * mu[k] for k in soft), np.zeros(shape, np.float32)) * tumor_texture
+        image = ((1.0 - tumor_weight) * healthy + lesion) * texture
+        image = contrast_shift(extra, image, s)
+        image *= np.exp(s.bias_strength * smooth_noise(rng, shape, 0.4 * float(np.mean(shape))))
+        if c == degraded:
+            image = degrade_channel(extra, image, maps.spacing)
+        gain = SCANNER_GAIN[modality] * rng.uniform(0.8, 1.2)
+        n1 = rng.standard_normal(shape, dtype=np.float32) * s.noise_level
+        n2 = rng.standard_normal(shape, dtype=np.float32) * s.noise_level
         image = np.sqrt((image + n1) ** 2 + n2**2) * gain
         image = np.where(maps.brain, np.clip(np.rint(image), 1, np.iinfo(np.int16).max), 0)
         images[c] = image.astype(np.int16)

@@ -9,6 +9,7 @@ with ``(seed, case index)``.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import shutil
@@ -34,7 +35,16 @@ from nnunet_diffrefine.data.challenges import (
     convention_dataset_json,
     get_convention,
 )
-from nnunet_diffrefine.data.contrasts import compose_contrasts
+from nnunet_diffrefine.data.contrasts import Realism, compose_contrasts
+from nnunet_diffrefine.data.realism import (
+    PROFILES,
+    REALISM,
+    RealismSettings,
+    annotator_jitter,
+    patchy_enhancement,
+    realistic_lesion_levels,
+    t1c_mimics,
+)
 from nnunet_diffrefine.data.template import (
     BrainMaps,
     brain_maps,
@@ -69,6 +79,12 @@ class SynthConfig:
     """Label convention the files are written in (:mod:`nnunet_diffrefine.data.challenges`)."""
     fluid_prob: float = 0.0
     """Chance that a lesion has a fluid component (pediatric: a cyst, adult: a resection cavity)."""
+    profile: str = "classic"
+    """``classic`` (voxel-separable phantoms) or ``realistic`` (:mod:`nnunet_diffrefine.data.realism`:
+    patchy enhancement, edema-like non-enhancing tumour, T1c mimics, low contrast-to-noise, artefacts,
+    annotator jitter; ``second_lesion_prob`` is then the profile's satellite probability)."""
+    realism: RealismSettings = REALISM
+    """The strength of each effect of the ``realistic`` profile (ignored by ``classic``)."""
 
     def grid_spacing(self) -> tuple[float, float, float]:
         return tuple(self.spacing) if self.spacing is not None else grid_spacing(self.shape)
@@ -112,6 +128,11 @@ def _channel_indices(convention: Convention) -> list[int]:
     return [order.index(name) for name in convention.layout.channel_names]
 
 
+def check_profile(profile: str) -> None:
+    if profile not in PROFILES:
+        raise InputError(f"unknown synthesis profile {profile!r}; choose one of {', '.join(PROFILES)}")
+
+
 def case_phenotype(seed: int, index: int, phenotype: str) -> str:
     if phenotype not in PHENOTYPES:
         raise InputError(f"unknown phenotype {phenotype!r}; choose one of {', '.join(PHENOTYPES)}")
@@ -144,7 +165,11 @@ def _warp(maps: BrainMaps, displacement: np.ndarray) -> BrainMaps:
 def generate_case(config: SynthConfig, index: int) -> SyntheticCase:
     """Generate case number ``index`` of a dataset (deterministic for ``(config, index)``)."""
     phenotype = case_phenotype(config.seed, index, config.phenotype)
+    check_profile(config.profile)
+    realistic = config.profile == "realistic"
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, index]))
+    # the realistic profile's own stream, so that the classic phantoms stay byte-identical
+    extra = np.random.default_rng(np.random.SeedSequence([config.seed, index, 3]))
     spacing = config.grid_spacing()
     # children's brains are somewhat smaller than the adult MNI template
     brain_scale = 1.0 if phenotype == "adult" else rng.uniform(0.86, 0.95)
@@ -153,7 +178,8 @@ def generate_case(config: SynthConfig, index: int) -> SyntheticCase:
         raise InputError(f"the grid {config.shape} with spacing {spacing} mm does not contain the brain")
     depth_mm = ndimage.distance_transform_edt(maps.brain, sampling=spacing)
     lesions = [sample_lesion(rng, phenotype, maps, depth_mm)]
-    if rng.random() < config.second_lesion_prob:
+    satellite_prob = config.realism.satellite_prob if realistic else config.second_lesion_prob
+    if rng.random() < satellite_prob:
         lesions.append(
             sample_lesion(rng, phenotype, maps, depth_mm, size_scale=0.6, avoid=[np.array(lesions[0].center)])
         )
@@ -162,13 +188,30 @@ def generate_case(config: SynthConfig, index: int) -> SyntheticCase:
             lesion.mass_effect_mm = 0.0
     displacement = sum(mass_effect_displacement(maps.brain.shape, np.array(spacing), les) for les in lesions)
     maps = _warp(maps, displacement)
-    labels = merge_labels([lesion_labels(rng, maps, les) for les in lesions])
+    per_lesion, non_enhancing = [], np.zeros(maps.brain.shape, dtype=bool)
+    for lesion in lesions:
+        if realistic:
+            realistic_lesion_levels(extra, lesion, config.realism)
+        lesion_map = lesion_labels(rng, maps, lesion)
+        if realistic:
+            lesion_map, net = patchy_enhancement(extra, lesion_map, lesion.phenotype, spacing, config.realism)
+            non_enhancing |= net
+        per_lesion.append(lesion_map)
+    labels = merge_labels(per_lesion)
     if config.fluid_prob > 0:  # its own stream: without fluid the phantoms stay byte-identical
         fluid_rng = np.random.default_rng(np.random.SeedSequence([config.seed, index, 2]))
         for lesion in lesions:
             if fluid_rng.random() < config.fluid_prob:
                 labels = add_fluid(fluid_rng, labels, lesion, spacing, maps.brain)
-    images = compose_contrasts(rng, maps, labels, phenotype)
+    realism = None
+    if realistic:
+        depth_now = ndimage.distance_transform_edt(maps.brain, sampling=spacing)
+        realism = Realism(
+            config.realism, extra, non_enhancing, t1c_mimics(extra, maps, depth_now, config.realism)
+        )
+    images = compose_contrasts(rng, maps, labels, phenotype, realism)
+    if realistic:  # the annotation is a few mm off the tumour the images show
+        labels = annotator_jitter(extra, labels, spacing, maps.brain, config.realism)
     convention = get_convention(config.challenge)
     labels = written_labels(convention)[labels]
     images = images[_channel_indices(convention)]
@@ -293,6 +336,7 @@ def synthesize_dataset(
             f"{brats_target} already exists; refusing to overwrite it (remove it or pass --overwrite)"
         )
     case_phenotype(config.seed, 0, config.phenotype)  # validates the phenotype before any work
+    check_profile(config.profile)
     convention = get_convention(config.challenge)
     if not 0.0 <= config.fluid_prob <= 1.0:
         raise InputError(f"the fluid probability must be between 0 and 1, got {config.fluid_prob}")
@@ -352,7 +396,7 @@ def _run_jobs(
 def _description(config: SynthConfig) -> str:
     return (
         f"Synthetic BraTS-like phantoms (nnunet-diffrefine {__version__}): MNI ICBM152 2009 anatomy, "
-        f"{config.phenotype} tumors in the {config.challenge} labels, grid {list(config.shape)} at {[round(s, 4) for s in config.grid_spacing()]} mm, seed {config.seed}"
+        f"{config.phenotype} tumors ({config.profile} profile) in the {config.challenge} labels, grid {list(config.shape)} at {[round(s, 4) for s in config.grid_spacing()]} mm, seed {config.seed}"
     )
 
 
@@ -364,6 +408,8 @@ def _synthesis_record(config: SynthConfig, results: list) -> dict:
         "shape_zyx": list(config.shape),
         "spacing_zyx_mm": [round(s, 6) for s in config.grid_spacing()],
         "phenotype": config.phenotype,
+        "profile": config.profile,
+        **({"realism": dataclasses.asdict(config.realism)} if config.profile == "realistic" else {}),
         "second_lesion_prob": config.second_lesion_prob,
         "mass_effect": config.mass_effect,
         "challenge": config.challenge,
