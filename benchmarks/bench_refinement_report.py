@@ -71,7 +71,7 @@ def refiner_details(b) -> dict:
             "settings": config["settings"],
             "fusion_weight": extra.get("fusion_weight"),
             "uncertainty_auroc": uncertainty_auroc(
-                uncertain, b.raw / "labelsTs", b.raw / "imagesTs", dataset_json
+                uncertain, b.raw / "labelsTs", b.raw / "imagesTs", dataset_json, prior=b.predictions(prior, 0)
             )
             if (uncertain / "uncertainty").is_dir()
             else None,
@@ -141,6 +141,20 @@ def _ci(r: dict, metric: str) -> str:
     return f"{r[f'delta_{metric}']:+.{d}f} [{lo:+.{d}f}, {hi:+.{d}f}]"
 
 
+def _auroc_cell(value) -> str:
+    """The refiner's AUROCs next to the prior-entropy baseline; "n/a" where a map is constant. Results of
+    older runs hold one number (the std over the brain, measured even for a constant map)."""
+    if value is None:
+        return "–"
+    if not isinstance(value, dict):
+        return f"{value:.3f} (brain, no baseline)"
+
+    def f(key: str) -> str:
+        return "n/a" if value.get(key) is None else f"{value[key]:.3f}"
+
+    return f"{f('std_brain')} / {f('prior_entropy_brain')}; {f('std_band')} / {f('prior_entropy_band')}"
+
+
 def _table(rows: dict[str, dict], names: list[str]) -> list[str]:
     header = (
         "| Model | Dice TC | Dice WT | Dice ET | Dice Avg | HD95 Avg (mm) ↓ | Δ Dice vs prior [95 % CI] | Wilcoxon p "
@@ -196,11 +210,12 @@ def markdown(record: dict) -> str:
     lines += [
         "## Refiners",
         "",
-        "| row | fusion weight | uncertainty AUROC | validation Dice (prior -> refined) | out-of-fold cases |",
+        "| row | fusion weight | uncertainty AUROC: refiner std / prior entropy, brain; boundary band "
+        "| validation Dice (prior -> refined) | out-of-fold cases |",
         "|---|---|---|---|---|",
     ]
     for row, d in record["refiners"].items():
-        auc = "–" if d["uncertainty_auroc"] is None else f"{d['uncertainty_auroc']:.3f}"
+        auc = _auroc_cell(d["uncertainty_auroc"])
         fw = "–" if d["fusion_weight"] is None else f"{d['fusion_weight']:.2f}"
         lines.append(
             f"| {row} | {fw} | {auc} | {d['prior_validation_dice']:.3f} -> {d['validation_dice']:.3f} | {d['num_training_cases']} |"

@@ -121,3 +121,65 @@ def test_per_case_scores_average_the_regions():
     assert (
         case["Dice TC"] == 0.6 and case["dice"] == pytest.approx(0.6) and case["hd95"] == pytest.approx(6.0)
     )
+
+
+def _uncertainty_folders(tmp_path, std_of):
+    """One 12³ case, regions whole tumour (labels 1, 2) and core (2): refined = balls of radius 4 and 2,
+    reference = radius 5 and 3; the refiner's std is ``std_of(errors)``; the prior a soft version."""
+    import SimpleITK as sitk
+
+    zz, yy, xx = np.indices((12, 12, 12))
+    r = np.sqrt((zz - 6) ** 2 + (yy - 6) ** 2 + (xx - 6) ** 2)
+    reference = np.where(r < 3, 2, np.where(r < 5, 1, 0)).astype(np.uint8)
+    probabilities = np.stack([r < 4, r < 2]).astype(np.float32)
+    dataset = {
+        "labels": {"background": 0, "whole": [1, 2], "core": 2},
+        "regions_class_order": [1, 2],
+        "file_ending": ".nii.gz",
+    }
+    for sub in ("labels", "images", "refined/uncertainty", "prior"):
+        (tmp_path / sub).mkdir(parents=True)
+    sitk.WriteImage(sitk.GetImageFromArray(reference), str(tmp_path / "labels" / "c.nii.gz"))
+    ones = sitk.GetImageFromArray(np.ones((12, 12, 12), np.int16))
+    sitk.WriteImage(ones, str(tmp_path / "images" / "c_0000.nii.gz"))
+    np.savez(tmp_path / "refined" / "c.npz", probabilities=probabilities)
+    errors = (probabilities > 0.5) != np.stack([reference > 0, reference == 2])
+    np.savez(tmp_path / "refined" / "uncertainty" / "c.npz", std=std_of(errors).astype(np.float32))
+    prior = np.stack([np.clip(0.5 + 0.1 * (4.5 - r), 0, 1), np.clip(0.5 + 0.1 * (2.5 - r), 0, 1)])
+    np.savez(tmp_path / "prior" / "c.npz", probabilities=prior.astype(np.float32))
+    return dataset, errors
+
+
+def test_uncertainty_auroc_is_na_for_a_constant_map_and_comes_with_the_prior_entropy_baseline(tmp_path):
+    from nnunet_diffrefine.benchmark.scores import binary_entropy, boundary_band, uncertainty_auroc
+
+    dataset, errors = _uncertainty_folders(tmp_path / "a", lambda e: e.astype(float))
+    a = tmp_path / "a"
+    result = uncertainty_auroc(a / "refined", a / "labels", a / "images", dataset, prior=a / "prior")
+    assert result["std_brain"] == 1.0 and result["std_band"] == 1.0  # the std marks exactly the errors
+    prior = np.load(a / "prior" / "c.npz")["probabilities"]
+    assert result["prior_entropy_brain"] == pytest.approx(auroc(binary_entropy(prior), errors))
+    band = boundary_band(np.load(a / "refined" / "c.npz")["probabilities"] > 0.5, 2)
+    assert result["prior_entropy_band"] == pytest.approx(auroc(binary_entropy(prior)[band], errors[band]))
+    dataset, _ = _uncertainty_folders(tmp_path / "b", lambda e: np.full(e.shape, 0.2))
+    b = tmp_path / "b"
+    constant = uncertainty_auroc(b / "refined", b / "labels", b / "images", dataset)
+    assert constant["std_brain"] is None and constant["std_band"] is None  # n/a, not 0.500
+    assert constant["prior_entropy_brain"] is None  # no prior given
+
+
+def test_boundary_band_matches_a_brute_force_distance():
+    from scipy import ndimage
+
+    from nnunet_diffrefine.benchmark.scores import boundary_band
+
+    rng = np.random.default_rng(0)
+    mask = np.zeros((1, 16, 16, 16), dtype=bool)
+    mask[0, 3:-3, 3:-3, 3:-3] = ndimage.binary_opening(rng.random((10, 10, 10)) > 0.4)
+    band = boundary_band(mask, 2)[0]
+    # city-block distance to the other side of the boundary, by brute force
+    inside, outside = np.argwhere(mask[0]), np.argwhere(~mask[0])
+    for voxel in itertools.islice(np.ndindex(mask.shape[1:]), 0, None, 7):
+        other = outside if mask[0][voxel] else inside
+        distance = np.abs(other - np.array(voxel)).sum(1).min() if len(other) else 99
+        assert band[voxel] == (distance <= 2), voxel
