@@ -486,6 +486,19 @@ def _patch_sizes(b: RealBenchmark) -> dict[str, list[int]]:
     return out
 
 
+def command_line(a: argparse.Namespace) -> str:
+    """The command that reproduces this run (the options that differ from the defaults)."""
+    defaults = vars(parse_args([]))
+    parts = ["python benchmarks/bench_refinement_real.py"]
+    for key, value in vars(a).items():
+        if key in ("report_only", "o", "work", "real_root") or value == defaults[key]:
+            continue
+        flag = "--" + key.replace("_", "-")
+        values = value if isinstance(value, list) else [value]
+        parts.append(flag + "".join(f' "{v}"' if " " in str(v) else f" {v}" for v in values))
+    return " ".join(parts)
+
+
 def write_report(b: RealBenchmark) -> None:
     """Score every finished row and write ``-o``.json / .md (the phantom benchmark's fields, plus ``data``)."""
     from nnunet_diffrefine.benchmark.rows import learning_curves, paired_comparison, row_record
@@ -534,7 +547,10 @@ def write_report(b: RealBenchmark) -> None:
             "of the fold that did not train on it, with mirroring); a refined row refines each case with the "
             "refiner trained on the other folds' out-of-fold priors only (stacking). No post-processing; scored "
             "on the original 1 mm grid; means over all cases of the mean over TC/WT/ET; paired bootstrap 95 % "
-            "CIs and Wilcoxon p over all cases. `python benchmarks/bench_refinement_real.py`."
+            f"CIs and Wilcoxon p over all cases. Refiners: `cpu` preset, {a.refiner_epochs} x {a.refiner_iters} "
+            f"iterations, patch {a.refiner_patch or 'of the base model'}, gate decided by "
+            + (f"{a.gate_folds}-fold inner cross-validation" if a.gate_folds else "the early-stopping cases")
+            + f". `{command_line(a)}`."
         ),
         "rows": rows,
         "comparisons": pairs,
