@@ -50,21 +50,29 @@ BASES = {  # row -> (trainer, plans preset architecture), in the issue's order o
     "Res U-Net": ("ResUNetTrainer", "resunet"),
     "SegResNet": ("SegResNetTrainer", "segresnet"),
 }
-REFINED = {  # row -> (prior row, refiner, inference overrides)
-    "CorrDiff on nnU-Net": ("nnU-Net (stock)", "corrdiff", {}),
-    "DDPM (cond) on nnU-Net": ("nnU-Net (stock)", "ddpm", {}),
-    "MedSegDiff (cond) on nnU-Net": ("nnU-Net (stock)", "medsegdiff", {}),
-    "DDPM (scratch) on nnU-Net": ("nnU-Net (stock)", "ddpm_scratch", {}),
-    "Control (deterministic) on nnU-Net": ("nnU-Net (stock)", "control", {}),
-    "CoMNeT (MedNeXt + CorrDiff)": ("MedNeXt", "corrdiff", {}),
-    "DDPM (cond) on Swin-UNETR": ("Swin-UNETR", "ddpm", {}),
-    "MedSegDiff (cond) on Swin-UNETR": ("Swin-UNETR", "medsegdiff", {}),
+REFINED = {  # row -> (prior row, refiner, inference overrides, gate off)
+    "CorrDiff on nnU-Net": ("nnU-Net (stock)", "corrdiff", {}, False),
+    "DDPM (cond) on nnU-Net": ("nnU-Net (stock)", "ddpm", {}, False),
+    "MedSegDiff (cond) on nnU-Net": ("nnU-Net (stock)", "medsegdiff", {}, False),
+    "DDPM (scratch) on nnU-Net": ("nnU-Net (stock)", "ddpm_scratch", {}, False),
+    "Control (deterministic) on nnU-Net": ("nnU-Net (stock)", "control", {}, False),
+    "CoMNeT (MedNeXt + CorrDiff)": ("MedNeXt", "corrdiff", {}, False),
+    "DDPM (cond) on Swin-UNETR": ("Swin-UNETR", "ddpm", {}, False),
+    "MedSegDiff (cond) on Swin-UNETR": ("Swin-UNETR", "medsegdiff", {}, False),
 }
+UNGATED = " (gate off)"
+REFINED.update(  # the same refiners applied everywhere (--force-refiner): what the gate protects from, if anything
+    {
+        row + UNGATED: (prior, refiner, overrides, True)
+        for row, (prior, refiner, overrides, _) in list(REFINED.items())
+    }
+)
 PAIRS = [("DDPM (scratch) on nnU-Net", "DDPM (cond) on nnU-Net")]  # is conditioning needed
 PAIRS += [  # is diffusion needed: each diffusion refiner against the deterministic control, same prior
     ("Control (deterministic) on nnU-Net", r)
     for r in ("CorrDiff on nnU-Net", "DDPM (cond) on nnU-Net", "MedSegDiff (cond) on nnU-Net")
 ]
+PAIRS += [(a + UNGATED, b + UNGATED) for a, b in PAIRS]  # the same questions without the gate
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -100,7 +108,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "cases decide)",
     )
     p.add_argument("--bases", nargs="+", choices=list(BASES), default=list(BASES)[:3])
-    p.add_argument("--refined", nargs="*", choices=list(REFINED), default=list(REFINED))
+    p.add_argument(
+        "--refined",
+        nargs="*",
+        choices=list(REFINED),
+        default=[r for r in REFINED if not r.endswith(UNGATED)],
+        help=f"refined rows (each also as '<row>{UNGATED}': applied everywhere, whatever its gate says)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals")
     p.add_argument(
         "--report-only", action="store_true", help="only rewrite the results from what the work folder holds"
@@ -228,7 +242,7 @@ class RealBenchmark:
 
     # --- refiners ----------------------------------------------------------------------------------------
     def refiner_folder(self, row: str, fold: int) -> Path:
-        prior, refiner, _ = REFINED[row]
+        prior, refiner, _, _ = REFINED[row]
         return self.model(prior) / f"fold_{fold}" / f"refiner_{refiner}"
 
     def train_refiner(self, row: str, fold: int) -> None:
@@ -236,7 +250,7 @@ class RealBenchmark:
         from nnunet_diffrefine.refine.registry import refiner_settings
         from nnunet_diffrefine.refine.train import train_refiner_for_model
 
-        prior, refiner, _ = REFINED[row]
+        prior, refiner, _, _ = REFINED[row]
         a = self.args
         settings = refiner_settings(
             refiner,
@@ -277,7 +291,7 @@ class RealBenchmark:
         from nnunet_diffrefine.refine.postprocess import PostprocessConfig
         from nnunet_diffrefine.refine.run import refine_folder
 
-        prior, refiner, overrides = REFINED[row]
+        prior, refiner, overrides, force = REFINED[row]
         refine_folder(
             self.prior_folder(prior, fold),
             self.prior_folder(row, fold),
@@ -288,6 +302,7 @@ class RealBenchmark:
             postprocess=PostprocessConfig(enabled=False),
             overrides=overrides,
             overwrite=True,
+            force_refiner=force,
         )
 
 
@@ -515,7 +530,11 @@ def write_report(b: RealBenchmark) -> None:
         for row, s in scores.items()
         if prior_of[row] is None or prior_of[row] in scores
     ]
-    details = {row: d for row in scores if row in REFINED and (d := refiner_details(b, row))}
+    details = {  # an ungated row shares its refiners with the gated one
+        row: d
+        for row in scores
+        if row in REFINED and not row.endswith(UNGATED) and (d := refiner_details(b, row))
+    }
     problems = protocol_problems(b, details)
     pairs = [
         {"a": x, "b": y, **paired_comparison(scores[x], scores[y], a.seed)}

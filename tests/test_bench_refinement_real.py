@@ -1,0 +1,33 @@
+"""The real-data benchmark's row table and the command line it writes into its results (no data needed)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import bench_refinement_real as bench  # noqa: E402
+
+
+def test_every_refined_row_refines_a_base_row_and_each_has_an_ungated_twin():
+    for row, (prior, refiner, overrides, force) in bench.REFINED.items():
+        assert prior in bench.BASES, row
+        twin = row if force else row + bench.UNGATED
+        assert bench.REFINED[twin][:3] == (prior, refiner, overrides) and bench.REFINED[twin][3]
+    defaults = bench.parse_args([])
+    assert defaults.refined and not any(r.endswith(bench.UNGATED) for r in defaults.refined)
+    for a, b in bench.PAIRS:
+        assert a in bench.REFINED and b in bench.REFINED and bench.REFINED[a][0] == bench.REFINED[b][0]
+
+
+def test_the_written_command_line_reproduces_the_arguments():
+    argv = ["--epochs", "40", "--bases", "nnU-Net (stock)", "--refined", "CorrDiff on nnU-Net"]
+    argv += ["CorrDiff on nnU-Net (gate off)", "--gate-folds", "0", "--refiner-patch", "48", "48", "48"]
+    args = bench.parse_args(argv)
+    line = bench.command_line(args)
+    assert line.startswith("python benchmarks/bench_refinement_real.py ")
+    again = bench.parse_args(shlex.split(line)[2:])
+    assert vars(again) == vars(args)
+    assert bench.command_line(bench.parse_args([])) == "python benchmarks/bench_refinement_real.py"
