@@ -33,7 +33,9 @@ arXiv:1811.02629). Nothing derived from them is written into the repository exce
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from _setup import BIN, Stages, commit, fold_trained, nnunet_environment, run, train_fold, write_results
@@ -50,27 +52,55 @@ BASES = {  # row -> (trainer, plans preset architecture), in the issue's order o
     "Res U-Net": ("ResUNetTrainer", "resunet"),
     "SegResNet": ("SegResNetTrainer", "segresnet"),
 }
-REFINED = {  # row -> (prior row, refiner, inference overrides, gate off)
-    "CorrDiff on nnU-Net": ("nnU-Net (stock)", "corrdiff", {}, False),
-    "DDPM (cond) on nnU-Net": ("nnU-Net (stock)", "ddpm", {}, False),
-    "MedSegDiff (cond) on nnU-Net": ("nnU-Net (stock)", "medsegdiff", {}, False),
-    "DDPM (scratch) on nnU-Net": ("nnU-Net (stock)", "ddpm_scratch", {}, False),
-    "Control (deterministic) on nnU-Net": ("nnU-Net (stock)", "control", {}, False),
-    "CoMNeT (MedNeXt + CorrDiff)": ("MedNeXt", "corrdiff", {}, False),
-    "DDPM (cond) on Swin-UNETR": ("Swin-UNETR", "ddpm", {}, False),
-    "MedSegDiff (cond) on Swin-UNETR": ("Swin-UNETR", "medsegdiff", {}, False),
+
+
+@dataclass(frozen=True)
+class Refined:
+    """A refined row: ``refiner`` on ``prior``'s out-of-fold priors, trained with ``changes`` to the cpu
+    preset (saved as ``refiner_<refiner>__<tag>`` when given) and applied with inference ``overrides``;
+    ``force``: applied everywhere, whatever its validation gate says."""
+
+    prior: str
+    refiner: str
+    overrides: dict = field(default_factory=dict)
+    force: bool = False
+    changes: dict = field(default_factory=dict)
+    tag: str | None = None
+
+    @property
+    def folder_name(self) -> str:
+        return self.refiner + (f"__{self.tag}" if self.tag else "")
+
+
+REFINED = {
+    "CorrDiff on nnU-Net": Refined("nnU-Net (stock)", "corrdiff"),
+    "DDPM (cond) on nnU-Net": Refined("nnU-Net (stock)", "ddpm"),
+    "MedSegDiff (cond) on nnU-Net": Refined("nnU-Net (stock)", "medsegdiff"),
+    "DDPM (scratch) on nnU-Net": Refined("nnU-Net (stock)", "ddpm_scratch"),
+    "Control (deterministic) on nnU-Net": Refined("nnU-Net (stock)", "control"),
+    # the augmentation ablation: trained on the real out-of-fold priors only (no perturbed priors)
+    "CorrDiff on nnU-Net, real priors only": Refined(
+        "nnU-Net (stock)", "corrdiff", changes={"perturbed_priors": 0.0}, tag="realonly"
+    ),
+    "Control on nnU-Net, real priors only": Refined(
+        "nnU-Net (stock)", "control", changes={"perturbed_priors": 0.0}, tag="realonly"
+    ),
+    "CoMNeT (MedNeXt + CorrDiff)": Refined("MedNeXt", "corrdiff"),
+    "DDPM (cond) on Swin-UNETR": Refined("Swin-UNETR", "ddpm"),
+    "MedSegDiff (cond) on Swin-UNETR": Refined("Swin-UNETR", "medsegdiff"),
 }
 UNGATED = " (gate off)"
 REFINED.update(  # the same refiners applied everywhere (--force-refiner): what the gate protects from, if anything
-    {
-        row + UNGATED: (prior, refiner, overrides, True)
-        for row, (prior, refiner, overrides, _) in list(REFINED.items())
-    }
+    {row + UNGATED: dataclasses.replace(spec, force=True) for row, spec in list(REFINED.items())}
 )
 PAIRS = [("DDPM (scratch) on nnU-Net", "DDPM (cond) on nnU-Net")]  # is conditioning needed
 PAIRS += [  # is diffusion needed: each diffusion refiner against the deterministic control, same prior
     ("Control (deterministic) on nnU-Net", r)
     for r in ("CorrDiff on nnU-Net", "DDPM (cond) on nnU-Net", "MedSegDiff (cond) on nnU-Net")
+]
+PAIRS += [  # is the augmentation needed: mixed priors (the default) against real priors only
+    ("CorrDiff on nnU-Net, real priors only", "CorrDiff on nnU-Net"),
+    ("Control on nnU-Net, real priors only", "Control (deterministic) on nnU-Net"),
 ]
 PAIRS += [(a + UNGATED, b + UNGATED) for a, b in PAIRS]  # the same questions without the gate
 
@@ -242,35 +272,37 @@ class RealBenchmark:
 
     # --- refiners ----------------------------------------------------------------------------------------
     def refiner_folder(self, row: str, fold: int) -> Path:
-        prior, refiner, _, _ = REFINED[row]
-        return self.model(prior) / f"fold_{fold}" / f"refiner_{refiner}"
+        spec = REFINED[row]
+        return self.model(spec.prior) / f"fold_{fold}" / f"refiner_{spec.folder_name}"
 
     def train_refiner(self, row: str, fold: int) -> None:
         """Fold ``fold``'s refiner, trained on the out-of-fold priors of the other folds' cases only."""
         from nnunet_diffrefine.refine.registry import refiner_settings
         from nnunet_diffrefine.refine.train import train_refiner_for_model
 
-        prior, refiner, _, _ = REFINED[row]
+        spec = REFINED[row]
         a = self.args
         settings = refiner_settings(
-            refiner,
+            spec.refiner,
             "cpu",
             max_epochs=a.refiner_epochs,
             iterations_per_epoch=a.refiner_iters,
             gate_folds=a.gate_folds,
             patch_size=tuple(a.refiner_patch) if a.refiner_patch else None,
+            **spec.changes,
         )
         others = [f for f in self.folds if f != fold]
         train_refiner_for_model(
             DATASET_ID,
-            BASES[prior][0],
-            self.plans_name(prior),
+            BASES[spec.prior][0],
+            self.plans_name(spec.prior),
             "3d_fullres",
             [fold],
-            refiner,
+            spec.refiner,
             settings,
             out_of_fold_from=others,
             overwrite=True,
+            tag=spec.tag,
         )
 
     def stacking_refiner_trained(self, row: str, fold: int) -> bool:
@@ -291,18 +323,18 @@ class RealBenchmark:
         from nnunet_diffrefine.refine.postprocess import PostprocessConfig
         from nnunet_diffrefine.refine.run import refine_folder
 
-        prior, refiner, overrides, force = REFINED[row]
+        spec = REFINED[row]
         refine_folder(
-            self.prior_folder(prior, fold),
+            self.prior_folder(spec.prior, fold),
             self.prior_folder(row, fold),
-            self.model(prior),
+            self.model(spec.prior),
             [fold],
             self.raw / "imagesTr",
-            refiner=refiner,
+            refiner=spec.folder_name,
             postprocess=PostprocessConfig(enabled=False),
-            overrides=overrides,
+            overrides=spec.overrides,
             overwrite=True,
-            force_refiner=force,
+            force_refiner=spec.force,
         )
 
 
@@ -319,7 +351,7 @@ def run_stages(b: RealBenchmark, report) -> None:
                 f"train {row} fold {f}", lambda r=row, f=f: b.trained(r, f), lambda r=row, f=f: b.train(r, f)
             )
         report()
-        for refined in [r for r in b.args.refined if REFINED[r][0] == row]:
+        for refined in [r for r in b.args.refined if REFINED[r].prior == row]:
             for f in b.folds:
                 b.stage(
                     f"train refiner {refined} fold {f}",
@@ -524,7 +556,7 @@ def write_report(b: RealBenchmark) -> None:
         return
     candidates = [r for r in BASES if r in a.bases] + [r for r in REFINED if r in a.refined]
     scores = {row: s for row in candidates if (s := evaluate_row(b, row)) is not None}
-    prior_of = {row: REFINED[row][0] if row in REFINED else None for row in scores}
+    prior_of = {row: REFINED[row].prior if row in REFINED else None for row in scores}
     rows = [
         row_record(row, s, REGIONS, prior_of[row], scores.get(prior_of[row]), a.seed)
         for row, s in scores.items()

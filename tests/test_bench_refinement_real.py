@@ -12,14 +12,19 @@ import bench_refinement_real as bench  # noqa: E402
 
 
 def test_every_refined_row_refines_a_base_row_and_each_has_an_ungated_twin():
-    for row, (prior, refiner, overrides, force) in bench.REFINED.items():
-        assert prior in bench.BASES, row
-        twin = row if force else row + bench.UNGATED
-        assert bench.REFINED[twin][:3] == (prior, refiner, overrides) and bench.REFINED[twin][3]
+    for row, spec in bench.REFINED.items():
+        assert spec.prior in bench.BASES, row
+        twin = bench.REFINED[row if spec.force else row + bench.UNGATED]
+        assert twin.force and twin.folder_name == spec.folder_name and twin.prior == spec.prior
     defaults = bench.parse_args([])
     assert defaults.refined and not any(r.endswith(bench.UNGATED) for r in defaults.refined)
     for a, b in bench.PAIRS:
-        assert a in bench.REFINED and b in bench.REFINED and bench.REFINED[a][0] == bench.REFINED[b][0]
+        assert a in bench.REFINED and b in bench.REFINED and bench.REFINED[a].prior == bench.REFINED[b].prior
+    ablation = bench.REFINED["CorrDiff on nnU-Net, real priors only"]
+    assert ablation.changes == {"perturbed_priors": 0.0} and ablation.folder_name == "corrdiff__realonly"
+    from nnunet_diffrefine.refine.registry import refiner_settings
+
+    assert refiner_settings("corrdiff", "cpu").perturbed_priors > 0, "the default trains on mixed priors"
 
 
 def test_the_written_command_line_reproduces_the_arguments():

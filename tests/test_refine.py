@@ -335,3 +335,19 @@ def test_mednext_corrdiff_trainer_trains_the_refiner_stage_resumes_and_refines(t
     assert (
         json.loads((tmp_path / "refined" / "postprocessing.json").read_text())["min_component_voxels"] == 10
     )
+
+
+def test_a_refiner_variant_has_its_own_folder_and_refine_accepts_its_name(tmp_path):
+    import argparse
+
+    from nnunet_diffrefine.cli.refine import _refiner_folder_name
+    from nnunet_diffrefine.errors import InputError
+    from nnunet_diffrefine.refine.train import refiner_folder
+
+    assert refiner_folder(tmp_path, "corrdiff") == tmp_path / "refiner_corrdiff"
+    assert refiner_folder(tmp_path, "corrdiff", "realonly") == tmp_path / "refiner_corrdiff__realonly"
+    with pytest.raises(InputError, match="letters, digits"):
+        refiner_folder(tmp_path, "corrdiff", "../x")
+    assert _refiner_folder_name("corrdiff__realonly") == "corrdiff__realonly"
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown refiner 'nonsense'"):
+        _refiner_folder_name("nonsense__realonly")

@@ -106,6 +106,16 @@ def test_train_refiner_for_a_trained_model_then_benchmark_several_refined_rows(
     history = (fold / "refiner_ddpm" / "training_history.json").read_text()
     assert "already holds a trained refiner" in refused("--refiner", "ddpm", *TINY)
     assert (fold / "refiner_ddpm" / "training_history.json").read_text() == history, "nothing overwritten"
+    # a variant with other settings next to the default one, and the refine argument that names it
+    tagged_args = ["--set", "perturbed_priors=0"]
+    tagged = _cli(env, "train-refiner", *base, "--refiner", "ddpm", "--tag", "realonly", *TINY, *tagged_args)
+    assert tagged.returncode == 0, tagged.stderr
+    variant = json.loads((fold / "refiner_ddpm__realonly" / "refiner.json").read_text())
+    assert variant["refiner"] == "ddpm" and variant["settings"]["perturbed_priors"] == 0
+    assert (
+        json.loads((fold / "refiner_ddpm" / "refiner.json").read_text())["settings"]["perturbed_priors"] > 0
+    )
+    assert "letters, digits" in refused("--refiner", "ddpm", "--tag", "a/b")
 
     trained_model(env, "nnUNetTrainerCustomSchedule", "nnUNetPlansCPU")
     models = [

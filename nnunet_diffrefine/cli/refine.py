@@ -58,6 +58,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refiner_folder_name(value: str) -> str:
+    """``<refiner>`` or ``<refiner>__<tag>``, the refiner a registered one."""
+    from nnunet_diffrefine.refine.registry import available_refiners
+
+    name = value.split("__", 1)[0]
+    if name not in available_refiners():
+        raise argparse.ArgumentTypeError(
+            f"unknown refiner {name!r}: choose one of {', '.join(available_refiners())} (or <refiner>__<tag>)"
+        )
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from nnunet_diffrefine.refine.registry import available_refiners
 
@@ -70,8 +82,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--refiner",
         default=None,
-        choices=available_refiners(),
-        help="default: the only one in the fold folders",
+        type=_refiner_folder_name,
+        help=f"{', '.join(available_refiners())}, or <refiner>__<tag> for a variant trained with "
+        "'train-refiner --tag' (default: the only one in the fold folders)",
     )
     p.add_argument(
         "--steps", type=positive_int, default=None, help="reverse diffusion steps (default: the refiner's)"

@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         args.oof_from,
         args.device,
         args.overwrite,
+        tag=args.tag,
     )
     for folder in folders:
         print(f"trained refiner in {folder}")
@@ -109,6 +110,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_model_arguments(p, "nnUNetTrainer", ["0"], "folds to train a refiner for")
     p.add_argument("--refiner", required=True, choices=names, help=", ".join(names))
+    p.add_argument(
+        "--tag",
+        default=None,
+        help="save as fold_N/refiner_<refiner>__<tag>, next to the default one (a variant with other "
+        "settings); apply it with 'refine --refiner <refiner>__<tag>'",
+    )
     p.add_argument(
         "--oof-from",
         nargs="+",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -38,13 +39,16 @@ from nnunet_diffrefine.utils.io import OutputExistsError, write_json
 from nnunet_diffrefine.utils.nnunet_folders import model_folder_for
 
 
-def refiner_folder(fold_folder: str | os.PathLike, refiner_name: str) -> Path:
-    """``fold_N/refiner_<name>``."""
-    return Path(fold_folder) / f"refiner_{refiner_name}"
+def refiner_folder(fold_folder: str | os.PathLike, refiner_name: str, tag: str | None = None) -> Path:
+    """``fold_N/refiner_<name>``, or ``fold_N/refiner_<name>__<tag>`` for a variant trained with other
+    settings next to it (``refine --refiner <name>__<tag>`` applies that one)."""
+    if tag is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", tag):
+        raise InputError(f"refiner tag {tag!r}: use letters, digits, '_' and '-' only")
+    return Path(fold_folder) / (f"refiner_{refiner_name}" + (f"__{tag}" if tag else ""))
 
 
-def refiner_is_trained(fold_folder: str | os.PathLike, refiner_name: str) -> bool:
-    folder = refiner_folder(fold_folder, refiner_name)
+def refiner_is_trained(fold_folder: str | os.PathLike, refiner_name: str, tag: str | None = None) -> bool:
+    folder = refiner_folder(fold_folder, refiner_name, tag)
     return (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file()
 
 
@@ -146,8 +150,10 @@ def train_refiner(
     training_priors: PriorPrediction | None = None,
     overwrite: bool = False,
     log: Callable[[str], None] = print,
+    tag: str | None = None,
 ) -> Path:
-    """Train ``refiner_name`` for the model in ``fold_folder`` and return ``fold_N/refiner_<name>``.
+    """Train ``refiner_name`` for the model in ``fold_folder`` and return ``fold_N/refiner_<name>``
+    (``refiner_<name>__<tag>`` with a ``tag``).
 
     ``preprocessed_folder`` is ``nnUNet_preprocessed/DatasetXXX/<data_identifier>`` of the base model's
     configuration; ``validation_folders`` (default: ``fold_N/validation``) hold the out-of-fold
@@ -156,7 +162,7 @@ def train_refiner(
     """
     fold_folder = Path(fold_folder)
     cls = refiner_class(refiner_name)
-    folder = refiner_folder(fold_folder, refiner_name)
+    folder = refiner_folder(fold_folder, refiner_name, tag)
     _clear(folder, overwrite)
     sources = [Path(f) for f in validation_folders] if validation_folders else [fold_folder / "validation"]
     label_manager = plans_manager.get_label_manager(dataset_json)
@@ -239,12 +245,16 @@ def train_refiner_for_model(
     device: str = "cpu",
     overwrite: bool = False,
     log: Callable[[str], None] = print,
+    tag: str | None = None,
 ) -> list[Path]:
     """Train ``refiner`` for each fold of ``nnUNet_results/DatasetXXX/TRAINER__PLANS__CONFIGURATION``.
 
     Each fold's refiner trains on that fold's out-of-fold probabilities, or on those of the folds
-    ``out_of_fold_from`` together. Returns the ``fold_N/refiner_<name>`` folders.
+    ``out_of_fold_from`` together. Returns the ``fold_N/refiner_<name>`` folders (``__<tag>`` appended
+    with a ``tag``: a variant next to the default one).
     """
+    if tag is not None:
+        refiner_folder(".", refiner, tag)  # a bad tag fails before any work
     refiner_class(refiner)
     model = model_folder_for(dataset, trainer, plans, configuration)
     plans_manager, configuration_manager, dataset_json, preprocessed = _model_context(model, configuration)
@@ -269,6 +279,7 @@ def train_refiner_for_model(
                 validation_folders=sources,
                 overwrite=overwrite,
                 log=log,
+                tag=tag,
             )
         )
     return done
