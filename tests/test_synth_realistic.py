@@ -102,3 +102,31 @@ def test_realistic_phantoms_are_as_hard_for_a_voxel_classifier_as_real_scans():
     assert 0.4 < realistic["mean"] < 0.72
     assert classic["mean"] - realistic["mean"] > 0.2
     assert min(("WT", "TC", "ET"), key=realistic.get) == "ET"
+
+
+def test_synth_writes_a_realistic_dataset_and_records_its_settings(tmp_path):
+    import json
+
+    from nnunet_diffrefine.cli.main import main
+
+    argv = [
+        "synth",
+        "-d",
+        "977",
+        "-n",
+        "Real",
+        "--num-train",
+        "1",
+        "--num-test",
+        "0",
+        "--shape",
+        "40",
+        "48",
+        "44",
+    ]
+    assert main([*argv, "--spacing", "3.5", "--profile", "realistic", "-o", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "Dataset977_Real" / "synthesis.json").read_text())
+    assert record["profile"] == "realistic"
+    assert record["realism"] == {
+        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(REALISM).items()
+    }
