@@ -1,6 +1,7 @@
 """The refinement benchmark on real MRI: the BraTS 2018 cases in ``shared/real/brats2018``.
 
-Usage: python benchmarks/bench_refinement_real.py [--real-root DIR] [--work DIR] [--folds 3]
+Usage: python benchmarks/bench_refinement_real.py [--data real|realistic-phantoms] [--real-root DIR]
+       [--num-phantoms 15] [--seed 0] [--work DIR] [--folds 3]
        [--spacing 2.0] [--epochs 80] [--iters 25] [--bases ROW ...] [--refined ROW ...]
        [--refiner-epochs 20] [--refiner-iters 25] [--refiner-patch Z Y X]
        [--gate-folds 2] [--report-only] [-o benchmarks/results/refinement_real]
@@ -28,6 +29,11 @@ Data: BraTS challenge data (Menze et al., IEEE TMI 2015; Bakas et al., Scientifi
 arXiv:1811.02629). Nothing derived from them is written into the repository except the scores in
 ``-o``. Every stage is skipped when its outputs exist (trainings resume from their checkpoints);
 ``state.json`` in the work folder keeps the wall time and the commit of each stage.
+
+``--data realistic-phantoms`` runs the same protocol on adult phantoms of the ``realistic`` synthesis
+profile (2 mm, 140 x 170 x 150 mm around the brain), written instead of converted: whether a base
+model scores on them as on the real cases under the same CPU budget (results
+``benchmarks/results/refinement_realistic_phantoms``).
 """
 
 from __future__ import annotations
@@ -42,8 +48,16 @@ from _setup import BIN, Stages, commit, fold_trained, nnunet_environment, run, t
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REAL_ROOT = REPO.parent / "shared" / "real" / "brats2018"
-DATASET_ID = 964
-DATASET_NAME = "BraTS18Real"
+DATA = {  # --data -> (dataset id, name, default work folder, default results file)
+    "real": (964, "BraTS18Real", "bench_refinement_real", "refinement_real"),
+    "realistic-phantoms": (
+        965,
+        "RealisticPhantoms",
+        "bench_refinement_realistic",
+        "refinement_realistic_phantoms",
+    ),
+}
+PHANTOM_SHAPE, PHANTOM_SPACING = (70, 85, 75), (2.0, 2.0, 2.0)  # 140 x 170 x 150 mm around the brain
 REGIONS = ("TC", "WT", "ET")
 BASES = {  # row -> (trainer, plans preset architecture), in the issue's order of priority
     "nnU-Net (stock)": ("nnUNetTrainerCustomSchedule", "nnunet"),
@@ -117,6 +131,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="work folder (nnU-Net folders inside, kept so that a run resumes); "
         "default ~/.cache/nnunet-diffrefine/bench_refinement_real",
     )
+    p.add_argument(
+        "--data",
+        choices=list(DATA),
+        default="real",
+        help="real: the BraTS 2018 cases of --real-root; realistic-phantoms: as many adult phantoms of the "
+        "realistic synthesis profile (2 mm, seed --seed), to check them against the real cases under the "
+        "same protocol and CPU budget (default: real)",
+    )
+    p.add_argument("--num-phantoms", type=int, default=15, help="with --data realistic-phantoms")
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--spacing", type=float, default=2.0, help="isotropic target spacing in mm")
     p.add_argument("--epochs", type=int, default=80, help="base models: epochs of --iters iterations")
@@ -149,8 +172,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--report-only", action="store_true", help="only rewrite the results from what the work folder holds"
     )
-    p.add_argument("-o", default=str(REPO / "benchmarks" / "results" / "refinement_real"))
-    return p.parse_args(argv)
+    p.add_argument("-o", default=None, help="results file without suffix (default: by --data)")
+    args = p.parse_args(argv)
+    if args.o is None:
+        args.o = str(REPO / "benchmarks" / "results" / DATA[args.data][3])
+    return args
 
 
 class RealBenchmark:
@@ -161,11 +187,12 @@ class RealBenchmark:
 
         self.args = args
         self.real_root = Path(args.real_root)
-        default = Path.home() / ".cache" / "nnunet-diffrefine" / "bench_refinement_real"
+        self.dataset_id, dataset_name, work, _ = DATA[args.data]
+        default = Path.home() / ".cache" / "nnunet-diffrefine" / work
         self.work = Path(args.work) if args.work else default
         self.work.mkdir(parents=True, exist_ok=True)
         self.env = nnunet_environment(self.work, nnUNet_def_n_proc="1", nnUNet_n_proc_DA="2")
-        self.name = f"Dataset{DATASET_ID}_{DATASET_NAME}"
+        self.name = f"Dataset{self.dataset_id}_{dataset_name}"
         self.raw = self.work / "nnUNet_raw" / self.name
         self.pre = self.work / "nnUNet_preprocessed" / self.name
         self.results = self.work / "nnUNet_results" / self.name
@@ -176,6 +203,8 @@ class RealBenchmark:
 
     # --- data ------------------------------------------------------------------------------------------
     def check_real_data(self) -> None:
+        if self.args.data != "real":
+            return
         cases = sorted(p for p in self.real_root.glob("*") if p.is_dir()) if self.real_root.is_dir() else []
         if not cases:
             raise SystemExit(
@@ -184,13 +213,30 @@ class RealBenchmark:
             )
 
     def convert(self) -> None:
+        """The raw dataset: the real cases converted, or the realistic phantoms written."""
+        if self.args.data == "realistic-phantoms":
+            from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
+
+            config = SynthConfig(
+                shape=PHANTOM_SHAPE, spacing=PHANTOM_SPACING, seed=self.args.seed, profile="realistic"
+            )
+            synthesize_dataset(
+                self.work / "nnUNet_raw",
+                self.dataset_id,
+                self.name.split("_", 1)[1],
+                self.args.num_phantoms,
+                0,
+                config,
+                num_processes=2,
+            )
+            return
         from nnunet_diffrefine.data.convert import convert_brats
 
         convert_brats(
             self.real_root,
             self.work / "nnUNet_raw",
-            DATASET_ID,
-            DATASET_NAME,
+            self.dataset_id,
+            self.name.split("_", 1)[1],
             challenge="brats2021",
             hardlink=False,
             num_processes=2,
@@ -198,12 +244,12 @@ class RealBenchmark:
 
     def plan(self) -> None:
         spacing = [str(self.args.spacing)] * 3
-        run([str(BIN / "nnUNetv2_extract_fingerprint"), "-d", str(DATASET_ID), "-np", "2"], self.env)
+        run([str(BIN / "nnUNetv2_extract_fingerprint"), "-d", str(self.dataset_id), "-np", "2"], self.env)
         run(
             [
                 str(BIN / "nnUNetv2_plan_experiment"),
                 "-d",
-                str(DATASET_ID),
+                str(self.dataset_id),
                 "-overwrite_target_spacing",
                 *spacing,
                 "-overwrite_plans_name",
@@ -215,7 +261,7 @@ class RealBenchmark:
             [
                 str(BIN / "nnUNetv2_preprocess"),
                 "-d",
-                str(DATASET_ID),
+                str(self.dataset_id),
                 "-plans_name",
                 self.source_plans,
                 "-c",
@@ -233,7 +279,7 @@ class RealBenchmark:
         write_splits(self.pre, kfold_splits(self.cases(), self.args.folds))
         for _, arch in BASES.values():
             write_plans_preset(
-                DATASET_ID,
+                self.dataset_id,
                 arch,
                 cpu=True,
                 source_plans=self.source_plans,
@@ -259,7 +305,7 @@ class RealBenchmark:
         return self.results / f"{BASES[row][0]}__{self.plans_name(row)}__3d_fullres"
 
     def train(self, row: str, fold: int) -> None:
-        train_fold(self.env, self.schedule, DATASET_ID, BASES[row][0], self.plans_name(row), fold)
+        train_fold(self.env, self.schedule, self.dataset_id, BASES[row][0], self.plans_name(row), fold)
 
     def trained(self, row: str, fold: int) -> bool:
         return fold_trained(self.model(row) / f"fold_{fold}")
@@ -293,7 +339,7 @@ class RealBenchmark:
         )
         others = [f for f in self.folds if f != fold]
         train_refiner_for_model(
-            DATASET_ID,
+            self.dataset_id,
             BASES[spec.prior][0],
             self.plans_name(spec.prior),
             "3d_fullres",
@@ -459,7 +505,9 @@ def markdown(record: dict) -> str:
     from nnunet_diffrefine.benchmark.rows import curve_table
 
     lines = [
-        "# Refinement benchmark on real MRI (BraTS 2018, cross-validated stacking)",
+        "# Refinement benchmark on real MRI (BraTS 2018, cross-validated stacking)"
+        if record["data"] == "brats2018-real"
+        else "# Refinement benchmark on realistic phantoms (the real-data protocol, cross-validated stacking)",
         "",
         record["summary"],
         "",
@@ -511,7 +559,11 @@ def markdown(record: dict) -> str:
         "",
         "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in record["stage_seconds"].items()),
         "",
-        f"Data: BraTS 2018 training cases ({CITATION}).",
+        (
+            f"Data: BraTS 2018 training cases ({CITATION})."
+            if record["data"] == "brats2018-real"
+            else "Data: phantoms of nnunet-diffrefine's realistic synthesis profile."
+        ),
         "",
     ]
     return "\n".join(lines)
@@ -535,12 +587,12 @@ def _patch_sizes(b: RealBenchmark) -> dict[str, list[int]]:
 
 def command_line(a: argparse.Namespace) -> str:
     """The command that reproduces this run (the options that differ from the defaults)."""
-    defaults = vars(parse_args([]))
+    defaults = {**vars(parse_args(["--data", a.data])), "data": "real"}
     parts = ["python benchmarks/bench_refinement_real.py"]
     for key, value in vars(a).items():
-        if key in ("report_only", "o", "work", "real_root") or value == defaults[key]:
+        if key in ("report_only", "work", "real_root") or value == defaults[key]:
             continue
-        flag = "--" + key.replace("_", "-")
+        flag = "-o" if key == "o" else "--" + key.replace("_", "-")
         values = value if isinstance(value, list) else [value]
         parts.append(flag + "".join(f' "{v}"' if " " in str(v) else f" {v}" for v in values))
     return " ".join(parts)
@@ -575,12 +627,12 @@ def write_report(b: RealBenchmark) -> None:
     ]
     patches = _patch_sizes(b)
     record = {
-        "data": "brats2018-real",
+        "data": "brats2018-real" if a.data == "real" else f"realistic-phantoms-seed{a.seed}",
         "seed": a.seed,
         "commit": commit(REPO),
         "stage_commits": b.stage.commits,
         "dataset": b.name,
-        "dataset_id": DATASET_ID,
+        "dataset_id": b.dataset_id,
         "settings": {
             **{k: v for k, v in vars(a).items() if k not in ("work", "real_root", "o", "report_only")},
             "target_spacing_mm": [a.spacing] * 3,
@@ -590,7 +642,7 @@ def write_report(b: RealBenchmark) -> None:
             "folds": b.splits(),
         },
         "summary": (
-            f"{len(b.cases())} real BraTS 2018 cases, {a.folds}-fold cross-validation (every model on the same "
+            f"{len(b.cases())} {'real BraTS 2018 cases' if a.data == 'real' else 'realistic adult phantoms (2 mm)'}, {a.folds}-fold cross-validation (every model on the same "
             f"folds); nnU-Net planned at {a.spacing} mm isotropic, small-CPU plans (patch "
             f"{', '.join(f'{r} {p}' for r, p in patches.items())}; batch 2); base models {b.schedule.epochs} x "
             f"{b.schedule.iterations} iterations per fold (AdamW {b.schedule.adamw_lr}, stock SGD "

@@ -36,3 +36,13 @@ def test_the_written_command_line_reproduces_the_arguments():
     again = bench.parse_args(shlex.split(line)[2:])
     assert vars(again) == vars(args)
     assert bench.command_line(bench.parse_args([])) == "python benchmarks/bench_refinement_real.py"
+
+
+def test_the_realistic_phantom_mode_has_its_own_dataset_work_folder_and_results(tmp_path):
+    args = bench.parse_args(["--data", "realistic-phantoms", "--num-phantoms", "6", "--work", str(tmp_path)])
+    assert args.o.endswith("refinement_realistic_phantoms")
+    b = bench.RealBenchmark(args)
+    assert b.dataset_id != bench.DATA["real"][0] and b.name.endswith("RealisticPhantoms")
+    b.check_real_data()  # needs no real cases
+    line = bench.command_line(args)
+    assert "--data realistic-phantoms --num-phantoms 6" in line and " -o " not in line
