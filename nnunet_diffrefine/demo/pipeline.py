@@ -90,7 +90,7 @@ class DemoConfig:
     def describe_schedule(self, trainer: str, optimizer: str) -> str:
         """``16 x 25 iterations, SGD lr 0.1``: what a training stage runs."""
         schedule = self.schedule()
-        lr = schedule.environment(trainer)["DIFFREFINE_LR"]
+        lr = schedule.stock_sgd_lr if trainer.startswith("nnUNetTrainer") else schedule.adamw_lr
         return f"{schedule.epochs} x {schedule.iterations} iterations, {optimizer} lr {lr}"
 
     def refiner_settings(self):

@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from nnunet_diffrefine.environment import REPORT_MODEL_VARIABLE, report_model
+
 DEFAULT_MODEL = "gpt-4o"
-MODEL_ENV = "DIFFREFINE_REPORT_MODEL"
+MODEL_ENV = REPORT_MODEL_VARIABLE
 BASE_URL_ENV = "OPENAI_BASE_URL"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 PLACEHOLDER_KEY = "not-needed"
@@ -69,7 +71,7 @@ def settings_from(
     """Settings from the flags, falling back on the environment (see the module docstring)."""
     env = os.environ if environ is None else environ
     return LLMSettings(
-        model=model or env.get(MODEL_ENV) or DEFAULT_MODEL,
+        model=model or report_model(env) or DEFAULT_MODEL,
         base_url=base_url or env.get(BASE_URL_ENV) or None,
         api_key=env.get(api_key_env) or None,
         timeout_s=float(timeout_s),

@@ -17,7 +17,9 @@ import secrets
 import tempfile
 from pathlib import Path
 
-SECRET_ENV = "DIFFREFINE_REPORT_SECRET_FILE"
+from nnunet_diffrefine.environment import REPORT_SECRET_VARIABLE, report_secret_file
+
+SECRET_ENV = REPORT_SECRET_VARIABLE
 """Environment variable naming the secret's file (default: under ``$XDG_CONFIG_HOME`` or ``~/.config``)."""
 
 _PROCESS_SECRET = secrets.token_bytes(32)
@@ -25,8 +27,9 @@ _PROCESS_SECRET = secrets.token_bytes(32)
 
 def secret_file() -> Path:
     """Where the installation's secret is kept."""
-    if os.environ.get(SECRET_ENV):
-        return Path(os.environ[SECRET_ENV])
+    chosen = report_secret_file()
+    if chosen is not None:
+        return chosen
     config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     return Path(config) / "nnunet-diffrefine" / "report-pseudonym.key"
 

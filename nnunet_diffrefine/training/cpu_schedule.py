@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from nnunet_diffrefine.environment import TrainerSchedule
+
 
 @dataclass(frozen=True)
 class CPUSchedule:
@@ -38,14 +40,14 @@ class CPUSchedule:
     def environment(self, trainer: str) -> dict[str, str]:
         """The ``DIFFREFINE_*`` variables that apply this schedule to ``nnUNetv2_train -tr trainer``."""
         lr = self.stock_sgd_lr if trainer.startswith("nnUNetTrainer") else self.adamw_lr
-        return {
-            "DIFFREFINE_NUM_EPOCHS": str(self.epochs),
-            "DIFFREFINE_ITERS_PER_EPOCH": str(self.iterations),
-            "DIFFREFINE_VAL_ITERS_PER_EPOCH": str(self.val_iterations),
-            "DIFFREFINE_WARMUP_EPOCHS": str(self.warmup_epochs),
-            "DIFFREFINE_SAVE_EVERY": str(self.save_every),
-            "DIFFREFINE_LR": str(lr),
-        }
+        return TrainerSchedule(
+            num_epochs=self.epochs,
+            num_iterations_per_epoch=self.iterations,
+            num_val_iterations_per_epoch=self.val_iterations,
+            warmup_epochs=self.warmup_epochs,
+            initial_lr=lr,
+            save_every=self.save_every,
+        ).environment()
 
     def to_json(self) -> dict:
         return asdict(self)

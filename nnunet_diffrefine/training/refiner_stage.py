@@ -4,8 +4,8 @@ One ``nnUNetv2_train`` call trains the base network as usual, nnU-Net's final va
 out-of-fold probabilities, and the refiner trains on them with the base network frozen
 (:func:`nnunet_diffrefine.refine.train.train_refiner`); ``--c`` resumes whichever stage was
 interrupted. nnU-Net builds trainers with a fixed constructor, so the refiner's settings can only
-reach it through the environment; these variables are read here and nowhere else (the
-``train-refiner`` command takes the same settings as flags):
+reach it through the environment; these variables are read by :mod:`nnunet_diffrefine.environment`
+(the ``train-refiner`` command takes the same settings as flags):
 
 =================================== ========================================= ==========================
 variable                            refiner setting                           default
@@ -24,37 +24,17 @@ The settings used are written to the training log, ``refiner.json`` and every re
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from nnunet_diffrefine.errors import InputError
+from nnunet_diffrefine.environment import refiner_stage_settings
 from nnunet_diffrefine.refine.priors import out_of_fold_prediction
-from nnunet_diffrefine.refine.registry import refiner_settings
 from nnunet_diffrefine.refine.settings import RefinerSettings
 from nnunet_diffrefine.refine.train import refiner_folder, refiner_is_trained, train_refiner
 
-PRESET_VARIABLE = "DIFFREFINE_REFINER_PRESET"
-REFINER_VARIABLES = {
-    "max_epochs": "DIFFREFINE_REFINER_EPOCHS",
-    "iterations_per_epoch": "DIFFREFINE_REFINER_ITERS",
-    "patience": "DIFFREFINE_REFINER_PATIENCE",
-    "learning_rate": "DIFFREFINE_REFINER_LR",
-    "batch_size": "DIFFREFINE_REFINER_BATCH",
-    "inference_steps": "DIFFREFINE_REFINER_STEPS",
-}
-
 
 def settings_from_environment(refiner_name: str, environ: dict | None = None) -> RefinerSettings:
-    """The refiner's settings from the ``DIFFREFINE_REFINER_*`` variables (see the module docstring);
-    a bad value is one :class:`~nnunet_diffrefine.errors.InputError` naming the variable."""
-    environ = os.environ if environ is None else environ
-    changes = {key: environ[var] for key, var in REFINER_VARIABLES.items() if environ.get(var, "") != ""}
-    preset = environ.get(PRESET_VARIABLE) or "paper"
-    try:
-        return refiner_settings(refiner_name, preset, **changes)
-    except InputError as e:
-        named = ", ".join(f"{REFINER_VARIABLES[k]}={v}" for k, v in changes.items())
-        raise InputError(f"{e} (from {PRESET_VARIABLE}={preset}{', ' + named if named else ''})") from None
+    """The refiner's settings from the ``DIFFREFINE_REFINER_*`` variables (see the module docstring)."""
+    return refiner_stage_settings(refiner_name, environ)
 
 
 class RefinerStageMixin:

@@ -12,9 +12,10 @@ Two ways in:
 
 from __future__ import annotations
 
-import os
+from nnunet_diffrefine.environment import SWIN_PRETRAINED_VARIABLE as PRETRAINED_VARIABLE
+from nnunet_diffrefine.environment import swin_pretrained_weights
 
-PRETRAINED_VARIABLE = "DIFFREFINE_SWIN_PRETRAINED"
+__all__ = ["PRETRAINED_VARIABLE", "SwinPretrainedMixin"]
 
 
 class SwinPretrainedMixin:
@@ -22,8 +23,8 @@ class SwinPretrainedMixin:
 
     def initialize(self) -> None:
         super().initialize()  # type: ignore[misc]
-        path = os.environ.get(PRETRAINED_VARIABLE)
-        if not path:
+        path = swin_pretrained_weights()
+        if path is None:
             return
         from nnunet_diffrefine.networks.monai_nets import load_swin_encoder_weights
 
