@@ -186,7 +186,8 @@ def _table(rows: dict[str, dict], names: list[str]) -> list[str]:
 def markdown(record: dict) -> str:
     rows = {r["name"]: r for r in record["rows"]}
     lines = [
-        f"# Refinement benchmark (seed {record['seed']}, phenotype {record['phenotype']})",
+        f"# Refinement benchmark (seed {record['seed']}, phenotype {record['phenotype']}"
+        + (f", {record['profile']} profile)" if record.get("profile", "classic") != "classic" else ")"),
         "",
         record["summary"],
         "",
@@ -195,7 +196,7 @@ def markdown(record: dict) -> str:
         lines += [f"## {title}", "", *_table(rows, names), ""]
     if record["comparisons"]:
         lines += [
-            "## Conditioned vs scratch (paired per case)",
+            "## Paired comparisons (conditioned vs scratch, highway alone vs full, control vs diffusion)",
             "",
             "| a | b | Δ Dice (b - a) [95 % CI] | Wilcoxon p | Δ HD95 (mm) [95 % CI] | Wilcoxon p (HD95) |",
             "|---|---|---|---|---|---|",
@@ -263,6 +264,7 @@ def write_report(b, commit: str) -> None:
     record = {
         "seed": a.seed,
         "phenotype": a.phenotype,
+        "profile": a.profile,
         "commit": commit,
         "dataset": b.name,
         "dataset_id": DATASET_ID,
@@ -275,7 +277,13 @@ def write_report(b, commit: str) -> None:
         },
         "summary": (
             f"{len(b.training_cases())} training phantoms ({a.folds}-fold cross-validation, every model on the same folds) and "
-            f"{len(b.test_cases())} held-out test phantoms at {a.shape}³, seed {a.seed}, phenotype {a.phenotype}; base models "
+            f"{len(b.test_cases())} held-out test phantoms "
+            + (
+                f"at {a.shape}³"
+                if a.profile == "classic"
+                else "of the realistic profile (56 x 68 x 60 at 2.5 mm)"
+            )
+            + f", seed {a.seed}, phenotype {a.phenotype}; base models "
             f"{b.schedule.epochs} x {b.schedule.iterations} iterations (CPU schedule: AdamW {b.schedule.adamw_lr}, stock SGD "
             f"{b.schedule.stock_sgd_lr}); refiners on the out-of-fold probabilities of all training cases; every row the fold "
             "ensemble on the test split, no post-processing; means over the test cases of the mean over TC/WT/ET. "
