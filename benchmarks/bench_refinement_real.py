@@ -3,7 +3,7 @@
 Usage: python benchmarks/bench_refinement_real.py [--data real|realistic-phantoms] [--real-root DIR]
        [--num-phantoms 15] [--seed 0] [--work DIR] [--folds 3]
        [--spacing 2.0] [--epochs 80] [--iters 25] [--bases ROW ...] [--refined ROW ...]
-       [--refiner-epochs 20] [--refiner-iters 25] [--refiner-patch Z Y X]
+       [--refiner-epochs 20] [--refiner-iters 25] [--refiner-patch Z Y X] [--refiner-set R:KEY=VALUE ...]
        [--gate-folds 2] [--report-only] [-o benchmarks/results/refinement_real]
 
 The protocol (every rule of "Measuring refinement honestly"), with cross-validated stacking because
@@ -152,6 +152,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs=3,
         metavar=("Z", "Y", "X"),
         help="refiners' training patch and inference window in voxels (default: the base model's patch)",
+    )
+    p.add_argument(
+        "--refiner-set",
+        nargs="*",
+        default=[],
+        metavar="REFINER:KEY=VALUE",
+        help="a setting of one refiner for every row that uses it, e.g. corrdiff:inference_steps=4",
     )
     p.add_argument(
         "--gate-folds",
@@ -335,6 +342,7 @@ class RealBenchmark:
             iterations_per_epoch=a.refiner_iters,
             gate_folds=a.gate_folds,
             patch_size=tuple(a.refiner_patch) if a.refiner_patch else None,
+            **self.refiner_changes(spec.refiner),
             **spec.changes,
         )
         others = [f for f in self.folds if f != fold]
@@ -350,6 +358,18 @@ class RealBenchmark:
             overwrite=True,
             tag=spec.tag,
         )
+
+    def refiner_changes(self, refiner: str) -> dict[str, str]:
+        """``--refiner-set`` for ``refiner`` (typed and checked by its settings class)."""
+        changes = {}
+        for item in self.args.refiner_set:
+            name, _, assignment = item.partition(":")
+            key, equals, value = assignment.partition("=")
+            if not (name and key and equals):
+                raise SystemExit(f"--refiner-set {item!r}: write REFINER:KEY=VALUE")
+            if name == refiner:
+                changes[key] = value
+        return changes
 
     def stacking_refiner_trained(self, row: str, fold: int) -> bool:
         """Fold ``fold``'s refiner exists and was trained on exactly the other folds' cases."""
@@ -651,7 +671,9 @@ def write_report(b: RealBenchmark) -> None:
             "refiner trained on the other folds' out-of-fold priors only (stacking). No post-processing; scored "
             "on the original 1 mm grid; means over all cases of the mean over TC/WT/ET; paired bootstrap 95 % "
             f"CIs and Wilcoxon p over all cases. Refiners: `cpu` preset, {a.refiner_epochs} x {a.refiner_iters} "
-            f"iterations, patch {a.refiner_patch or 'of the base model'}, gate decided by "
+            f"iterations, patch {a.refiner_patch or 'of the base model'}"
+            + (f", {' '.join(a.refiner_set)}" if a.refiner_set else "")
+            + ", gate decided by "
             + (f"{a.gate_folds}-fold inner cross-validation" if a.gate_folds else "the early-stopping cases")
             + f". `{command_line(a)}`."
         ),
