@@ -541,13 +541,13 @@ def markdown(record: dict) -> str:
     if record["comparisons"]:
         lines += [
             "",
-            "| a | b | Δ Dice (b - a) [95 % CI] | Wilcoxon p | Δ HD95 (mm) [95 % CI] |",
-            "|---|---|---|---|---|",
+            "| a | b | Δ Dice (b - a) [95 % CI] | Wilcoxon p | Δ HD95 (mm) [95 % CI] | Wilcoxon p (HD95) |",
+            "|---|---|---|---|---|---|",
         ]
         for c in record["comparisons"]:
             lines.append(
                 f"| {c['a']} | {c['b']} | {_ci(c['delta_dice'], c['delta_dice_ci95'], 3)} | {c['wilcoxon_p']:.3f} "
-                f"| {_ci(c['delta_hd95'], c['delta_hd95_ci95'], 2)} |"
+                f"| {_ci(c['delta_hd95'], c['delta_hd95_ci95'], 2)} | {c['wilcoxon_p_hd95']:.3f} |"
             )
     if record["refiners"]:
         lines += ["", "## Refiners (per fold: early-stopping validation Dice, prior -> refined)", ""]
