@@ -3,60 +3,34 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
+from nnunet_diffrefine.workspace import NnUNetCommands, NnUNetFolders
 
 
-def run(args: list[str], env: dict) -> None:
-    print("$", " ".join(args), flush=True)
-    subprocess.run(args, env=env, check=True)
+def workspace(work: Path, **variables: str) -> NnUNetCommands:
+    """nnU-Net's three folders under ``work`` and its commands with two processes; ``variables`` are added
+    to the commands' environment (e.g. ``nnUNet_def_n_proc="1"``)."""
+    from nnunet_diffrefine.environment import process_environment
 
-
-def nnunet_environment(work: Path, **variables: str) -> dict:
-    """nnU-Net's three folders under ``work`` and our trainer folder, set here and in the returned
-    environment for subprocesses (plus ``variables``)."""
-    from nnunet_diffrefine.utils.nnunet_folders import trainer_folder
-
-    env = dict(os.environ)
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        env[name] = os.environ[name] = str(work / name)
-    env["nnUNet_extTrainer"] = os.environ["nnUNet_extTrainer"] = str(trainer_folder())
-    env.update({"nnUNet_n_proc_DA": "2", **variables})
-    return env
+    environment = {**process_environment(), "nnUNet_n_proc_DA": "2", **variables}
+    return NnUNetCommands(NnUNetFolders.under(work), environment, num_processes=2)
 
 
 def synthesize_and_plan(
-    work: Path, dataset_id: int, name: str, num_train: int, num_test: int, shape: int, seed: int, env: dict
+    nnunet: NnUNetCommands, dataset_id: int, name: str, num_train: int, num_test: int, shape: int, seed: int
 ) -> tuple[Path, Path]:
     """A synthetic raw dataset, planned and preprocessed (3d_fullres); returns (raw, preprocessed) folders."""
     from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
 
     folder = f"Dataset{dataset_id:03d}_{name}"
-    raw, pre = work / "nnUNet_raw" / folder, work / "nnUNet_preprocessed" / folder
+    raw, pre = nnunet.folders.raw / folder, nnunet.folders.preprocessed / folder
     if not raw.is_dir():
         config = SynthConfig(shape=(shape,) * 3, seed=seed, phenotype="mixed")
-        synthesize_dataset(
-            work / "nnUNet_raw", dataset_id, name, num_train, num_test, config, num_processes=2
-        )
+        synthesize_dataset(nnunet.folders.raw, dataset_id, name, num_train, num_test, config, num_processes=2)
     if not (pre / "nnUNetPlans.json").is_file():
-        plan_and_preprocess(dataset_id, env)
+        nnunet.plan_and_preprocess(dataset_id)
     return raw, pre
-
-
-def plan_and_preprocess(dataset_id: int, env: dict) -> None:
-    """nnU-Net's planning and 3d_fullres preprocessing of ``dataset_id`` with two processes."""
-    run(
-        [
-            str(BIN / "nnUNetv2_plan_and_preprocess"),
-            *("-d", str(dataset_id), "-c", "3d_fullres", "-np", "2", "-npfp", "2"),
-        ],
-        env,
-    )
 
 
 def write_half_split(raw: Path, pre: Path) -> tuple[int, int]:
@@ -71,43 +45,12 @@ def write_half_split(raw: Path, pre: Path) -> tuple[int, int]:
     return half, len(cases) - half
 
 
-def commit(repo: Path) -> str:
-    """The checked-out commit of ``repo``, with ``-dirty`` when the work tree has changes."""
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
-    return head + ("-dirty" if dirty.strip() else "")
-
-
-class Stages:
-    """Runs named stages once (skipped when ``done()`` says so); the wall time and the commit of each are
-    kept in ``state.json`` (an older file holding only the times is read too)."""
-
-    def __init__(self, work: Path, repo: Path) -> None:
-        self.file, self.repo = work / "state.json", repo
-        state = json.loads(self.file.read_text()) if self.file.is_file() else {}
-        if "seconds" not in state:
-            state = {"seconds": state, "commits": {}}
-        self.times, self.commits = state["seconds"], state["commits"]
-
-    def __call__(self, name: str, done, action) -> None:
-        if done():
-            print(f"[skip] {name}", flush=True)
-            return
-        print(f"[run] {name}", flush=True)
-        start = time.perf_counter()
-        action()
-        self.times[name] = round(self.times.get(name, 0.0) + time.perf_counter() - start, 1)
-        self.commits[name] = commit(self.repo)
-        self.file.write_text(json.dumps({"seconds": self.times, "commits": self.commits}, indent=1))
-
-
-def train_fold(env: dict, schedule, dataset_id: int, trainer: str, plans: str, fold: int) -> None:
+def train_fold(
+    nnunet: NnUNetCommands, schedule, dataset_id: int, trainer: str, plans: str, fold: int
+) -> None:
     """``nnUNetv2_train DATASET 3d_fullres FOLD -tr TRAINER -p PLANS -device cpu --npz --c`` under ``schedule``
     (:class:`~nnunet_diffrefine.training.cpu_schedule.CPUSchedule`)."""
-    command = [str(BIN / "nnUNetv2_train"), str(dataset_id), "3d_fullres", str(fold), "-tr", trainer]
-    run([*command, "-p", plans, "-device", "cpu", "--npz", "--c"], dict(env, **schedule.environment(trainer)))
+    nnunet.train(dataset_id, fold, trainer, plans, extra_environment=schedule.environment(trainer))
 
 
 def fold_trained(fold_dir: Path) -> bool:

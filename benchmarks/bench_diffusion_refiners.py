@@ -45,13 +45,13 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_diffusion_"))
 
-    from _setup import BIN, nnunet_environment, run, synthesize_and_plan, write_half_split
+    from _setup import synthesize_and_plan, workspace, write_half_split
 
     from nnunet_diffrefine.benchmark.models import parse_model
     from nnunet_diffrefine.benchmark.run import run_benchmark
     from nnunet_diffrefine.training.plans_presets import write_plans_preset
 
-    env = nnunet_environment(
+    nnunet = workspace(
         work,
         DIFFREFINE_NUM_EPOCHS=str(args.epochs),
         DIFFREFINE_ITERS_PER_EPOCH=str(args.iters),
@@ -59,26 +59,23 @@ def main() -> None:
         DIFFREFINE_WARMUP_EPOCHS="1",
     )
     raw, pre = synthesize_and_plan(
-        work, DATASET_ID, DATASET_NAME.split("_", 1)[1], args.num_train, args.num_test, args.shape, 2026, env
+        nnunet, DATASET_ID, DATASET_NAME.split("_", 1)[1], args.num_train, args.num_test, args.shape, 2026
     )
     for arch, (_, plans) in (("nnunet", STOCK), ("swinunetr", SWIN)):
         if not (pre / f"{plans}.json").is_file():
-            write_plans_preset(DATASET_ID, arch, cpu=True)
+            write_plans_preset(DATASET_ID, arch, cpu=True, preprocessed_root=pre.parent)
     half, rest = write_half_split(raw, pre)
 
     results = work / "nnUNet_results" / DATASET_NAME
     for trainer, plans in (STOCK, SWIN):
         if not (results / f"{trainer}__{plans}__3d_fullres" / "fold_0" / "checkpoint_final.pth").is_file():
-            run(
-                [str(BIN / "nnUNetv2_train"), str(DATASET_ID), "3d_fullres", "0", "-tr", trainer, "-p", plans]
-                + ["-device", "cpu", "--npz"],
-                env,
-            )
+            nnunet.train(DATASET_ID, 0, trainer, plans, resume=False)
     swin_fold = results / f"{SWIN[0]}__{SWIN[1]}__3d_fullres" / "fold_0"
     for name in REFINERS:
         if not (swin_fold / f"refiner_{name}" / "refiner_final.pth").is_file():
-            run(
-                [str(BIN / "nnunet-diffrefine"), "train-refiner", "-d", str(DATASET_ID), "-tr", SWIN[0]]
+            nnunet.run(
+                "nnunet-diffrefine",
+                ["train-refiner", "-d", str(DATASET_ID), "-tr", SWIN[0]]
                 + [
                     "-p",
                     SWIN[1],
@@ -92,7 +89,6 @@ def main() -> None:
                     str(args.refiner_epochs),
                 ]
                 + ["--iters-per-epoch", str(args.refiner_iters), "--patience", str(args.refiner_patience)],
-                env,
             )
 
     models = [
@@ -100,7 +96,14 @@ def main() -> None:
         parse_model(f"Swin-UNETR={SWIN[0]}:{SWIN[1]}+" + "+".join(REFINERS)),
     ]
     out = run_benchmark(
-        DATASET_ID, models, [0], split="test", output=work / "benchmark", use_mirroring=False, overwrite=True
+        nnunet.folders,
+        DATASET_ID,
+        models,
+        [0],
+        split="test",
+        output=work / "benchmark",
+        use_mirroring=False,
+        overwrite=True,
     )
     record = json.loads((out / "benchmark.json").read_text())
     rows = {m["name"]: m["folds"][0] for m in record["models"]}

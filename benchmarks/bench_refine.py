@@ -39,14 +39,14 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_refine_"))
 
-    from _setup import BIN, nnunet_environment, run, synthesize_and_plan, write_half_split
+    from _setup import synthesize_and_plan, workspace, write_half_split
 
     from nnunet_diffrefine.benchmark.predict import case_files, predict_cases
     from nnunet_diffrefine.evaluation.folder import evaluate_folder
     from nnunet_diffrefine.refine.run import refine_folder
     from nnunet_diffrefine.training.plans_presets import write_plans_preset
 
-    env = nnunet_environment(
+    nnunet = workspace(
         work,
         DIFFREFINE_NUM_EPOCHS=str(args.epochs),
         DIFFREFINE_ITERS_PER_EPOCH=str(args.iters),
@@ -60,29 +60,14 @@ def main() -> None:
     )
     dataset_id, trainer, plans = 960, "MedNeXtCorrDiffTrainer", "nnUNetPlansMedNeXtCPU"
     raw, pre = synthesize_and_plan(
-        work, dataset_id, "BenchRefine", args.num_train, args.num_test, args.shape, 42, env
+        nnunet, dataset_id, "BenchRefine", args.num_train, args.num_test, args.shape, 42
     )
     if not (pre / f"{plans}.json").is_file():
-        write_plans_preset(dataset_id, "mednext", cpu=True)
+        write_plans_preset(dataset_id, "mednext", cpu=True, preprocessed_root=pre.parent)
     half, rest = write_half_split(raw, pre)
     model = work / "nnUNet_results" / "Dataset960_BenchRefine" / f"{trainer}__{plans}__3d_fullres"
     if not (model / "fold_0" / "refiner_corrdiff" / "refiner_final.pth").is_file():
-        run(
-            [
-                str(BIN / "nnUNetv2_train"),
-                str(dataset_id),
-                "3d_fullres",
-                "0",
-                "-tr",
-                trainer,
-                "-p",
-                plans,
-                "-device",
-                "cpu",
-                "--npz",
-            ],
-            env,
-        )
+        nnunet.train(dataset_id, 0, trainer, plans, resume=False)
     dataset_json = json.loads((model / "dataset.json").read_text())
     cases = case_files(raw / "imagesTs", ".nii.gz", 4)
     base = predict_cases(model, 0, cases, work / "pred", "cpu", use_mirroring=False, save_probabilities=True)

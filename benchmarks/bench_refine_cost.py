@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _setup import plan_and_preprocess
+from _setup import workspace
 
 DATASET_ID, DATASET_NAME = 961, "Dataset961_BenchRefineCost"
 BASES = {  # base model -> (trainer, plans, preset architecture or None, refiners)
@@ -63,7 +63,7 @@ def _untrained_model_folder(results: Path, trainer: str, plans: str, preprocesse
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from nnunet_diffrefine.utils.nnunet_folders import ensure_trainer_lookup
+    from nnunet_diffrefine.environment import ensure_trainer_lookup
 
     model = results / DATASET_NAME / f"{trainer}__{plans}__3d_fullres"
     if (model / "fold_0" / "checkpoint_final.pth").is_file():
@@ -228,9 +228,7 @@ def main() -> None:
     from nnunet_diffrefine.refine.run import refine_folder
     from nnunet_diffrefine.training.plans_presets import write_plans_preset
 
-    env = dict(os.environ)
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        env[name] = os.environ[name] = str(work / name)
+    nnunet = workspace(work)
     raw = work / "nnUNet_raw" / DATASET_NAME
     pre = work / "nnUNet_preprocessed" / DATASET_NAME
     if not raw.is_dir():  # planning needs a few training cases; only the test cases are timed
@@ -244,10 +242,10 @@ def main() -> None:
             num_processes=2,
         )
     if not (pre / "nnUNetPlans.json").is_file():
-        plan_and_preprocess(DATASET_ID, env)
+        nnunet.plan_and_preprocess(DATASET_ID)
     for _, (_, plans, arch, _) in BASES.items():
         if arch and not (pre / f"{plans}.json").is_file():
-            write_plans_preset(DATASET_ID, arch)
+            write_plans_preset(DATASET_ID, arch, preprocessed_root=pre.parent)
 
     dataset_json = json.loads((pre / "dataset.json").read_text())
     cases = case_files(raw / "imagesTs", dataset_json["file_ending"], len(dataset_json["channel_names"]))

@@ -38,39 +38,12 @@ import json
 import sys
 from pathlib import Path
 
-from _setup import Stages, commit, fold_trained, nnunet_environment, plan_and_preprocess, train_fold
+from _setup import fold_trained, train_fold, workspace
+from bench_refinement_report import rerender, write_report
+from bench_refinement_rows import BASES, DATASET_ID, REFINED, REPO
 
-REPO = Path(__file__).resolve().parents[1]
-DATASET_ID = 962
-BASES = {  # row -> (trainer, plans preset architecture); run in this order (cheapest answer first)
-    "nnU-Net (stock)": ("nnUNetTrainerCustomSchedule", "nnunet"),
-    "MedNeXt": ("MedNeXtTrainer", "mednext"),
-    "Res U-Net": ("ResUNetTrainer", "resunet"),
-    "SegResNet": ("SegResNetTrainer", "segresnet"),
-    "Swin-UNETR": ("SwinUNETRTrainer", "swinunetr"),
-}
-REFINED = {  # row -> (prior row, refiner, inference overrides)
-    "DDPM (scratch)": ("Swin-UNETR", "ddpm_scratch", {}),
-    "DDPM (cond)": ("Swin-UNETR", "ddpm", {}),
-    "MedSegDiff (scratch)": ("Swin-UNETR", "medsegdiff_scratch", {}),
-    "MedSegDiff (cond)": ("Swin-UNETR", "medsegdiff", {}),
-    "MedSegDiff (cond), highway only (w = 0)": ("Swin-UNETR", "medsegdiff", {"fusion_weight": 0.0}),
-    "CoMNeT (MedNeXt + CorrDiff, fold ensemble)": ("MedNeXt", "corrdiff", {}),
-    "Control (deterministic)": ("Swin-UNETR", "control", {}),
-}
-TABLES = {
-    "Ke et al., Table 3 layout": [
-        "nnU-Net (stock)",
-        "Res U-Net",
-        "Swin-UNETR",
-        *list(REFINED)[:5],
-        "Control (deterministic)",
-    ],
-    "Evans et al. (CoMNeT), Table 2 layout": ["nnU-Net (stock)", "SegResNet", "MedNeXt", list(REFINED)[5]],
-}
-PAIRS = [("DDPM (scratch)", "DDPM (cond)"), ("MedSegDiff (scratch)", "MedSegDiff (cond)")]
-PAIRS += [("MedSegDiff (cond), highway only (w = 0)", "MedSegDiff (cond)")]
-PAIRS += [("Control (deterministic)", r) for r in ("DDPM (cond)", "MedSegDiff (cond)")]  # is diffusion needed
+from nnunet_diffrefine.workspace import StageRunner, git_commit
+
 REALISTIC_SHAPE, REALISTIC_SPACING = (56, 68, 60), (2.5, 2.5, 2.5)  # the realistic profile's grid
 
 
@@ -128,14 +101,14 @@ class Benchmark:
         suffix = "" if args.profile == "classic" else f"_{args.profile}"
         self.work = Path(args.work) if args.work else default / f"seed{args.seed}_{args.phenotype}{suffix}"
         self.work.mkdir(parents=True, exist_ok=True)
-        self.env = nnunet_environment(self.work, nnUNet_def_n_proc="1", nnUNet_n_proc_DA="2")
+        self.nnunet = workspace(self.work, nnUNet_def_n_proc="1")
         self.name = f"Dataset{DATASET_ID}_RefineS{args.seed}{args.phenotype.capitalize()}"
         self.raw = self.work / "nnUNet_raw" / self.name
         self.pre = self.work / "nnUNet_preprocessed" / self.name
         self.results = self.work / "nnUNet_results" / self.name
         self.schedule = CPUSchedule(epochs=args.epochs, iterations=args.iters)
         self.folds = list(range(args.folds))
-        self.stage = Stages(self.work, REPO)
+        self.stage = StageRunner(self.work / "state.json", REPO)
 
     # --- data ------------------------------------------------------------------------------------------
     def synthesize(self) -> None:
@@ -152,7 +125,7 @@ class Benchmark:
         )
 
     def plan(self) -> None:
-        plan_and_preprocess(DATASET_ID, self.env)
+        self.nnunet.plan_and_preprocess(DATASET_ID)
 
     def splits_and_presets(self) -> None:
         from nnunet_diffrefine.benchmark.protocol import kfold_splits, write_splits
@@ -160,7 +133,7 @@ class Benchmark:
 
         write_splits(self.pre, kfold_splits(self.training_cases(), self.args.folds))
         for _, arch in BASES.values():
-            write_plans_preset(DATASET_ID, arch, cpu=True, overwrite=True)
+            write_plans_preset(DATASET_ID, arch, cpu=True, overwrite=True, preprocessed_root=self.pre.parent)
 
     def training_cases(self) -> list[str]:
         return sorted(p.name[: -len(".nii.gz")] for p in (self.raw / "labelsTr").glob("*.nii.gz"))
@@ -178,7 +151,7 @@ class Benchmark:
         return self.results / f"{BASES[row][0]}__{self.plans_name(row)}__3d_fullres"
 
     def train(self, row: str, fold: int) -> None:
-        train_fold(self.env, self.schedule, DATASET_ID, BASES[row][0], self.plans_name(row), fold)
+        train_fold(self.nnunet, self.schedule, DATASET_ID, BASES[row][0], self.plans_name(row), fold)
 
     def trained(self, row: str, fold: int) -> bool:
         return fold_trained(self.model(row) / f"fold_{fold}")
@@ -222,7 +195,15 @@ class Benchmark:
         )
         trainer = BASES[prior][0]
         train_refiner_for_model(
-            DATASET_ID, trainer, self.plans_name(prior), "3d_fullres", [0], refiner, settings, self.folds
+            self.nnunet.folders,
+            DATASET_ID,
+            trainer,
+            self.plans_name(prior),
+            "3d_fullres",
+            [0],
+            refiner,
+            settings,
+            self.folds,
         )
 
     def refiner_folder(self, prior: str, refiner: str) -> Path:
@@ -314,16 +295,13 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
     arguments = parse_args()
     if arguments.rerender:
-        from bench_refinement_report import rerender
-
         rerender(Path(arguments.o).with_suffix(".json"))
         sys.exit(0)
     benchmark = Benchmark(arguments)
-    from bench_refinement_report import write_report
 
     # the commit at the start; with an editable install, later edits reach the stages that start after
     # them, so a long run should run from a snapshot of the code (a git worktree on PYTHONPATH)
-    started_at = commit(REPO)
+    started_at = git_commit(REPO)
     if benchmark.args.report_only:
         write_report(benchmark, started_at)
     else:

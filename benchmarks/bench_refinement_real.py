@@ -44,7 +44,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _setup import BIN, Stages, commit, fold_trained, nnunet_environment, run, train_fold, write_results
+from _setup import fold_trained, train_fold, workspace, write_results
+
+from nnunet_diffrefine.workspace import StageRunner, git_commit
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REAL_ROOT = REPO.parent / "shared" / "real" / "brats2018"
@@ -198,7 +200,7 @@ class RealBenchmark:
         default = Path.home() / ".cache" / "nnunet-diffrefine" / work
         self.work = Path(args.work) if args.work else default
         self.work.mkdir(parents=True, exist_ok=True)
-        self.env = nnunet_environment(self.work, nnUNet_def_n_proc="1", nnUNet_n_proc_DA="2")
+        self.nnunet = workspace(self.work, nnUNet_def_n_proc="1")
         self.name = f"Dataset{self.dataset_id}_{dataset_name}"
         self.raw = self.work / "nnUNet_raw" / self.name
         self.pre = self.work / "nnUNet_preprocessed" / self.name
@@ -206,7 +208,7 @@ class RealBenchmark:
         self.source_plans = f"nnUNetPlans{str(args.spacing).replace('.', 'p')}mm"
         self.schedule = CPUSchedule(epochs=args.epochs, iterations=args.iters)
         self.folds = list(range(args.folds))
-        self.stage = Stages(self.work, REPO)
+        self.stage = StageRunner(self.work / "state.json", REPO)
 
     # --- data ------------------------------------------------------------------------------------------
     def check_real_data(self) -> None:
@@ -250,34 +252,12 @@ class RealBenchmark:
         )
 
     def plan(self) -> None:
+        """nnU-Net's fingerprint, an experiment planned at ``--spacing`` (its own plans name), preprocessing."""
         spacing = [str(self.args.spacing)] * 3
-        run([str(BIN / "nnUNetv2_extract_fingerprint"), "-d", str(self.dataset_id), "-np", "2"], self.env)
-        run(
-            [
-                str(BIN / "nnUNetv2_plan_experiment"),
-                "-d",
-                str(self.dataset_id),
-                "-overwrite_target_spacing",
-                *spacing,
-                "-overwrite_plans_name",
-                self.source_plans,
-            ],
-            self.env,
-        )
-        run(
-            [
-                str(BIN / "nnUNetv2_preprocess"),
-                "-d",
-                str(self.dataset_id),
-                "-plans_name",
-                self.source_plans,
-                "-c",
-                "3d_fullres",
-                "-np",
-                "2",
-            ],
-            self.env,
-        )
+        self.nnunet.extract_fingerprint(self.dataset_id)
+        options = ["-overwrite_target_spacing", *spacing, "-overwrite_plans_name", self.source_plans]
+        self.nnunet.plan_experiment(self.dataset_id, options)
+        self.nnunet.preprocess(self.dataset_id, self.source_plans)
 
     def splits_and_presets(self) -> None:
         from nnunet_diffrefine.benchmark.protocol import kfold_splits, write_splits
@@ -312,7 +292,7 @@ class RealBenchmark:
         return self.results / f"{BASES[row][0]}__{self.plans_name(row)}__3d_fullres"
 
     def train(self, row: str, fold: int) -> None:
-        train_fold(self.env, self.schedule, self.dataset_id, BASES[row][0], self.plans_name(row), fold)
+        train_fold(self.nnunet, self.schedule, self.dataset_id, BASES[row][0], self.plans_name(row), fold)
 
     def trained(self, row: str, fold: int) -> bool:
         return fold_trained(self.model(row) / f"fold_{fold}")
@@ -347,6 +327,7 @@ class RealBenchmark:
         )
         others = [f for f in self.folds if f != fold]
         train_refiner_for_model(
+            self.nnunet.folders,
             self.dataset_id,
             BASES[spec.prior][0],
             self.plans_name(spec.prior),
@@ -649,7 +630,7 @@ def write_report(b: RealBenchmark) -> None:
     record = {
         "data": "brats2018-real" if a.data == "real" else f"realistic-phantoms-seed{a.seed}",
         "seed": a.seed,
-        "commit": commit(REPO),
+        "commit": git_commit(REPO),
         "stage_commits": b.stage.commits,
         "dataset": b.name,
         "dataset_id": b.dataset_id,
@@ -683,7 +664,7 @@ def write_report(b: RealBenchmark) -> None:
         "per_case": scores,
         "learning_curves": learning_curves({r: b.model(r) for r in BASES if r in a.bases}, b.folds),
         "protocol_problems": problems,
-        "stage_seconds": b.stage.times,
+        "stage_seconds": b.stage.seconds,
     }
     write_results(record, Path(a.o), markdown(record), problems)
 

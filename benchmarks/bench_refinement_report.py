@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 from _setup import write_results
-from bench_refinement import BASES, DATASET_ID, PAIRS, REFINED, TABLES
+from bench_refinement_rows import BASES, DATASET_ID, PAIRS, REFINED, TABLES
 
 from nnunet_diffrefine.benchmark import rows as rows_lib
 from nnunet_diffrefine.benchmark.protocol import protocol_problems
@@ -295,7 +295,7 @@ def write_report(b, commit: str) -> None:
         "per_case": scores,
         "learning_curves": learning_curves(b),
         "protocol_problems": problems,
-        "stage_seconds": b.stage.times,
+        "stage_seconds": b.stage.seconds,
     }
     record["targets"] = targets(rows, record["refiners"])
     write_results(record, Path(a.o), markdown(record), problems)

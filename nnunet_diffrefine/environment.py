@@ -1,4 +1,5 @@
-"""The one module that reads this project's environment variables (``DIFFREFINE_*``).
+"""The one module that reads environment variables: this project's (``DIFFREFINE_*``), nnU-Net's folders,
+the report endpoint's and the user's configuration folder.
 
 nnU-Net builds trainers with a fixed constructor (``nnUNetv2_train ... -tr Trainer``), so settings that
 must reach a trainer cannot come as flags; those, and a few defaults of the report, come through these
@@ -25,6 +26,11 @@ variable                                  meaning                               
 ``DIFFREFINE_REPORT_MODEL``               ``report``: the model name when ``--model`` is not given       ``gpt-4o``
 ``DIFFREFINE_REPORT_SECRET_FILE``         ``report``: the pseudonymisation secret's file                 ``~/.config/...``
 ========================================= ============================================================== ======================
+
+nnU-Net's ``nnUNet_raw``, ``nnUNet_preprocessed`` and ``nnUNet_results`` become one
+:class:`~nnunet_diffrefine.workspace.folders.NnUNetFolders` here (:func:`nnunet_folders`), which library
+functions take as an argument; ``OPENAI_BASE_URL`` and the API key variable are read by
+:func:`report_endpoint`.
 """
 
 from __future__ import annotations
@@ -57,6 +63,9 @@ REFINER_VARIABLES = {  # refiner setting -> variable
 SWIN_PRETRAINED_VARIABLE = "DIFFREFINE_SWIN_PRETRAINED"
 REPORT_MODEL_VARIABLE = "DIFFREFINE_REPORT_MODEL"
 REPORT_SECRET_VARIABLE = "DIFFREFINE_REPORT_SECRET_FILE"
+REPORT_BASE_URL_VARIABLE = "OPENAI_BASE_URL"
+REPORT_DEFAULT_KEY_VARIABLE = "OPENAI_API_KEY"
+TRAINER_LOOKUP_VARIABLE = "nnUNet_extTrainer"
 ALL_VARIABLES = (
     *TRAINER_SCHEDULE_VARIABLES.values(),
     REFINER_PRESET_VARIABLE,
@@ -155,3 +164,41 @@ def report_secret_file(environ: Mapping[str, str] | None = None) -> Path | None:
     """``DIFFREFINE_REPORT_SECRET_FILE`` (None when unset: the report's default place)."""
     value = _environ(environ).get(REPORT_SECRET_VARIABLE)
     return Path(value) if value else None
+
+
+def nnunet_folders(environ: Mapping[str, str] | None = None):
+    """nnU-Net's three folders as :class:`~nnunet_diffrefine.workspace.folders.NnUNetFolders` (unset: None)."""
+    from nnunet_diffrefine.workspace.folders import NnUNetFolders
+
+    return NnUNetFolders.from_mapping(dict(_environ(environ)))
+
+
+def process_environment() -> dict[str, str]:
+    """A copy of this process's environment, for the commands it starts."""
+    return dict(os.environ)
+
+
+def ensure_trainer_lookup() -> None:
+    """Let nnU-Net find this project's trainers in this process: nnU-Net resolves ``-tr`` names through
+    ``nnUNet_extTrainer`` (as ``nnunet-diffrefine env`` sets it for a shell)."""
+    from nnunet_diffrefine.workspace.folders import trainer_folder
+
+    folder = str(trainer_folder())
+    current = [p for p in os.environ.get(TRAINER_LOOKUP_VARIABLE, "").split(os.pathsep) if p]
+    if folder not in current:
+        os.environ[TRAINER_LOOKUP_VARIABLE] = os.pathsep.join([folder, *current])
+
+
+def user_config_folder(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CONFIG_HOME`` or ``~/.config``."""
+    value = _environ(environ).get("XDG_CONFIG_HOME")
+    return Path(value) if value else Path(os.path.expanduser("~")) / ".config"
+
+
+def report_endpoint(
+    api_key_variable: str = REPORT_DEFAULT_KEY_VARIABLE, environ: Mapping[str, str] | None = None
+) -> tuple[str | None, str | None]:
+    """``(base URL, API key)`` of the report's OpenAI-compatible endpoint: ``OPENAI_BASE_URL`` and the
+    variable ``api_key_variable`` names (keys never come as flags); None when unset."""
+    env = _environ(environ)
+    return env.get(REPORT_BASE_URL_VARIABLE) or None, env.get(api_key_variable) or None

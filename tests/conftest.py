@@ -98,7 +98,7 @@ def run_checked(args: list[str], env: dict, timeout: int = 900) -> subprocess.Co
 def isolated_nnunet_env(root: Path, **overrides: str) -> dict[str, str]:
     """Environment for nnU-Net subprocesses: its three folders created in ``root``, this project's
     trainers, one data-augmentation process, and no nnUNet_*/DIFFREFINE_* variables from outside."""
-    from nnunet_diffrefine.utils.nnunet_folders import trainer_folder
+    from nnunet_diffrefine.workspace.folders import trainer_folder
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("nnUNet_", "DIFFREFINE_"))}
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
@@ -125,48 +125,33 @@ def tiny_nnunet(tmp_path_factory) -> dict[str, str]:
     synthesize_dataset(
         env["nnUNet_raw"], DATASET, "TinyTrain", 5, 1, SynthConfig(shape=(40, 40, 40), seed=7), progress=False
     )
-    run_checked(
-        [
-            str(BIN / "nnUNetv2_plan_and_preprocess"),
-            "-d",
-            str(DATASET),
-            "-c",
-            "3d_fullres",
-            "-np",
-            "1",
-            "-npfp",
-            "1",
-        ],
-        env,
-    )
+    nnunet_commands(env).plan_and_preprocess(DATASET)
     for arch in (*ARCHITECTURES, "nnunet"):
         write_plans_preset(DATASET, arch, cpu=True, preprocessed_root=env["nnUNet_preprocessed"])
     return env
 
 
+def nnunet_commands(env: dict[str, str]):
+    """nnU-Net's commands in the folders of ``env`` (an :func:`isolated_nnunet_env`), one process each,
+    their output captured (and shown when one fails)."""
+    from nnunet_diffrefine.workspace import NnUNetCommands, NnUNetFolders
+
+    return NnUNetCommands(
+        NnUNetFolders.from_mapping(env), env, num_processes=1, echo=False, capture_output=True
+    )
+
+
 def nnunet_train(
     env: dict, trainer: str, plans: str, epochs: int = 1, extra: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess:
-    env = dict(
-        env,
-        DIFFREFINE_NUM_EPOCHS=str(epochs),
-        DIFFREFINE_ITERS_PER_EPOCH="2",
-        DIFFREFINE_VAL_ITERS_PER_EPOCH="1",
+    """``nnUNetv2_train`` fold 0 of the tiny dataset for ``epochs`` x 2 iterations; ``extra``: ``--npz``, ``--c``."""
+    unknown = set(extra) - {"--npz", "--c"}
+    assert not unknown, f"nnunet_train takes --npz and --c, not {unknown}"
+    schedule = {"DIFFREFINE_NUM_EPOCHS": str(epochs), "DIFFREFINE_ITERS_PER_EPOCH": "2"}
+    schedule["DIFFREFINE_VAL_ITERS_PER_EPOCH"] = "1"
+    return nnunet_commands(env).train(
+        DATASET, 0, trainer, plans, npz="--npz" in extra, resume="--c" in extra, extra_environment=schedule
     )
-    args = [
-        str(BIN / "nnUNetv2_train"),
-        str(DATASET),
-        "3d_fullres",
-        "0",
-        "-tr",
-        trainer,
-        "-p",
-        plans,
-        "-device",
-        "cpu",
-        *extra,
-    ]
-    return run_checked(args, env)
 
 
 def trained_model(

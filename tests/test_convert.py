@@ -404,10 +404,14 @@ def test_output_inside_source_is_refused(source2023: Path) -> None:
         convert_brats(source2023, source2023 / "raw", 14, "Inside")
 
 
-def test_raw_root_from_environment(source2023: Path, tmp_path: Path, monkeypatch) -> None:
+def test_raw_root_from_environment(source2023: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """The command reads nnUNet_raw when -o is not given; the library takes the folder as an argument."""
     monkeypatch.setenv("nnUNet_raw", str(tmp_path / "envraw"))
-    assert convert_brats(source2023, None, 15, "Env") == tmp_path / "envraw" / "Dataset015_Env"
+    assert main(["convert", "-i", str(source2023), "-d", "15", "-n", "Env"]) == 0
+    assert (tmp_path / "envraw" / "Dataset015_Env" / "dataset.json").is_file()
     monkeypatch.delenv("nnUNet_raw")
+    assert main(["convert", "-i", str(source2023), "-d", "16", "-n", "NoEnv"]) == 1
+    assert "nnUNet_raw" in capsys.readouterr().err
     with pytest.raises(InputError, match="nnUNet_raw"):
         convert_brats(source2023, None, 16, "NoEnv")
 

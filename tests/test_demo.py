@@ -59,10 +59,10 @@ def test_tiny_demo_runs_the_whole_pipeline_and_a_rerun_skips_every_stage(tmp_pat
 
 
 def test_a_failing_stage_is_one_line_naming_the_stage():
-    from nnunet_diffrefine.demo.stages import Stage, StageError, run_stages
+    from nnunet_diffrefine.workspace import Stage, StageError, StageRunner
 
     def boom() -> None:
         raise OSError("disk full")
 
     with pytest.raises(StageError, match="stage 'train' failed: OSError: disk full"):
-        run_stages([Stage("train", "train", boom, lambda: False)], log=lambda _: None)
+        StageRunner(log=lambda _: None).run([Stage("train", "train", boom, lambda: False)])

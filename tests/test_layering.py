@@ -14,16 +14,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nnunet_diffrefine"
 # what each sub-package may import from this project (besides itself and the top-level modules)
 ALLOWED = {
     "utils": set(),
+    "workspace": {"utils"},
     "data": {"utils"},
     "networks": {"utils"},
     "losses": set(),
     "evaluation": {"utils", "data"},
-    "refine": {"utils", "data", "networks", "losses"},
-    "training": {"utils", "data", "networks", "losses", "refine"},
+    "refine": {"utils", "data", "networks", "losses", "workspace"},
+    "training": {"utils", "data", "networks", "losses", "refine", "workspace"},
     "report": {"utils", "data", "evaluation"},
-    "benchmark": {"utils", "data", "evaluation", "refine", "training"},
-    "demo": {"utils", "data", "refine", "training", "benchmark", "report"},
-    "cli": {"utils", "data", "evaluation", "refine", "training", "benchmark", "report", "demo"},
+    "benchmark": {"utils", "data", "evaluation", "refine", "training", "workspace"},
+    "demo": {"utils", "data", "refine", "training", "benchmark", "report", "workspace"},
+    "cli": {"utils", "data", "evaluation", "refine", "training", "benchmark", "report", "demo", "workspace"},
 }
 ORCHESTRATION = ("demo/pipeline.py", "refine/run.py", "benchmark/run.py", "data/convert.py")
 

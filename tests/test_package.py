@@ -13,7 +13,7 @@ import tomllib
 
 from nnunet_diffrefine.cli.env import env_lines
 from nnunet_diffrefine.cli.main import SUBCOMMANDS, main
-from nnunet_diffrefine.utils.nnunet_folders import trainer_folder
+from nnunet_diffrefine.workspace.folders import trainer_folder
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -104,7 +104,7 @@ def test_wheel_ships_the_trainer_folder_and_env_finds_it(tmp_path):
         return run.stdout.strip()
 
     out = from_the_wheel(
-        "from nnunet_diffrefine.utils.nnunet_folders import trainer_folder; print(trainer_folder())"
+        "from nnunet_diffrefine.workspace.folders import trainer_folder; print(trainer_folder())"
     )
     assert out == str((site / "nnunet_diffrefine" / "trainers").resolve())
     presets = from_the_wheel(

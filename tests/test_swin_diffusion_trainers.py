@@ -70,8 +70,10 @@ def test_train_refiner_for_a_trained_model_then_benchmark_several_refined_rows(
 ):
     from nnunet_diffrefine.benchmark.models import parse_model
     from nnunet_diffrefine.benchmark.run import run_benchmark
+    from nnunet_diffrefine.workspace import NnUNetFolders
 
     env = dict(tiny_nnunet, **SHORT_REFINER)
+    folders = NnUNetFolders.from_mapping(env)
     model = trained_model(env, "SwinUNETRTrainer", PLANS)
     fold = model / "fold_0"
     base = ["-d", str(DATASET), "-tr", "SwinUNETRTrainer", "-p", PLANS, "-f", "0"]
@@ -123,7 +125,14 @@ def test_train_refiner_for_a_trained_model_then_benchmark_several_refined_rows(
         parse_model(f"Swin=SwinUNETRTrainer:{PLANS}+ddpm+medsegdiff"),
     ]
     out = run_benchmark(
-        DATASET, models, [0], split="test", output=tmp_path / "bench", use_mirroring=False, progress=False
+        folders,
+        DATASET,
+        models,
+        [0],
+        split="test",
+        output=tmp_path / "bench",
+        use_mirroring=False,
+        progress=False,
     )
     record = json.loads((out / "benchmark.json").read_text())
     assert [r["name"] for r in record["models"]] == ["Stock", "Swin", "Swin + DDPM", "Swin + MedSegDiff"]

@@ -98,8 +98,10 @@ def test_train_resume_predict(trainer, tiny_nnunet, tmp_path):
 def test_benchmark_against_stock_nnunet_writes_table_csv_and_chart(tiny_nnunet, tmp_path, monkeypatch):
     from nnunet_diffrefine.benchmark.models import parse_model
     from nnunet_diffrefine.benchmark.run import run_benchmark
+    from nnunet_diffrefine.workspace import NnUNetFolders
 
     env = tiny_nnunet
+    folders = NnUNetFolders.from_mapping(env)
     results = Path(env["nnUNet_results"]) / "Dataset980_TinyTrain"
     for trainer, plans in (
         ("nnUNetTrainerCustomSchedule", "nnUNetPlansCPU"),
@@ -117,10 +119,19 @@ def test_benchmark_against_stock_nnunet_writes_table_csv_and_chart(tiny_nnunet, 
     trained_model(env, "MedNeXtCorrDiffTrainer", "nnUNetPlansMedNeXtCPU", extra_env=refiner_env)
     refined = parse_model("MedNeXt=MedNeXtCorrDiffTrainer:nnUNetPlansMedNeXtCPU+corrdiff")
     with pytest.raises(InputError, match="--split test"):
-        run_benchmark(DATASET, [*models, refined], [0], split="cv", output=tmp_path / "bad", progress=False)
+        run_benchmark(
+            folders, DATASET, [*models, refined], [0], split="cv", output=tmp_path / "bad", progress=False
+        )
     for split, rows in (("cv", models), ("test", [*models, refined])):
         out = run_benchmark(
-            DATASET, rows, [0], split=split, output=tmp_path / split, use_mirroring=False, progress=False
+            folders,
+            DATASET,
+            rows,
+            [0],
+            split=split,
+            output=tmp_path / split,
+            use_mirroring=False,
+            progress=False,
         )
         table = (out / "benchmark.md").read_text()
         assert "| Stock |" in table and "| SegResNetTrainer (nnUNetPlansSegResNetCPU) |" in table
@@ -147,8 +158,9 @@ def test_benchmark_against_stock_nnunet_writes_table_csv_and_chart(tiny_nnunet, 
         else:
             assert fold["seconds_per_case"] is None
     with pytest.raises(FileExistsError):
-        run_benchmark(DATASET, models, [0], split="cv", output=tmp_path / "cv", progress=False)
+        run_benchmark(folders, DATASET, models, [0], split="cv", output=tmp_path / "cv", progress=False)
     official = run_benchmark(  # the same rows under the official protocol (the dataset's GoAT groups)
+        folders,
         DATASET,
         models,
         [0],

@@ -226,7 +226,7 @@ def test_trainer_writes_its_network_and_patch_into_the_plans_it_holds(key, multi
     import importlib
     import sys
 
-    from nnunet_diffrefine.utils.nnunet_folders import trainer_folder
+    from nnunet_diffrefine.workspace.folders import trainer_folder
 
     monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
     monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "pre"))
@@ -268,7 +268,7 @@ def test_trainer_writes_its_network_and_patch_into_the_plans_it_holds(key, multi
 def test_trainers_are_found_the_way_nnunet_looks_them_up(monkeypatch):
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
-    from nnunet_diffrefine.utils.nnunet_folders import trainer_folder
+    from nnunet_diffrefine.workspace.folders import trainer_folder
 
     monkeypatch.setenv("nnUNet_extTrainer", str(trainer_folder()))
     for name in (

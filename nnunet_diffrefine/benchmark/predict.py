@@ -13,10 +13,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from nnunet_diffrefine.environment import ensure_trainer_lookup
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.refine.priors import PriorPrediction, write_prior_prediction
 from nnunet_diffrefine.utils.io import write_json
-from nnunet_diffrefine.utils.nnunet_folders import ensure_trainer_lookup
 from nnunet_diffrefine.utils.resources import Measurement, measure
 
 TIMINGS_FILE = "timings.json"

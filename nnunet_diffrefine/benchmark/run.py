@@ -39,8 +39,8 @@ from nnunet_diffrefine.evaluation.folder import dataset_regions, evaluate_folder
 from nnunet_diffrefine.evaluation.official import OFFICIAL_GROUPS
 from nnunet_diffrefine.evaluation.official_folder import default_official_config, evaluate_folder_official
 from nnunet_diffrefine.utils.io import OutputExistsError, atomic_output_file, write_json
-from nnunet_diffrefine.utils.nnunet_folders import find_preprocessed_dataset
 from nnunet_diffrefine.utils.resources import Measurement
+from nnunet_diffrefine.workspace.folders import NnUNetFolders
 
 PREFERRED_ORDER = ("TC", "WT", "ET")  # seed 000 Table 3
 
@@ -155,6 +155,7 @@ def _check_models(models: list[ModelSpec], folds: list[int], split: str, results
 
 
 def prepare_benchmark(
+    folders: NnUNetFolders,
     dataset,
     split,
     images,
@@ -170,10 +171,8 @@ def prepare_benchmark(
         raise InputError(f"split must be 'cv' or 'test', got {split!r}")
     if protocol not in ("brats-2023", "brats-official"):
         raise InputError(f"protocol must be brats-2023 or brats-official, got {protocol!r}")
-    results_root = os.environ.get("nnUNet_results")
-    if not results_root:
-        raise InputError("nnUNet_results is not set (see 'nnunet-diffrefine env')")
-    pre = find_preprocessed_dataset(dataset)
+    results_root = str(folders.require("nnUNet_results"))
+    pre = folders.preprocessed_dataset(dataset)
     dataset_json = json.loads((pre / "dataset.json").read_text())
     regions, region_names, _ = dataset_regions(dataset_json)
     if protocol == "brats-official":
@@ -205,7 +204,8 @@ def prepare_benchmark(
         **options,
     )
     if split == "test":
-        raw = Path(os.environ.get("nnUNet_raw", "")) / pre.name
+        if images is None or labels is None:
+            raw = folders.require("nnUNet_raw") / pre.name
         setup.images = Path(images) if images else raw / "imagesTs"
         setup.labels = Path(labels) if labels else raw / "labelsTs"
         setup.cases = case_files(
@@ -300,6 +300,7 @@ def write_tables(setup: BenchmarkSetup, results: list[ModelResult], folds: list[
 
 
 def run_benchmark(
+    folders: NnUNetFolders,
     dataset: str | int,
     models: list[ModelSpec],
     folds: list[int],
@@ -315,10 +316,10 @@ def run_benchmark(
     protocol: str = "brats-2023",
     official_config: str | None = None,
 ) -> Path:
-    """Run the benchmark and return the output folder (see the module docstring)."""
+    """Run the benchmark in nnU-Net's ``folders`` and return the output folder (see the module docstring)."""
     options = dict(device=device, use_mirroring=use_mirroring, num_processes=num_processes, progress=progress)
     setup = prepare_benchmark(
-        dataset, split, images, labels, output, overwrite, protocol, official_config, **options
+        folders, dataset, split, images, labels, output, overwrite, protocol, official_config, **options
     )
     models = _check_models(models, folds, split, setup.results_root, setup.dataset_name)
     setup.out.mkdir(parents=True, exist_ok=True)

@@ -25,9 +25,11 @@ DESCRIPTION = (
 def run(args: argparse.Namespace) -> int:
     from nnunet_diffrefine.benchmark.models import parse_model
     from nnunet_diffrefine.benchmark.run import run_benchmark
+    from nnunet_diffrefine.environment import nnunet_folders
 
     models = [parse_model(m, args.c) for m in args.models]
     out = run_benchmark(
+        nnunet_folders(),
         args.dataset,
         models,
         args.f,

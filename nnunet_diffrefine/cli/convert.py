@@ -43,8 +43,12 @@ def run(args: argparse.Namespace) -> int:
         "label_based",
         "challenge",
     )
+    from nnunet_diffrefine.environment import nnunet_folders
+
     folder = convert_brats(
-        source=args.input, raw_root=args.output, **{key: getattr(args, key) for key in options}
+        source=args.input,
+        raw_root=args.output or nnunet_folders().raw,
+        **{key: getattr(args, key) for key in options},
     )
     with open(folder / REPORT_FILE) as f:
         report = json.load(f)

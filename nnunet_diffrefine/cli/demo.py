@@ -19,11 +19,13 @@ DESCRIPTION = (
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_diffrefine.demo.pipeline import DemoConfig, run_demo
+    from nnunet_diffrefine.environment import nnunet_folders, process_environment
 
     output = Path(args.output)
     overrides = {k: v for k, v in {"num_processes": args.np, "device": args.device}.items() if v is not None}
+    overrides["folders"] = nnunet_folders()  # those set in the environment; the others go under -o
     config = DemoConfig.tiny(output, **overrides) if args.tiny else DemoConfig(output=output, **overrides)
-    run_demo(config)
+    run_demo(config, process_environment())
     return 0
 
 

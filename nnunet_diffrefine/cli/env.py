@@ -11,7 +11,7 @@ import os
 import shlex
 from pathlib import Path
 
-from nnunet_diffrefine.utils.nnunet_folders import trainer_folder
+from nnunet_diffrefine.workspace.folders import trainer_folder
 
 SUMMARY = "print the shell lines that point nnUNet_extTrainer at this project's trainers"
 DESCRIPTION = (

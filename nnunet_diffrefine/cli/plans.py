@@ -16,6 +16,7 @@ DESCRIPTION = (
 
 
 def run(args: argparse.Namespace) -> int:
+    from nnunet_diffrefine.environment import nnunet_folders
     from nnunet_diffrefine.training.plans_presets import write_plans_preset
 
     path = write_plans_preset(
@@ -25,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
         source_plans=args.pl,
         configurations=tuple(args.c),
         overwrite=args.overwrite,
+        preprocessed_root=nnunet_folders().require("nnUNet_preprocessed"),
     )
     print(f"wrote {path}")
     print(f"use it with: nnUNetv2_train {args.dataset} {args.c[0]} FOLD -p {path.stem} -tr <Trainer>")

@@ -24,9 +24,9 @@ DESCRIPTION = (
 
 
 def run(args: argparse.Namespace) -> int:
+    from nnunet_diffrefine.environment import nnunet_folders
     from nnunet_diffrefine.refine.postprocess import PostprocessConfig
     from nnunet_diffrefine.refine.run import input_cases, refine_folder
-    from nnunet_diffrefine.utils.nnunet_folders import model_folder_for
 
     input_cases(args.i, args.images, args.num_parts, args.part_id)  # the inputs first, then the model
     overrides = {
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     out = refine_folder(
         args.i,
         args.o,
-        model_folder_for(args.d, args.tr, args.p, args.c),
+        nnunet_folders().model_folder(args.d, args.tr, args.p, args.c),
         args.f,
         args.images,
         refiner=args.refiner,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from nnunet_diffrefine.cli.arguments import (
     add_flag,
@@ -38,8 +37,9 @@ def _shape(values: list[int]) -> tuple[int, int, int]:
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
+    from nnunet_diffrefine.environment import nnunet_folders
 
-    raw_root = args.output or os.environ.get("nnUNet_raw")
+    raw_root = args.output or nnunet_folders().raw
     if not raw_root:
         raise InputError("no output folder: pass -o RAW_ROOT or set nnUNet_raw")
     spacing = None

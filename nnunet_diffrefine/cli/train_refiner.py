@@ -52,11 +52,13 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from nnunet_diffrefine.environment import nnunet_folders
     from nnunet_diffrefine.refine.train import train_refiner_for_model
 
     settings = settings_from_args(args)
     print(f"{args.refiner} settings: {settings.summary()}")
     folders = train_refiner_for_model(
+        nnunet_folders(),
         args.d,
         args.tr,
         args.p,

@@ -413,9 +413,7 @@ def _write_seg(src: Path, dst: Path, spec: Convention, linker: _Linker) -> None:
 
 def _resolve_raw_root(raw_root: str | os.PathLike | None) -> Path:
     if raw_root is None or str(raw_root) == "":
-        raw_root = os.environ.get("nnUNet_raw")
-        if not raw_root:
-            raise InputError("no output folder: pass -o RAW_ROOT or set the nnUNet_raw environment variable")
+        raise InputError("no output folder: pass -o RAW_ROOT or set the nnUNet_raw environment variable")
     return Path(raw_root)
 
 
@@ -539,7 +537,7 @@ def convert_brats(
     """Convert a BraTS release folder into the nnU-Net raw dataset ``raw_root/DatasetXXX_NAME``.
 
     ``source``: folder with one sub-folder per case (the sub-folder name becomes the nnU-Net case id).
-    ``raw_root``: nnU-Net raw folder; ``None`` means ``$nnUNet_raw``. ``layout``: ``"auto"`` or a key of
+    ``raw_root``: nnU-Net raw folder (the command line passes ``$nnUNet_raw`` when ``-o`` is not given). ``layout``: ``"auto"`` or a key of
     :data:`LAYOUTS`; ``challenge``: ``"auto"`` or a key of
     :data:`~nnunet_diffrefine.data.challenges.CONVENTIONS` (its layout then applies). Invalid cases (see
     :func:`check_case` for the checks and the meaning of ``tolerance``; a label outside the convention

@@ -22,13 +22,12 @@ only door there is. Everything else gets its settings as arguments.
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_diffrefine.data.brats import dataset_folder_name
-from nnunet_diffrefine.demo.stages import Stage, command_path, run_command, run_stages
-from nnunet_diffrefine.utils.nnunet_folders import trainer_folder
+from nnunet_diffrefine.workspace import NnUNetCommands, NnUNetFolders, Stage, StageRunner
 
 STOCK = ("nnUNetTrainerCustomSchedule", "nnUNetPlansCPU")
 MEDNEXT = ("MedNeXtTrainer", "nnUNetPlansMedNeXtCPU")
@@ -39,10 +38,11 @@ PLANS = (STOCK[1], MEDNEXT[1])
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Sizes of the demo. ``output`` holds nnUNet_raw, nnUNet_preprocessed and nnUNet_results
-    unless those variables are already set."""
+    """Sizes of the demo. ``output`` holds nnUNet_raw, nnUNet_preprocessed and nnUNet_results, except
+    those given in ``folders`` (the command line passes the variables that are set)."""
 
     output: Path
+    folders: NnUNetFolders = NnUNetFolders()
     dataset_id: int = 970
     name: str = "DemoBraTS"
     num_train: int = 16
@@ -75,6 +75,10 @@ class DemoConfig:
         )
         base.update(overrides)
         return cls(output=output, **base)
+
+    def nnunet_folders(self) -> NnUNetFolders:
+        """The demo's nnU-Net folders: those of ``folders``, the others under ``output``."""
+        return self.folders.with_defaults(NnUNetFolders.under(self.output))
 
     def schedule(self):
         """The base models' CPU schedule (same iterations for both; each trainer's learning rate)."""
@@ -111,7 +115,7 @@ class DemoConfig:
 class DemoPaths:
     """Where the demo's stages read and write."""
 
-    folders: dict[str, str]
+    folders: NnUNetFolders
     raw: Path
     preprocessed: Path
     results: Path
@@ -120,16 +124,13 @@ class DemoPaths:
 
     @classmethod
     def of(cls, config: DemoConfig) -> DemoPaths:
-        folders = {
-            name: os.environ.get(name) or str((config.output / name).resolve())
-            for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
-        }
+        folders = config.nnunet_folders()
         dataset = dataset_folder_name(config.dataset_id, config.name)
-        results = Path(folders["nnUNet_results"]) / dataset
+        results = folders.results / dataset
         return cls(
             folders,
-            Path(folders["nnUNet_raw"]) / dataset,
-            Path(folders["nnUNet_preprocessed"]) / dataset,
+            folders.raw / dataset,
+            folders.preprocessed / dataset,
             results,
             results / "benchmark_test",
             config.output / "report",
@@ -139,43 +140,12 @@ class DemoPaths:
         return self.results / f"{model[0]}__{model[1]}__3d_fullres"
 
 
-def nnunet_environment(config: DemoConfig, paths: DemoPaths) -> dict[str, str]:
-    """The environment of the nnU-Net commands: the folders, this project's trainers and the short
-    schedule of nnU-Net's trainers (see the module docstring)."""
-    env = dict(os.environ, **paths.folders, nnUNet_extTrainer=str(trainer_folder()))
-    env.setdefault("nnUNet_n_proc_DA", str(config.num_processes))
-    env.setdefault(
-        "nnUNet_def_n_proc", str(config.num_processes)
-    )  # nnU-Net's default (8) oversubscribes 2 cores
-    return env
-
-
-class _nnUNetFolders:  # noqa: N801 - nnU-Net's spelling
-    """Within the block, this process sees the demo's nnU-Net folders (the library reads them from there)."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.values = {
-            k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer")
-        }
-
-    def __enter__(self) -> None:
-        self.old = {k: os.environ.get(k) for k in self.values}
-        os.environ.update(self.values)
-
-    def __exit__(self, *exc) -> None:
-        for k, v in self.old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def synthesize(config: DemoConfig, paths: DemoPaths) -> None:
     from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
 
     cfg = SynthConfig(shape=(config.shape,) * 3, seed=config.seed, phenotype=config.phenotype)
     synthesize_dataset(
-        paths.folders["nnUNet_raw"],
+        paths.folders.raw,
         config.dataset_id,
         config.name,
         config.num_train,
@@ -193,11 +163,8 @@ def preprocessed_complete(paths: DemoPaths) -> bool:
     return all((data / f"{c}.pkl").is_file() for c in cases)
 
 
-def plan_and_preprocess(config: DemoConfig, env: dict) -> None:
-    command = [command_path("nnUNetv2_plan_and_preprocess"), "-d", str(config.dataset_id)]
-    n = str(config.num_processes)
-    command += ["--verify_dataset_integrity", "-c", "3d_fullres", "-np", n, "-npfp", n]
-    run_command(command, env, "plan_and_preprocess")
+def plan_and_preprocess(config: DemoConfig, nnunet: NnUNetCommands) -> None:
+    nnunet.plan_and_preprocess(config.dataset_id, verify_integrity=True)
 
 
 def write_presets(config: DemoConfig, paths: DemoPaths) -> None:
@@ -212,10 +179,9 @@ def write_presets(config: DemoConfig, paths: DemoPaths) -> None:
         )
 
 
-def train_base(config: DemoConfig, env: dict, model: tuple[str, str], stage: str) -> None:
-    command = [command_path("nnUNetv2_train"), str(config.dataset_id), "3d_fullres", "0", "-tr", model[0]]
-    command += ["-p", model[1], "-device", config.device, "--npz", "--c"]
-    run_command(command, dict(env, **config.schedule().environment(model[0])), stage)
+def train_base(config: DemoConfig, nnunet: NnUNetCommands, model: tuple[str, str]) -> None:
+    schedule = config.schedule().environment(model[0])
+    nnunet.train(config.dataset_id, 0, model[0], model[1], device=config.device, extra_environment=schedule)
 
 
 def base_trained(paths: DemoPaths, model: tuple[str, str]) -> bool:
@@ -223,22 +189,22 @@ def base_trained(paths: DemoPaths, model: tuple[str, str]) -> bool:
     return (fold / "checkpoint_final.pth").is_file() and (fold / "validation" / "summary.json").is_file()
 
 
-def train_corrdiff(config: DemoConfig, env: dict) -> None:
+def train_corrdiff(config: DemoConfig, paths: DemoPaths) -> None:
     from nnunet_diffrefine.refine.train import train_refiner_for_model
 
-    with _nnUNetFolders(env):
-        train_refiner_for_model(
-            config.dataset_id,
-            *MEDNEXT,
-            "3d_fullres",
-            [0],
-            REFINER,
-            config.refiner_settings(),
-            device=config.device,
-        )
+    train_refiner_for_model(
+        paths.folders,
+        config.dataset_id,
+        *MEDNEXT,
+        "3d_fullres",
+        [0],
+        REFINER,
+        config.refiner_settings(),
+        device=config.device,
+    )
 
 
-def benchmark(config: DemoConfig, env: dict, paths: DemoPaths) -> None:
+def benchmark(config: DemoConfig, paths: DemoPaths) -> None:
     from nnunet_diffrefine.benchmark.models import parse_model
     from nnunet_diffrefine.benchmark.run import run_benchmark
 
@@ -246,16 +212,16 @@ def benchmark(config: DemoConfig, env: dict, paths: DemoPaths) -> None:
         parse_model(f"{ROWS['stock']}={STOCK[0]}:{STOCK[1]}"),
         parse_model(f"{ROWS['mednext']}={MEDNEXT[0]}:{MEDNEXT[1]}+{REFINER}"),
     ]
-    with _nnUNetFolders(env):
-        out = run_benchmark(
-            config.dataset_id,
-            models,
-            [0],
-            split="test",
-            output=paths.benchmark,
-            device=config.device,
-            overwrite=True,
-        )
+    out = run_benchmark(
+        paths.folders,
+        config.dataset_id,
+        models,
+        [0],
+        split="test",
+        output=paths.benchmark,
+        device=config.device,
+        overwrite=True,
+    )
     print((out / "benchmark.md").read_text())
 
 
@@ -281,14 +247,15 @@ def _places(paths: DemoPaths) -> dict[str, Path]:
         "MedNeXt + CorrDiff": paths.model(MEDNEXT),
         "benchmark": paths.benchmark,
         "report": paths.report,
-        **{k: Path(v) for k, v in paths.folders.items()},
+        **{k: Path(v) for k, v in paths.folders.variables().items()},
     }
 
 
-def build_stages(config: DemoConfig) -> tuple[list[Stage], dict[str, Path]]:
-    """The demo's stages in order, and the places worth showing the user."""
+def build_stages(config: DemoConfig, environment: Mapping[str, str] | None = None):
+    """The demo's stages in order, and the places worth showing the user (``list[Stage]``, ``{label: Path}``).
+    ``environment``: what nnU-Net's commands inherit (the command line passes its own)."""
     paths = DemoPaths.of(config)
-    env = nnunet_environment(config, paths)
+    nnunet = NnUNetCommands(paths.folders, dict(environment or {}), config.num_processes, echo=False)
     refiner_done = paths.model(MEDNEXT) / "fold_0" / f"refiner_{REFINER}" / "refiner_final.pth"
     schedule = config.describe_schedule
     stages = [
@@ -301,7 +268,7 @@ def build_stages(config: DemoConfig) -> tuple[list[Stage], dict[str, Path]]:
         Stage(
             "plan_and_preprocess",
             "nnUNetv2_plan_and_preprocess --verify_dataset_integrity (3d_fullres)",
-            lambda: plan_and_preprocess(config, env),
+            lambda: plan_and_preprocess(config, nnunet),
             lambda: preprocessed_complete(paths),
         ),
         Stage(
@@ -313,25 +280,25 @@ def build_stages(config: DemoConfig) -> tuple[list[Stage], dict[str, Path]]:
         Stage(
             "train_nnunet",
             f"nnUNetv2_train fold 0 -tr {STOCK[0]} -p {STOCK[1]} ({schedule(STOCK[0], 'SGD')})",
-            lambda: train_base(config, env, STOCK, "train_nnunet"),
+            lambda: train_base(config, nnunet, STOCK),
             lambda: base_trained(paths, STOCK),
         ),
         Stage(
             "train_mednext",
             f"nnUNetv2_train fold 0 -tr {MEDNEXT[0]} -p {MEDNEXT[1]} --npz ({schedule(MEDNEXT[0], 'AdamW')})",
-            lambda: train_base(config, env, MEDNEXT, "train_mednext"),
+            lambda: train_base(config, nnunet, MEDNEXT),
             lambda: base_trained(paths, MEDNEXT),
         ),
         Stage(
             "train_corrdiff",
             f"CorrDiff on MedNeXt's out-of-fold probabilities ({config.refiner_settings().summary()})",
-            lambda: train_corrdiff(config, env),
+            lambda: train_corrdiff(config, paths),
             refiner_done.is_file,
         ),
         Stage(
             "benchmark",
             "predict the test split, refine with CorrDiff, evaluate, table + CSV + PNG",
-            lambda: benchmark(config, env, paths),
+            lambda: benchmark(config, paths),
             lambda: (paths.benchmark / "benchmark.md").is_file(),
         ),
         Stage(
@@ -344,10 +311,10 @@ def build_stages(config: DemoConfig) -> tuple[list[Stage], dict[str, Path]]:
     return stages, _places(paths)
 
 
-def run_demo(config: DemoConfig) -> dict[str, str]:
+def run_demo(config: DemoConfig, environment: Mapping[str, str] | None = None) -> dict[str, str]:
     """Run every stage; prints where everything is and returns each stage's status."""
-    stages, places = build_stages(config)
-    status = run_stages(stages)
+    stages, places = build_stages(config, environment)
+    status = StageRunner().run(stages)
     print("\nWhere everything is:")
     for label, path in places.items():
         print(f"  {label:>20}: {path}")

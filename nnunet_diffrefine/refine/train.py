@@ -32,11 +32,12 @@ from nnunet_diffrefine.refine.base import CONFIG_FILE, WEIGHTS_FILE, DatasetSign
 from nnunet_diffrefine.refine.gate import blend_gains, decide_gate, unit_names
 from nnunet_diffrefine.refine.priors import PriorPrediction, out_of_fold_prediction_of
 from nnunet_diffrefine.refine.registry import refiner_class
+from nnunet_diffrefine.refine.run import load_model_context
 from nnunet_diffrefine.refine.settings import RefinerSettings
 from nnunet_diffrefine.refine.training_data import out_of_fold_cases, split_train_val
 from nnunet_diffrefine.refine.training_loop import HISTORY_FILE, LATEST_FILE
 from nnunet_diffrefine.utils.io import OutputExistsError, write_json
-from nnunet_diffrefine.utils.nnunet_folders import model_folder_for
+from nnunet_diffrefine.workspace.folders import NnUNetFolders
 
 
 def refiner_folder(fold_folder: str | os.PathLike, refiner_name: str, tag: str | None = None) -> Path:
@@ -214,26 +215,20 @@ def train_refiner(
     return folder
 
 
-def _model_context(model: Path, configuration: str):
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
-    plans_manager = PlansManager(str(model / "plans.json"))
-    dataset_json = json.loads((model / "dataset.json").read_text())
-    try:
-        configuration_manager = plans_manager.get_configuration(configuration)
-    except Exception as e:  # noqa: BLE001 - nnU-Net raises a bare RuntimeError for an unknown configuration
-        raise InputError(f"{model / 'plans.json'}: {e}") from None
-    root = os.environ.get("nnUNet_preprocessed", "")
-    preprocessed = Path(root) / plans_manager.dataset_name / configuration_manager.data_identifier
-    if not root or not preprocessed.is_dir():
+def _preprocessed_data(context, folders: NnUNetFolders) -> Path:
+    """``nnUNet_preprocessed/DatasetXXX_NAME/<data identifier>``: the base model's preprocessed cases."""
+    root = folders.require("nnUNet_preprocessed")
+    preprocessed = root / context.plans_manager.dataset_name / context.configuration_manager.data_identifier
+    if not preprocessed.is_dir():
         raise InputError(
             f"{preprocessed} does not exist: the refiner trains on the base model's preprocessed data "
-            f"(set nnUNet_preprocessed and run nnUNetv2_plan_and_preprocess)"
+            f"(run nnUNetv2_plan_and_preprocess)"
         )
-    return plans_manager, configuration_manager, dataset_json, preprocessed
+    return preprocessed
 
 
 def train_refiner_for_model(
+    folders: NnUNetFolders,
     dataset: str | int,
     trainer: str,
     plans: str,
@@ -247,7 +242,8 @@ def train_refiner_for_model(
     log: Callable[[str], None] = print,
     tag: str | None = None,
 ) -> list[Path]:
-    """Train ``refiner`` for each fold of ``nnUNet_results/DatasetXXX/TRAINER__PLANS__CONFIGURATION``.
+    """Train ``refiner`` for each fold of ``nnUNet_results/DatasetXXX/TRAINER__PLANS__CONFIGURATION``
+    (nnU-Net's folders as ``folders``).
 
     Each fold's refiner trains on that fold's out-of-fold probabilities, or on those of the folds
     ``out_of_fold_from`` together. Returns the ``fold_N/refiner_<name>`` folders (``__<tag>`` appended
@@ -256,8 +252,9 @@ def train_refiner_for_model(
     if tag is not None:
         refiner_folder(".", refiner, tag)  # a bad tag fails before any work
     refiner_class(refiner)
-    model = model_folder_for(dataset, trainer, plans, configuration)
-    plans_manager, configuration_manager, dataset_json, preprocessed = _model_context(model, configuration)
+    model = folders.model_folder(dataset, trainer, plans, configuration)
+    context = load_model_context(model)
+    preprocessed = _preprocessed_data(context, folders)
     sources = [model / f"fold_{f}" / "validation" for f in out_of_fold_from] if out_of_fold_from else None
     for fold in folds:
         checkpoint = model / f"fold_{fold}" / "checkpoint_final.pth"
@@ -271,9 +268,9 @@ def train_refiner_for_model(
                 model / f"fold_{fold}",
                 refiner,
                 preprocessed,
-                plans_manager,
-                configuration_manager,
-                dataset_json,
+                context.plans_manager,
+                context.configuration_manager,
+                context.dataset_json,
                 settings=settings,
                 device=device,
                 validation_folders=sources,

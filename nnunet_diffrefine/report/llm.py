@@ -15,7 +15,6 @@ when none succeeded) from which the key has been removed (:func:`redact`); the k
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
@@ -24,12 +23,18 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from nnunet_diffrefine.environment import REPORT_MODEL_VARIABLE, report_model
+from nnunet_diffrefine.environment import (
+    REPORT_BASE_URL_VARIABLE,
+    REPORT_DEFAULT_KEY_VARIABLE,
+    REPORT_MODEL_VARIABLE,
+    report_endpoint,
+    report_model,
+)
 
 DEFAULT_MODEL = "gpt-4o"
 MODEL_ENV = REPORT_MODEL_VARIABLE
-BASE_URL_ENV = "OPENAI_BASE_URL"
-DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+BASE_URL_ENV = REPORT_BASE_URL_VARIABLE
+DEFAULT_KEY_ENV = REPORT_DEFAULT_KEY_VARIABLE
 PLACEHOLDER_KEY = "not-needed"
 """Sent when a base URL is set without a key (local servers ignore it; the client needs one)."""
 
@@ -69,11 +74,11 @@ def settings_from(
     environ: Mapping[str, str] | None = None,
 ) -> LLMSettings:
     """Settings from the flags, falling back on the environment (see the module docstring)."""
-    env = os.environ if environ is None else environ
+    env_base_url, env_api_key = report_endpoint(api_key_env, environ)
     return LLMSettings(
-        model=model or report_model(env) or DEFAULT_MODEL,
-        base_url=base_url or env.get(BASE_URL_ENV) or None,
-        api_key=env.get(api_key_env) or None,
+        model=model or report_model(environ) or DEFAULT_MODEL,
+        base_url=base_url or env_base_url,
+        api_key=env_api_key,
         timeout_s=float(timeout_s),
         max_retries=int(max_retries),
     )

@@ -17,7 +17,7 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from nnunet_diffrefine.environment import REPORT_SECRET_VARIABLE, report_secret_file
+from nnunet_diffrefine.environment import REPORT_SECRET_VARIABLE, report_secret_file, user_config_folder
 
 SECRET_ENV = REPORT_SECRET_VARIABLE
 """Environment variable naming the secret's file (default: under ``$XDG_CONFIG_HOME`` or ``~/.config``)."""
@@ -30,8 +30,7 @@ def secret_file() -> Path:
     chosen = report_secret_file()
     if chosen is not None:
         return chosen
-    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(config) / "nnunet-diffrefine" / "report-pseudonym.key"
+    return user_config_folder() / "nnunet-diffrefine" / "report-pseudonym.key"
 
 
 def installation_secret() -> tuple[bytes, bool]:

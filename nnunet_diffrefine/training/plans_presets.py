@@ -21,7 +21,7 @@ from pathlib import Path
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.training.architectures import ARCHITECTURES, round_up_patch
 from nnunet_diffrefine.utils.io import OutputExistsError, write_json
-from nnunet_diffrefine.utils.nnunet_folders import find_preprocessed_dataset
+from nnunet_diffrefine.workspace.folders import NnUNetFolders
 
 CPU_MAX_PATCH = 64
 CPU_BATCH_SIZE = 2
@@ -74,12 +74,14 @@ def write_plans_preset(
     source_plans: str = "nnUNetPlans",
     configurations: tuple[str, ...] = ("3d_fullres",),
     overwrite: bool = False,
-    preprocessed_root: str | os.PathLike | None = None,
+    *,
+    preprocessed_root: str | os.PathLike,
 ) -> Path:
-    """Write the preset plans file and return its path (see the module docstring)."""
+    """Write the preset plans file into ``preprocessed_root/DatasetXXX_NAME`` (nnUNet_preprocessed) and
+    return its path (see the module docstring)."""
     if arch not in ARCH_CHOICES:
         raise InputError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCH_CHOICES)}")
-    folder = find_preprocessed_dataset(dataset, preprocessed_root)
+    folder = NnUNetFolders(preprocessed=preprocessed_root).preprocessed_dataset(dataset)
     source = folder / f"{source_plans}.json"
     if not source.is_file():
         raise InputError(f"{source} does not exist: run nnUNetv2_plan_and_preprocess first")

@@ -1,0 +1,176 @@
+"""nnU-Net's commands as one typed API: plan and preprocess, train, predict, ensemble, evaluate.
+
+Each method builds the command line nnU-Net documents and runs it with the workspace's folders, this
+project's trainer folder and the process counts in its environment; a non-zero exit is one
+:class:`CommandError` naming the command. The console scripts are taken from the running environment
+(they live next to ``python``), so a virtual environment that is not activated still works.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nnunet_diffrefine.errors import DiffRefineError
+from nnunet_diffrefine.workspace.folders import NnUNetFolders, trainer_folder
+
+
+class CommandError(DiffRefineError):
+    """An nnU-Net command exited with a non-zero code; the message names the command."""
+
+
+def command_path(name: str) -> str:
+    """A console script of the running environment, else ``name`` (found on ``PATH``)."""
+    candidate = os.path.join(os.path.dirname(sys.executable), name)
+    return candidate if os.path.exists(candidate) else name
+
+
+@dataclass(frozen=True)
+class NnUNetCommands:
+    """Runs nnU-Net's commands in ``folders``.
+
+    ``base_environment`` is the environment the commands inherit (the caller passes ``os.environ`` at the
+    command-line boundary; the library never reads it); ``num_processes`` caps nnU-Net's worker pools
+    (its default of 8 oversubscribes a small machine); with ``capture_output`` a command's output is kept
+    (returned, and its tail put into the error when it fails) instead of shown.
+    """
+
+    folders: NnUNetFolders
+    base_environment: Mapping[str, str] = field(default_factory=dict)
+    num_processes: int = 2
+    echo: bool = True
+    capture_output: bool = False
+
+    def environment(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment of a command: inherited values, the folders, the trainer folder, ``extra``."""
+        env = dict(self.base_environment)
+        env.update(self.folders.variables())
+        env["nnUNet_extTrainer"] = str(trainer_folder())
+        env.setdefault("nnUNet_n_proc_DA", str(self.num_processes))
+        env.setdefault("nnUNet_def_n_proc", str(self.num_processes))
+        env.update(extra or {})
+        return env
+
+    def run(
+        self, name: str, arguments: Sequence[str], extra: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
+        """Run console script ``name`` with ``arguments``."""
+        command = [command_path(name), *map(str, arguments)]
+        if self.echo:
+            print("$", " ".join(command), flush=True)
+        result = subprocess.run(
+            command, env=self.environment(extra), capture_output=self.capture_output, text=True
+        )
+        if result.returncode != 0:
+            output = f":\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}" if self.capture_output else ""
+            raise CommandError(f"'{' '.join(command)}' exited with code {result.returncode}{output}")
+        return result
+
+    def plan_and_preprocess(
+        self,
+        dataset_id: int,
+        configurations: Sequence[str] = ("3d_fullres",),
+        verify_integrity: bool = False,
+    ) -> None:
+        """``nnUNetv2_plan_and_preprocess -d ID -c CONFIGURATIONS -np N -npfp N [--verify_dataset_integrity]``."""
+        n = self.num_processes
+        arguments = ["-d", dataset_id, "-c", *configurations, "-np", *[n] * len(configurations), "-npfp", n]
+        self.run(
+            "nnUNetv2_plan_and_preprocess",
+            arguments + (["--verify_dataset_integrity"] if verify_integrity else []),
+        )
+
+    def extract_fingerprint(self, dataset_id: int) -> None:
+        """``nnUNetv2_extract_fingerprint -d ID -np N``."""
+        self.run("nnUNetv2_extract_fingerprint", ["-d", dataset_id, "-np", self.num_processes])
+
+    def plan_experiment(self, dataset_id: int, arguments: Sequence[str] = ()) -> None:
+        """``nnUNetv2_plan_experiment -d ID ARGUMENTS`` (e.g. ``-overwrite_target_spacing``, ``-overwrite_plans_name``)."""
+        self.run("nnUNetv2_plan_experiment", ["-d", dataset_id, *arguments])
+
+    def preprocess(
+        self, dataset_id: int, plans: str, configurations: Sequence[str] = ("3d_fullres",)
+    ) -> None:
+        """``nnUNetv2_preprocess -d ID -plans_name PLANS -c CONFIGURATIONS -np N``."""
+        n = [self.num_processes] * len(configurations)
+        self.run(
+            "nnUNetv2_preprocess", ["-d", dataset_id, "-plans_name", plans, "-c", *configurations, "-np", *n]
+        )
+
+    def train(
+        self,
+        dataset_id: int,
+        fold: int | str,
+        trainer: str,
+        plans: str = "nnUNetPlans",
+        configuration: str = "3d_fullres",
+        device: str = "cpu",
+        npz: bool = True,
+        resume: bool = True,
+        extra_environment: Mapping[str, str] | None = None,
+    ) -> subprocess.CompletedProcess:
+        """``nnUNetv2_train ID CONFIGURATION FOLD -tr TRAINER -p PLANS -device DEVICE [--npz] [--c]``;
+        ``extra_environment`` carries what only the environment reaches (a trainer's schedule)."""
+        arguments = [dataset_id, configuration, fold, "-tr", trainer, "-p", plans, "-device", device]
+        arguments += (["--npz"] if npz else []) + (["--c"] if resume else [])
+        return self.run("nnUNetv2_train", arguments, extra_environment)
+
+    def predict(
+        self,
+        images: str | os.PathLike,
+        output: str | os.PathLike,
+        dataset_id: int,
+        folds: Sequence[int | str],
+        trainer: str,
+        plans: str = "nnUNetPlans",
+        configuration: str = "3d_fullres",
+        device: str = "cpu",
+        save_probabilities: bool = True,
+        mirroring: bool = True,
+    ) -> None:
+        """``nnUNetv2_predict -i IMAGES -o OUTPUT -d ID -c CONFIGURATION -f FOLDS -tr TRAINER -p PLANS``
+        (``--save_probabilities``, ``--disable_tta`` without mirroring)."""
+        arguments = ["-i", images, "-o", output, "-d", dataset_id, "-c", configuration, "-f", *folds]
+        arguments += ["-tr", trainer, "-p", plans, "-device", device]
+        arguments += ["-npp", self.num_processes, "-nps", self.num_processes]
+        arguments += (["--save_probabilities"] if save_probabilities else []) + (
+            [] if mirroring else ["--disable_tta"]
+        )
+        self.run("nnUNetv2_predict", arguments)
+
+    def ensemble(
+        self, inputs: Sequence[str | os.PathLike], output: str | os.PathLike, save_probabilities: bool = False
+    ) -> None:
+        """``nnUNetv2_ensemble -i INPUTS -o OUTPUT -np N [--save_npz]``: average the probabilities of folders."""
+        arguments = ["-i", *inputs, "-o", output, "-np", self.num_processes]
+        self.run("nnUNetv2_ensemble", arguments + (["--save_npz"] if save_probabilities else []))
+
+    def evaluate_folder(
+        self,
+        references: str | os.PathLike,
+        predictions: str | os.PathLike,
+        dataset_json: str | os.PathLike,
+        plans_json: str | os.PathLike,
+    ) -> Path:
+        """``nnUNetv2_evaluate_folder REF PRED -djfile DATASET_JSON -pfile PLANS_JSON``; returns its summary.json."""
+        summary = Path(predictions) / "summary.json"
+        self.run(
+            "nnUNetv2_evaluate_folder",
+            [
+                references,
+                predictions,
+                "-djfile",
+                dataset_json,
+                "-pfile",
+                plans_json,
+                "-o",
+                summary,
+                "-np",
+                self.num_processes,
+            ],
+        )
+        return summary
