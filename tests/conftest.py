@@ -20,8 +20,6 @@ os.environ["MKL_NUM_THREADS"] = THREADS
 DATASET = 980
 
 TINY_SHAPE = (48, 48, 48)
-# nnUNetv2_predict in its sequential mode: no worker processes to start for a case or two
-SEQUENTIAL = ("-npp", "0", "-nps", "0")
 
 
 # The tests that share the tiny nnU-Net models (trained once per session) run on one worker, first:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import BIN, SEQUENTIAL, isolated_nnunet_env, run_checked
+from conftest import isolated_nnunet_env, nnunet_commands
 
 from nnunet_diffrefine.cli.main import main
 from nnunet_diffrefine.data.challenges import (
@@ -225,29 +225,17 @@ def test_a_2024_dataset_goes_through_every_stage_with_its_own_regions(
         found |= set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(f)))).tolist())
     assert found == values  # the fluid class (CC / RC) is there too
 
-    run_checked(
-        [str(BIN / "nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", "3d_fullres"]
-        + ["-np", "1", "-npfp", "1"],
-        env,
-    )
+    nnunet = nnunet_commands(env)
+    nnunet.plan_and_preprocess(dataset_id)
     assert main(["plans", "-d", str(dataset_id), "--arch", "mednext", "--cpu"]) == 0
-    run_checked(
-        [str(BIN / "nnUNetv2_train"), str(dataset_id), "3d_fullres", "0", "-tr", TRAINER, "-p", PLANS]
-        + ["-device", "cpu", "--npz"],
-        env,
-    )
+    nnunet.train(dataset_id, 0, TRAINER, PLANS, resume=False)
     images = tmp_path / "imagesTs"  # the test case comes from the release's own test split
     images.mkdir()
     case = next(p.name for p in release.iterdir() if not any(p.glob(f"*{layout.tag(layout.seg)}.nii.gz")))
     for c, suffix in enumerate(layout.modalities):
         (images / f"{case}_{c:04d}.nii.gz").symlink_to(release / case / f"{case}{layout.tag(suffix)}.nii.gz")
     pred, refined = tmp_path / "pred", tmp_path / "refined"
-    run_checked(
-        [str(BIN / "nnUNetv2_predict"), "-i", str(images), "-o", str(pred), "-d", str(dataset_id)]
-        + ["-c", "3d_fullres", "-tr", TRAINER, "-p", PLANS, "-f", "0", "--save_probabilities"]
-        + [*SEQUENTIAL, "-device", "cpu"],
-        env,
-    )
+    nnunet.predict(images, pred, dataset_id, [0], TRAINER, PLANS, workers=0)
     refine = [
         "refine",
         "-i",
@@ -281,12 +269,11 @@ def test_a_2024_dataset_goes_through_every_stage_with_its_own_regions(
     region_names = summary["settings"]["region_names"]
     assert set(region_names.values()) == names
     assert region_names[key_region] == ("GTV" if challenge == "brats2024-men-rt" else "TC")
-    run_checked(  # nnU-Net's own evaluation reads the same dataset.json
-        [str(BIN / "nnUNetv2_evaluate_folder"), str(labels_ts), str(refined)]
-        + ["-djfile", str(refined / "dataset.json"), "-pfile", str(refined / "plans.json"), "-np", "1"],
-        env,
+    # nnU-Net's own evaluation reads the same dataset.json
+    nnunet_summary = nnunet.evaluate_folder(
+        labels_ts, refined, refined / "dataset.json", refined / "plans.json"
     )
-    assert len(json.loads((refined / "summary.json").read_text())["mean"]) == len(names)
+    assert len(json.loads(nnunet_summary.read_text())["mean"]) == len(names)
     capsys.readouterr()
     report = [
         "report",

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import BIN, SEQUENTIAL, isolated_nnunet_env, run_checked
+from conftest import BIN, isolated_nnunet_env, nnunet_commands, run_checked
 
 from nnunet_diffrefine.cli.main import main
 from nnunet_diffrefine.data.brats import label_dataset_json, region_dataset_json
@@ -48,26 +48,10 @@ def test_label_based_dataset_trains_predicts_refines_and_is_evaluated_per_label(
     raw = Path(env["nnUNet_raw"]) / f"Dataset{DATASET}_{NAME}"
     dataset_json = json.loads((raw / "dataset.json").read_text())
     assert dataset_json["labels"] == {"background": 0, "NC": 1, "ED": 2, "ET": 3}
-    run_checked(
-        [
-            str(BIN / "nnUNetv2_plan_and_preprocess"),
-            "-d",
-            str(DATASET),
-            "-c",
-            "3d_fullres",
-            "-np",
-            "1",
-            "-npfp",
-            "1",
-        ],
-        env,
-    )
+    nnunet = nnunet_commands(env)
+    nnunet.plan_and_preprocess(DATASET)
     assert main(["plans", "-d", str(DATASET), "--arch", "mednext", "--cpu"]) == 0
-    run_checked(
-        [str(BIN / "nnUNetv2_train"), str(DATASET), "3d_fullres", "0", "-tr", TRAINER, "-p", PLANS]
-        + ["-device", "cpu", "--npz"],
-        env,
-    )
+    nnunet.train(DATASET, 0, TRAINER, PLANS, resume=False)
     fold = (
         Path(env["nnUNet_results"])
         / f"Dataset{DATASET}_{NAME}"
@@ -79,24 +63,7 @@ def test_label_based_dataset_trains_predicts_refines_and_is_evaluated_per_label(
     assert refiner["dataset"]["regions"] is False and refiner["dataset"]["num_outputs"] == 4
 
     pred, refined = tmp_path / "pred", tmp_path / "refined"
-    run_checked(
-        [str(BIN / "nnUNetv2_predict"), "-i", str(raw / "imagesTs"), "-o", str(pred), "-d", str(DATASET)]
-        + [
-            "-c",
-            "3d_fullres",
-            "-tr",
-            TRAINER,
-            "-p",
-            PLANS,
-            "-f",
-            "0",
-            "--save_probabilities",
-            *SEQUENTIAL,
-            "-device",
-            "cpu",
-        ],
-        env,
-    )
+    nnunet.predict(raw / "imagesTs", pred, DATASET, [0], TRAINER, PLANS, workers=0)
     run_checked(
         [cli, "refine", "-i", str(pred), "-o", str(refined), "-d", str(DATASET), "-tr", TRAINER, "-p", PLANS]
         + ["-f", "0", "--images", str(raw / "imagesTs")],
@@ -114,10 +81,8 @@ def test_label_based_dataset_trains_predicts_refines_and_is_evaluated_per_label(
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert sorted(summary["mean"]) == ["1", "2", "3"]  # one entry per label, not WT/TC/ET
     assert {"Dice", "HD95", "Sensitivity", "Precision"} <= set(summary["mean"]["3"])
-    run_checked(
-        [str(BIN / "nnUNetv2_evaluate_folder"), str(raw / "labelsTs"), str(refined)]
-        + ["-djfile", str(refined / "dataset.json"), "-pfile", str(refined / "plans.json"), "-np", "1"],
-        env,
+    summary_file = nnunet.evaluate_folder(
+        raw / "labelsTs", refined, refined / "dataset.json", refined / "plans.json"
     )
-    nnunet_summary = json.loads((refined / "summary.json").read_text())
+    nnunet_summary = json.loads(summary_file.read_text())
     assert sorted(nnunet_summary["mean"]) == ["1", "2", "3"]

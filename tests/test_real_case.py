@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import BIN, SEQUENTIAL, isolated_nnunet_env
+from conftest import BIN, isolated_nnunet_env, nnunet_commands
 from conftest import run_checked as _run_checked
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,19 +75,12 @@ def test_a_real_case_through_every_stage(real_case, tmp_path):
     case = json.loads((raw / "conversion_report.json").read_text())["train"][0]
 
     # a tiny model: planned by nnU-Net at 4 mm, two training iterations; it validates on its training case
-    run_checked([str(BIN / "nnUNetv2_extract_fingerprint"), "-d", str(DATASET), "-np", "1"], env)
-    plan = [
-        str(BIN / "nnUNetv2_plan_experiment"),
-        "-d",
-        str(DATASET),
-        "-overwrite_target_spacing",
-        "4",
-        "4",
-        "4",
-    ]
-    run_checked([*plan, "-overwrite_plans_name", "nnUNetPlans4mm"], env)
-    preprocess = [str(BIN / "nnUNetv2_preprocess"), "-d", str(DATASET), "-plans_name", "nnUNetPlans4mm"]
-    run_checked([*preprocess, "-c", "3d_fullres", "-np", "1"], env)
+    nnunet = nnunet_commands(env)
+    nnunet.extract_fingerprint(DATASET)
+    nnunet.plan_experiment(
+        DATASET, ["-overwrite_target_spacing", "4", "4", "4", "-overwrite_plans_name", "nnUNetPlans4mm"]
+    )
+    nnunet.preprocess(DATASET, "nnUNetPlans4mm")
     pre = Path(env["nnUNet_preprocessed"]) / f"Dataset{DATASET}_{NAME}"
     (pre / "splits_final.json").write_text(json.dumps([{"train": [case], "val": [case]}]))
     write_plans_preset(
@@ -96,22 +89,9 @@ def test_a_real_case_through_every_stage(real_case, tmp_path):
     schedule = dict(
         DIFFREFINE_NUM_EPOCHS="1", DIFFREFINE_ITERS_PER_EPOCH="2", DIFFREFINE_VAL_ITERS_PER_EPOCH="1"
     )
-    train = [str(BIN / "nnUNetv2_train"), str(DATASET), "3d_fullres", "0", "-tr", TRAINER, "-p", PLANS]
-    run_checked([*train, "-device", "cpu", "--npz"], dict(env, **schedule))
+    nnunet.train(DATASET, 0, TRAINER, PLANS, resume=False, extra_environment=schedule)
     pred = tmp_path / "pred"
-    predict = [
-        str(BIN / "nnUNetv2_predict"),
-        "-i",
-        str(raw / "imagesTr"),
-        "-o",
-        str(pred),
-        "-c",
-        "3d_fullres",
-    ]
-    run_checked(
-        [*predict, *_model_args(), "-device", "cpu", "--save_probabilities", "--disable_tta", *SEQUENTIAL],
-        env,
-    )
+    nnunet.predict(raw / "imagesTr", pred, DATASET, [0], TRAINER, PLANS, mirroring=False, workers=0)
 
     run_checked([CLI, "train-refiner", *_model_args(), "--refiner", "control", "--preset", "tiny"], env)
     refined = tmp_path / "refined"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import BIN, DATASET, SEQUENTIAL, nnunet_train, run_checked, trained_model, with_base_stage_of
+from conftest import BIN, DATASET, nnunet_commands, nnunet_train, trained_model, with_base_stage_of
 
 from nnunet_diffrefine.cli.main import main
 from nnunet_diffrefine.refine.base import DatasetSignature
@@ -49,31 +49,7 @@ def test_postprocessing_removes_specks_and_fills_solid_regions_but_not_the_enhan
 
 def _predict(env: dict, trainer: str, plans: str, out: Path) -> Path:
     images = Path(env["nnUNet_raw"]) / "Dataset980_TinyTrain" / "imagesTs"
-    run_checked(
-        [
-            str(BIN / "nnUNetv2_predict"),
-            "-i",
-            str(images),
-            "-o",
-            str(out),
-            "-d",
-            str(DATASET),
-            "-c",
-            "3d_fullres",
-            "-f",
-            "0",
-            "-tr",
-            trainer,
-            "-p",
-            plans,
-            "-device",
-            "cpu",
-            "--save_probabilities",
-            *SEQUENTIAL,
-            "--disable_tta",
-        ],
-        env,
-    )
+    nnunet_commands(env).predict(images, out, DATASET, [0], trainer, plans, mirroring=False, workers=0)
     return images
 
 
@@ -142,36 +118,13 @@ def test_identity_refiner_reproduces_nnunet_files_and_nnunet_accepts_the_folder(
     assert (
         main(["refine", "-i", str(pred), "-o", str(tmp_path / "refined"), *common, "--no-postprocess"]) == 0
     )
-    run_checked(
-        [
-            str(BIN / "nnUNetv2_ensemble"),
-            "-i",
-            str(pred),
-            str(tmp_path / "refined"),
-            "-o",
-            str(tmp_path / "ens"),
-            "-np",
-            "1",
-        ],
-        env,
-    )
+    nnunet = nnunet_commands(env)
+    nnunet.ensemble([pred, tmp_path / "refined"], tmp_path / "ens")
     assert (tmp_path / "ens" / case).is_file()
     labels = Path(env["nnUNet_raw"]) / "Dataset980_TinyTrain" / "labelsTs"
-    run_checked(
-        [
-            str(BIN / "nnUNetv2_evaluate_folder"),
-            str(labels),
-            str(tmp_path / "refined"),
-            "-djfile",
-            str(tmp_path / "refined" / "dataset.json"),
-            "-pfile",
-            str(tmp_path / "refined" / "plans.json"),
-            "-np",
-            "1",
-        ],
-        env,
-    )
-    assert "foreground_mean" in json.loads((tmp_path / "refined" / "summary.json").read_text())
+    refined = tmp_path / "refined"
+    summary = nnunet.evaluate_folder(labels, refined, refined / "dataset.json", refined / "plans.json")
+    assert "foreground_mean" in json.loads(summary.read_text())
 
     # bad input: one clear error each, and nothing written
     broken = tmp_path / "broken"
@@ -260,30 +213,7 @@ def test_mednext_corrdiff_trainer_trains_the_refiner_stage_resumes_and_refines(t
     # --c resumes the interrupted refiner stage from refiner_latest.pth
     (refiner_dir / "refiner_final.pth").unlink()
     (refiner_dir / "refiner.json").unlink()
-    env3 = dict(
-        env,
-        DIFFREFINE_REFINER_EPOCHS="3",
-        DIFFREFINE_NUM_EPOCHS="1",
-        DIFFREFINE_ITERS_PER_EPOCH="2",
-        DIFFREFINE_VAL_ITERS_PER_EPOCH="1",
-    )
-    resumed = run_checked(
-        [
-            str(BIN / "nnUNetv2_train"),
-            str(DATASET),
-            "3d_fullres",
-            "0",
-            "-tr",
-            trainer,
-            "-p",
-            plans,
-            "-device",
-            "cpu",
-            "--npz",
-            "--c",
-        ],
-        env3,
-    )
+    resumed = nnunet_train(dict(env, DIFFREFINE_REFINER_EPOCHS="3"), trainer, plans, extra=("--npz", "--c"))
     assert "corrdiff: resuming at epoch 2" in resumed.stdout
     assert len(json.loads((refiner_dir / "training_history.json").read_text())["epochs"]) == 3
 

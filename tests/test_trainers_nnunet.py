@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import BIN, DATASET, SEQUENTIAL, trained_model
+from conftest import DATASET, nnunet_commands, trained_model
 from conftest import nnunet_train as _train
-from conftest import run_checked as _run
 
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.training.architectures import ARCHITECTURES
@@ -60,31 +59,7 @@ def test_train_resume_predict(trainer, tiny_nnunet, tmp_path):
 
     out = tmp_path / "pred"
     images = Path(env["nnUNet_raw"]) / "Dataset980_TinyTrain" / "imagesTs"
-    _run(
-        [
-            str(BIN / "nnUNetv2_predict"),
-            "-i",
-            str(images),
-            "-o",
-            str(out),
-            "-d",
-            str(DATASET),
-            "-c",
-            "3d_fullres",
-            "-f",
-            "0",
-            "-tr",
-            trainer,
-            "-p",
-            plans_name,
-            "-device",
-            "cpu",
-            "--save_probabilities",
-            *SEQUENTIAL,
-            "--disable_tta",
-        ],
-        env,
-    )
+    nnunet_commands(env).predict(images, out, DATASET, [0], trainer, plans_name, mirroring=False, workers=0)
     segs = sorted(out.glob("*.nii.gz"))
     assert len(segs) == 1
     seg = sitk.GetArrayFromImage(sitk.ReadImage(str(segs[0])))

@@ -131,12 +131,15 @@ class NnUNetCommands:
         device: str = "cpu",
         save_probabilities: bool = True,
         mirroring: bool = True,
+        workers: int | None = None,
     ) -> None:
         """``nnUNetv2_predict -i IMAGES -o OUTPUT -d ID -c CONFIGURATION -f FOLDS -tr TRAINER -p PLANS``
-        (``--save_probabilities``, ``--disable_tta`` without mirroring)."""
+        (``--save_probabilities``, ``--disable_tta`` without mirroring); ``workers`` (default
+        ``num_processes``; 0: nnU-Net's sequential mode) for its preprocessing and export pools."""
         arguments = ["-i", images, "-o", output, "-d", dataset_id, "-c", configuration, "-f", *folds]
         arguments += ["-tr", trainer, "-p", plans, "-device", device]
-        arguments += ["-npp", self.num_processes, "-nps", self.num_processes]
+        n = self.num_processes if workers is None else workers
+        arguments += ["-npp", n, "-nps", n]
         arguments += (["--save_probabilities"] if save_probabilities else []) + (
             [] if mirroring else ["--disable_tta"]
         )

@@ -1,0 +1,165 @@
+"""The workspace layer: nnU-Net's folders as one value, its commands as one API, one stage runner; and
+the environment read in one module only."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from nnunet_diffrefine.environment import nnunet_folders
+from nnunet_diffrefine.errors import InputError
+from nnunet_diffrefine.workspace import (
+    CommandError,
+    NnUNetCommands,
+    NnUNetFolders,
+    Stage,
+    StageError,
+    StageRunner,
+    trainer_folder,
+)
+
+PACKAGE = Path(__file__).resolve().parents[1] / "nnunet_diffrefine"
+
+
+def test_folders_resolve_datasets_from_the_folders_themselves(tmp_path):
+    folders = NnUNetFolders.under(tmp_path)
+    assert folders.variables() == {
+        "nnUNet_raw": str(tmp_path / "nnUNet_raw"),
+        "nnUNet_preprocessed": str(tmp_path / "nnUNet_preprocessed"),
+        "nnUNet_results": str(tmp_path / "nnUNet_results"),
+    }
+    with pytest.raises(InputError, match="no dataset 12 in the nnU-Net folders"):
+        folders.dataset_name(12)
+    (tmp_path / "nnUNet_raw" / "Dataset012_Brain").mkdir(parents=True)
+    assert folders.dataset_name(12) == folders.dataset_name("12") == "Dataset012_Brain"
+    assert folders.dataset_name("Dataset012_Brain") == "Dataset012_Brain"
+    (tmp_path / "nnUNet_results" / "Dataset012_Other").mkdir(parents=True)
+    with pytest.raises(InputError, match="several datasets: Dataset012_Brain, Dataset012_Other"):
+        folders.dataset_name(12)
+    with pytest.raises(InputError, match="run nnUNetv2_plan_and_preprocess -d 12 first"):
+        folders.preprocessed_dataset(12)
+    (tmp_path / "nnUNet_preprocessed" / "Dataset012_Brain").mkdir(parents=True)
+    assert folders.preprocessed_dataset(12) == tmp_path / "nnUNet_preprocessed" / "Dataset012_Brain"
+    with pytest.raises(InputError, match="train the model first"):
+        folders.model_folder("Dataset012_Brain", "nnUNetTrainer", "nnUNetPlans", "3d_fullres")
+    model = folders.model_path("Dataset012_Brain", "nnUNetTrainer", "nnUNetPlans", "3d_fullres")
+    assert (
+        model == tmp_path / "nnUNet_results" / "Dataset012_Brain" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    )
+
+
+def test_an_unset_folder_is_one_error_naming_its_variable(tmp_path):
+    folders = nnunet_folders({"nnUNet_raw": str(tmp_path), "nnUNet_results": ""})
+    assert folders.raw == tmp_path and folders.results is None and folders.preprocessed is None
+    with pytest.raises(InputError, match="nnUNet_results is not set"):
+        folders.model_folder(1, "T", "P", "3d_fullres")
+    with pytest.raises(InputError, match="nnUNet_preprocessed is not set"):
+        folders.preprocessed_dataset(1)
+    merged = folders.with_defaults(NnUNetFolders.under(tmp_path / "default"))
+    assert merged.raw == tmp_path and merged.results == (tmp_path / "default" / "nnUNet_results").resolve()
+
+
+def test_commands_run_in_the_workspace_environment_and_fail_with_the_command(tmp_path, monkeypatch):
+    seen = []
+
+    def fake_run(command, env, capture_output, text):
+        seen.append((command, env))
+        code = 3 if "nnUNetv2_ensemble" in command[0] else 0
+        return subprocess.CompletedProcess(command, code, "out", "err")
+
+    monkeypatch.setattr("nnunet_diffrefine.workspace.commands.subprocess.run", fake_run)
+    folders = NnUNetFolders.under(tmp_path)
+    nnunet = NnUNetCommands(
+        folders, {"PATH": "/bin", "nnUNet_raw": "/elsewhere"}, num_processes=3, echo=False
+    )
+    nnunet.train(7, 1, "MedNeXtTrainer", "P", extra_environment={"DIFFREFINE_NUM_EPOCHS": "2"})
+    command, env = seen[-1]
+    assert command[1:] == [
+        "7",
+        "3d_fullres",
+        "1",
+        "-tr",
+        "MedNeXtTrainer",
+        "-p",
+        "P",
+        "-device",
+        "cpu",
+        "--npz",
+        "--c",
+    ]
+    assert env["nnUNet_raw"] == str(tmp_path / "nnUNet_raw"), "the workspace's folders win"
+    assert env["PATH"] == "/bin" and env["DIFFREFINE_NUM_EPOCHS"] == "2"
+    assert env["nnUNet_extTrainer"] == str(trainer_folder())
+    assert env["nnUNet_n_proc_DA"] == env["nnUNet_def_n_proc"] == "3"
+    nnunet.plan_and_preprocess(7, ("2d", "3d_fullres"), verify_integrity=True)
+    assert seen[-1][0][1:] == [
+        "-d",
+        "7",
+        "-c",
+        "2d",
+        "3d_fullres",
+        "-np",
+        "3",
+        "3",
+        "-npfp",
+        "3",
+        "--verify_dataset_integrity",
+    ]
+    nnunet.predict("in", "out", 7, [0, 1], "T", "P", mirroring=False, workers=0)
+    assert seen[-1][0][1:] == (
+        ["-i", "in", "-o", "out", "-d", "7", "-c", "3d_fullres", "-f", "0", "1", "-tr", "T", "-p", "P"]
+        + ["-device", "cpu", "-npp", "0", "-nps", "0", "--save_probabilities", "--disable_tta"]
+    )
+    with pytest.raises(CommandError, match=r"nnUNetv2_ensemble -i a b -o c -np 3' exited with code 3"):
+        nnunet.ensemble(["a", "b"], "c")
+
+
+def test_stage_runner_skips_done_stages_keeps_wall_times_and_names_a_failure(tmp_path):
+    state, done = tmp_path / "state.json", set()
+    stages = [
+        Stage("first", "the first", lambda: done.add("first"), lambda: "first" in done),
+        Stage("second", "the second", lambda: done.add("second"), lambda: "second" in done),
+    ]
+    assert StageRunner(state, log=lambda _: None).run(stages) == {"first": "done", "second": "done"}
+    recorded = json.loads(state.read_text())["seconds"]
+    assert set(recorded) == {"first", "second"} and all(v >= 0 for v in recorded.values())
+    assert StageRunner(state, log=lambda _: None).run(stages) == {"first": "skipped", "second": "skipped"}
+
+    def boom() -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(StageError, match="stage 'third' failed: OSError: disk full"):
+        StageRunner(state, log=lambda _: None).run([Stage("third", "x", boom, lambda: False)])
+    with pytest.raises(StageError, match="stage 'fourth' finished but its outputs are incomplete"):
+        StageRunner(state, log=lambda _: None).run([Stage("fourth", "x", lambda: None, lambda: False)])
+    # the form the benchmark scripts use: a stage that always runs is not checked afterwards
+    runner = StageRunner(state, log=lambda _: None)
+    assert runner("splits", lambda: False, lambda: None) == "done"
+    assert runner.seconds.keys() >= {"first", "second", "splits"}
+    state.write_text(json.dumps({"old": 3.0}))  # an older state file: the times alone
+    assert StageRunner(state).seconds == {"old": 3.0}
+
+
+def _environment_reads(path: Path) -> list[int]:
+    """Lines of ``path`` that use ``os.environ`` or ``os.getenv``."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
+            if isinstance(node.value, ast.Name) and node.value.id == "os":
+                lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_settings_module_and_the_command_line_read_the_environment():
+    readers = {
+        str(p.relative_to(PACKAGE)): _environment_reads(p)
+        for p in PACKAGE.rglob("*.py")
+        if _environment_reads(p)
+    }
+    allowed = {"environment.py"}
+    outside = {k: v for k, v in readers.items() if k not in allowed and not k.startswith("cli/")}
+    assert not outside, f"the environment is read outside environment.py and cli/: {outside}"
