@@ -280,3 +280,26 @@ def test_trainers_are_found_the_way_nnunet_looks_them_up(monkeypatch):
     ):
         cls = recursive_find_trainer_class_by_name(name)
         assert cls.__name__ == name
+
+
+def test_the_gradient_clip_hook_limits_every_optimizer_step_to_the_global_norm():
+    """The trainers' clip at 1.0 runs as an optimizer step pre-hook, so nnU-Net's train_step is not copied:
+    a step with huge gradients moves the parameters by exactly lr x 1.0 in global norm."""
+    import torch
+
+    from nnunet_diffrefine.training.base import clip_gradients_before_step
+
+    params = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2, 2))]
+    optimizer = torch.optim.SGD(params, lr=0.5)
+    handle = clip_gradients_before_step(optimizer, 1.0)
+    params[0].grad = torch.tensor([30.0, 40.0, 0.0])
+    params[1].grad = torch.zeros(2, 2)
+    optimizer.step()
+    moved = torch.cat([p.detach().flatten() for p in params])
+    assert torch.isclose(moved.norm(), torch.tensor(0.5), atol=1e-6)  # lr x clipped norm 1.0
+    assert torch.allclose(moved[:3], torch.tensor([-0.3, -0.4, 0.0]), atol=1e-6)  # same direction
+    handle.remove()
+    params[0].grad = torch.tensor([0.3, 0.4, 0.0])  # below the clip: untouched either way
+    before = params[0].detach().clone()
+    optimizer.step()
+    assert torch.allclose(params[0].detach(), before - 0.5 * torch.tensor([0.3, 0.4, 0.0]))

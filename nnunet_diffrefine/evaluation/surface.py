@@ -66,6 +66,8 @@ def neighbour_code_normals() -> np.ndarray:
     if _NORMALS is None:
         from monai.metrics import utils as monai_metric_utils
 
+        # private in MONAI (no public accessor for the normals, only for the areas they give);
+        # test_surfel_areas_are_the_marching_cubes_areas_and_monais_table breaks if MONAI changes it
         table = monai_metric_utils._get_neighbour_code_to_normals_table()
         set_neighbour_code_normals(np.asarray(table.cpu().numpy(), dtype=np.float64))
     return _NORMALS  # type: ignore[return-value]

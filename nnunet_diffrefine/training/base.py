@@ -10,8 +10,12 @@ augmentation, validation, checkpoints, ``--c`` and ``--npz``, is inherited uncha
   the same network;
 - the loss (``make_loss``), wrapped in nnU-Net's deep-supervision weighting when the network has
   deep supervision;
-- AdamW (lr 1e-4, weight decay 1e-5), linear warm-up then cosine decay, gradient clipping at 1.0;
-- the schedule can be shortened with environment variables (``nnunet_diffrefine.training.schedule``).
+- AdamW (lr 1e-4, weight decay 1e-5), linear warm-up then cosine decay, gradient clipping at 1.0
+  (``grad_clip``; nnU-Net's own step clips at 12 and has no setting for it, so the clip is an optimizer
+  step pre-hook, :func:`clip_gradients_before_step`, and nnU-Net's ``train_step`` runs unchanged);
+- the schedule can be shortened with environment variables (``nnunet_diffrefine.training.schedule``);
+  the values in force are printed to the training log, and nnU-Net's ``debug.json`` beside the
+  checkpoints records them with every other trainer attribute.
 
 AMP is used only on CUDA, as in nnU-Net.
 """
@@ -22,9 +26,8 @@ import numpy as np
 import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.utilities.helpers import dummy_context
-from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
-from torch import autocast, nn
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+from torch import nn
 
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.training.architectures import ARCHITECTURES, ArchitectureSpec, round_up_patch
@@ -35,6 +38,17 @@ from nnunet_diffrefine.training.schedule import (
 )
 
 DEFAULT_DEVICE = torch.device("cuda")  # nnU-Net's default; run_training passes -device
+
+
+def clip_gradients_before_step(optimizer: torch.optim.Optimizer, max_norm: float):
+    """Clip the global gradient norm of ``optimizer``'s parameters to ``max_norm`` before each of its steps
+    (a step pre-hook; after AMP's unscaling, which nnU-Net does before it steps). Returns the hook handle."""
+
+    def clip(opt: torch.optim.Optimizer, args, kwargs) -> None:
+        params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+    return optimizer.register_step_pre_hook(clip)
 
 
 def deep_supervision_weights(num_outputs: int, is_ddp: bool = False) -> np.ndarray:
@@ -124,8 +138,9 @@ class DiffRefineTrainerBase(ScheduleFromEnvironmentMixin, nnUNetTrainer):
             architecture = self.spec.architecture()
         raw["architecture"] = architecture
         raw["patch_size"] = round_up_patch(resolved["patch_size"], self.spec.patch_multiple)
-        self.configuration_manager = ConfigurationManager(
-            self.plans_manager._internal_resolve_configuration_inheritance(self.configuration_name)
+        # a fresh PlansManager: get_configuration is cached per manager and would return the old one
+        self.configuration_manager = PlansManager(self.plans_manager.plans).get_configuration(
+            self.configuration_name
         )
 
     # --- nnU-Net hooks ----------------------------------------------------------------------------
@@ -146,6 +161,7 @@ class DiffRefineTrainerBase(ScheduleFromEnvironmentMixin, nnUNetTrainer):
             self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay
         )
         scheduler = WarmupCosineLRScheduler(optimizer, self.initial_lr, self.num_epochs, self.warmup_epochs)
+        clip_gradients_before_step(optimizer, self.grad_clip)
         return optimizer, scheduler
 
     def on_train_start(self) -> None:
@@ -159,28 +175,3 @@ class DiffRefineTrainerBase(ScheduleFromEnvironmentMixin, nnUNetTrainer):
             f"warm-up {self.warmup_epochs} epochs + cosine, gradient clip {self.grad_clip}",
             also_print_to_console=True,
         )
-
-    def train_step(self, batch: dict) -> dict:
-        """nnU-Net's training step with gradient clipping at ``self.grad_clip`` (nnU-Net: 12)."""
-        data = batch["data"].to(self.device, non_blocking=True)
-        target = batch["target"]
-        target = (
-            [t.to(self.device, non_blocking=True) for t in target]
-            if isinstance(target, list)
-            else target.to(self.device, non_blocking=True)
-        )
-        self.optimizer.zero_grad(set_to_none=True)
-        with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
-            output = self.network(data)
-            loss = self.loss(output, target)
-        if self.grad_scaler is not None:
-            self.grad_scaler.scale(loss).backward()
-            self.grad_scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.grad_clip)
-            self.grad_scaler.step(self.optimizer)
-            self.grad_scaler.update()
-        else:
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.grad_clip)
-            self.optimizer.step()
-        return {"loss": loss.detach().cpu().numpy()}
