@@ -44,7 +44,7 @@ def refine_with_steps(b: Benchmark, steps: int, trained_steps: int) -> tuple[Pat
     if steps == trained_steps:
         return b.predictions(ROW, "ensemble"), None
     from nnunet_diffrefine.refine.postprocess import PostprocessConfig
-    from nnunet_diffrefine.refine.run import refine_folder
+    from nnunet_diffrefine.refine.run import RefineOptions, refine_folder
 
     n, seconds = len(b.test_cases()), []
     base = b.work / "predictions" / f"CoMNeT_steps{steps}"
@@ -60,9 +60,11 @@ def refine_with_steps(b: Benchmark, steps: int, trained_steps: int) -> tuple[Pat
                 b.model(PRIOR),
                 [0],
                 b.raw / "imagesTs",
-                refiner="corrdiff",
-                postprocess=PostprocessConfig(enabled=False),
-                overrides={"inference_steps": steps},
+                RefineOptions(
+                    refiner="corrdiff",
+                    postprocess=PostprocessConfig(enabled=False),
+                    overrides={"inference_steps": steps},
+                ),
             )
             print(f"steps {steps}, fold {fold}: {time.perf_counter() - started:.1f} s", flush=True)
         timings = json.loads((out / "timings.json").read_text())

@@ -43,7 +43,7 @@ def main() -> None:
 
     from nnunet_diffrefine.benchmark.predict import case_files, predict_cases
     from nnunet_diffrefine.evaluation.folder import evaluate_folder
-    from nnunet_diffrefine.refine.run import refine_folder
+    from nnunet_diffrefine.refine.run import RefineOptions, refine_folder
     from nnunet_diffrefine.training.plans_presets import write_plans_preset
 
     nnunet = workspace(
@@ -72,7 +72,7 @@ def main() -> None:
     cases = case_files(raw / "imagesTs", ".nii.gz", 4)
     base = predict_cases(model, 0, cases, work / "pred", "cpu", use_mirroring=False, save_probabilities=True)
     refined_dir = refine_folder(
-        work / "pred", work / "refined", model, [0], raw / "imagesTs", refiner="corrdiff"
+        work / "pred", work / "refined", model, [0], raw / "imagesTs", RefineOptions(refiner="corrdiff")
     )
     refine_timings = json.loads((refined_dir / "timings.json").read_text())
     summaries = {

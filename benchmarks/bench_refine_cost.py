@@ -224,8 +224,7 @@ def main() -> None:
 
     from nnunet_diffrefine.benchmark.predict import case_files, predict_cases
     from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
-    from nnunet_diffrefine.refine.postprocess import PostprocessConfig
-    from nnunet_diffrefine.refine.run import refine_folder
+    from nnunet_diffrefine.refine.run import RefineOptions, refine_folder
     from nnunet_diffrefine.training.plans_presets import write_plans_preset
 
     nnunet = workspace(work)
@@ -287,10 +286,7 @@ def main() -> None:
                 model,
                 [0],
                 raw / "imagesTs",
-                refiner=name,
-                device=args.device,
-                postprocess=PostprocessConfig(),
-                overrides=overrides or None,
+                RefineOptions(refiner=name, device=args.device, overrides=overrides or None),
             )
             timings = json.loads((out / "timings.json").read_text())
             seconds = sum(t["seconds"] for t in timings.values()) / len(timings)

@@ -211,7 +211,7 @@ class Benchmark:
 
     def refine(self, row: str, fold: int, samples: int | None = None) -> Path:
         from nnunet_diffrefine.refine.postprocess import PostprocessConfig
-        from nnunet_diffrefine.refine.run import refine_folder
+        from nnunet_diffrefine.refine.run import RefineOptions, refine_folder
 
         prior, refiner, overrides = REFINED[row]
         out = self.predictions(row, fold) if samples is None else self.predictions(row, f"{fold}_uncertainty")
@@ -222,9 +222,7 @@ class Benchmark:
             self.model(prior),
             [0],
             self.raw / "imagesTs",
-            refiner=refiner,
-            postprocess=PostprocessConfig(enabled=False),
-            overrides=overrides,
+            RefineOptions(refiner=refiner, postprocess=PostprocessConfig(enabled=False), overrides=overrides),
         )
         return out
 

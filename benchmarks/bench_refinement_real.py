@@ -368,7 +368,7 @@ class RealBenchmark:
 
     def refine(self, row: str, fold: int) -> None:
         from nnunet_diffrefine.refine.postprocess import PostprocessConfig
-        from nnunet_diffrefine.refine.run import refine_folder
+        from nnunet_diffrefine.refine.run import RefineOptions, refine_folder
 
         spec = REFINED[row]
         refine_folder(
@@ -377,11 +377,13 @@ class RealBenchmark:
             self.model(spec.prior),
             [fold],
             self.raw / "imagesTr",
-            refiner=spec.folder_name,
-            postprocess=PostprocessConfig(enabled=False),
-            overrides=spec.overrides,
-            overwrite=True,
-            force_refiner=spec.force,
+            RefineOptions(
+                refiner=spec.folder_name,
+                postprocess=PostprocessConfig(enabled=False),
+                overrides=spec.overrides,
+                overwrite=True,
+                force_refiner=spec.force,
+            ),
         )
 
 

@@ -143,7 +143,7 @@ def test_train_refiner_for_a_trained_model_then_benchmark_several_refined_rows(
     assert "| Swin + MedSegDiff |" in (out / "benchmark.md").read_text()
 
     # several samples per case: their mean, and a per-voxel standard deviation beside the result
-    from nnunet_diffrefine.refine.run import refine_folder
+    from nnunet_diffrefine.refine.run import RefineOptions, refine_folder
 
     images = Path(env["nnUNet_raw"]) / "Dataset980_TinyTrain" / "imagesTs"
     refined = refine_folder(
@@ -152,9 +152,7 @@ def test_train_refiner_for_a_trained_model_then_benchmark_several_refined_rows(
         model,
         [0],
         images,
-        refiner="ddpm",
-        overrides={"num_samples": 2},
-        progress=False,
+        RefineOptions(refiner="ddpm", overrides={"num_samples": 2}, progress=False),
     )
     (case,) = [p.name for p in refined.glob("*.npz")]
     std = np.load(refined / "uncertainty" / case)["std"]
@@ -165,7 +163,6 @@ def test_train_refiner_for_a_trained_model_then_benchmark_several_refined_rows(
         model,
         [0],
         images,
-        refiner="ddpm",
-        progress=False,
+        RefineOptions(refiner="ddpm", progress=False),
     )
     assert not (single / "uncertainty").exists()

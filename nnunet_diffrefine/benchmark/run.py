@@ -229,7 +229,7 @@ def cv_fold(setup: BenchmarkSetup, model: ModelSpec, fold: int) -> FoldResult:
 
 def refined_fold(setup: BenchmarkSetup, model: ModelSpec, refiner: str, fold: int, base: dict) -> FoldResult:
     """One fold's test predictions refined by that fold's refiner, scored; seconds = prediction + refinement."""
-    from nnunet_diffrefine.refine.run import refine_folder
+    from nnunet_diffrefine.refine.run import RefineOptions, refine_folder
 
     name = refined_row(model, refiner)
     refined_dir = setup.prediction_folder(name, fold)
@@ -240,9 +240,7 @@ def refined_fold(setup: BenchmarkSetup, model: ModelSpec, refiner: str, fold: in
         model_dir,
         [fold],
         setup.images,
-        refiner=refiner,
-        device=setup.device,
-        progress=setup.progress,
+        RefineOptions(refiner=refiner, device=setup.device, progress=setup.progress),
     )
     timings = json.loads((refined_dir / "timings.json").read_text())
     combined = {

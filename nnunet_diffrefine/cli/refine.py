@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from nnunet_diffrefine.cli.arguments import (
     add_device,
@@ -26,9 +27,8 @@ DESCRIPTION = (
 def run(args: argparse.Namespace) -> int:
     from nnunet_diffrefine.environment import nnunet_folders
     from nnunet_diffrefine.refine.postprocess import PostprocessConfig
-    from nnunet_diffrefine.refine.run import input_cases, refine_folder
+    from nnunet_diffrefine.refine.run import RefineOptions, refine_folder
 
-    input_cases(args.i, args.images, args.num_parts, args.part_id)  # the inputs first, then the model
     overrides = {
         k: v for k, v in (("inference_steps", args.steps), ("num_samples", args.num_samples)) if v is not None
     }
@@ -37,12 +37,7 @@ def run(args: argparse.Namespace) -> int:
         min_component_voxels=args.pp_min_size,
         fill_holes=tuple(args.pp_fill_holes),
     )
-    out = refine_folder(
-        args.i,
-        args.o,
-        nnunet_folders().model_folder(args.d, args.tr, args.p, args.c),
-        args.f,
-        args.images,
+    options = RefineOptions(
         refiner=args.refiner,
         device=args.device,
         num_parts=args.num_parts,
@@ -54,6 +49,11 @@ def run(args: argparse.Namespace) -> int:
         prior_folds=args.prior_folds,
         force_refiner=args.force_refiner,
     )
+
+    def model() -> Path:  # found once the inputs are checked: a wrong input folder is reported first
+        return nnunet_folders().model_folder(args.d, args.tr, args.p, args.c)
+
+    out = refine_folder(args.i, args.o, model, args.f, args.images, options)
     print(f"refined predictions in {out}")
     return 0
 

@@ -28,7 +28,7 @@ import shutil
 import sys
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -253,64 +253,79 @@ def _warn(message: str) -> None:
     print(f"nnunet-diffrefine refine: warning: {message}", file=sys.stderr)
 
 
+@dataclass(frozen=True)
+class RefineOptions:
+    """How :func:`refine_folder` refines.
+
+    ``refiner``: the refiner folder's name (``fold_N/refiner_<name>``; None: the only one there);
+    ``overrides``: inference settings changed for this run (``inference_steps``, ``num_samples``, ...);
+    ``num_parts`` / ``part_id``: this process's share of the cases; ``prior_mirroring`` /
+    ``prior_folds``: how the priors were predicted where the folder does not record it
+    (:func:`~nnunet_diffrefine.refine.priors.read_prior_prediction`); ``force_refiner``: apply the
+    refiner everywhere, whatever its validation gate says.
+    """
+
+    refiner: str | None = None
+    device: str = "cpu"
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    overrides: dict | None = None
+    num_parts: int = 1
+    part_id: int = 0
+    overwrite: bool = False
+    progress: bool = True
+    prior_mirroring: bool | None = None
+    prior_folds: int | None = None
+    force_refiner: bool = False
+
+
 def refine_folder(
     input_folder: str | os.PathLike,
     output_folder: str | os.PathLike,
-    model_folder: str | os.PathLike,
+    model_folder: str | os.PathLike | Callable[[], Path],
     folds: list[int],
     images_folder: str | os.PathLike,
-    refiner: str | None = None,
-    device: str = "cpu",
-    num_parts: int = 1,
-    part_id: int = 0,
-    postprocess: PostprocessConfig | None = None,
-    overrides: dict | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-    prior_mirroring: bool | None = None,
-    prior_folds: int | None = None,
+    options: RefineOptions | None = None,
     warn: Callable[[str], None] = _warn,
-    force_refiner: bool = False,
 ) -> Path:
     """Refine the predictions in ``input_folder`` into ``output_folder`` (see the module docstring).
 
-    ``prior_mirroring`` / ``prior_folds`` state how the priors were predicted where the folder does not
-    record it (:func:`~nnunet_diffrefine.refine.priors.read_prior_prediction`); ``warn`` receives each
-    difference from the refiners' training priors. Each fold's refiner is blended with the prior as its
-    validation gate says (:mod:`.gate`; printed per region); ``force_refiner`` applies it everywhere."""
-    postprocess = postprocess or PostprocessConfig()
+    ``model_folder`` may be a function that finds it, called once the inputs are checked (so that a wrong
+    input folder is reported first, as the command line does). ``warn`` receives each difference from
+    the refiners' training priors. Each fold's refiner is blended with the prior as its validation gate
+    says (:mod:`.gate`; printed per region)."""
+    o = options or RefineOptions()
     input_folder, output_folder, images_folder = Path(input_folder), Path(output_folder), Path(images_folder)
     if input_folder.resolve() == output_folder.resolve():
         raise InputError("the output folder must differ from the input folder")
-    cases = input_cases(input_folder, images_folder, num_parts, part_id)
-    context = load_model_context(model_folder)
-    check_postprocess(postprocess, context.label_manager, context.dataset_json)
-    refiners, configs = load_fold_refiners(context, folds, refiner, device, overrides)
+    cases = input_cases(input_folder, images_folder, o.num_parts, o.part_id)
+    context = load_model_context(model_folder() if callable(model_folder) else model_folder)
+    check_postprocess(o.postprocess, context.label_manager, context.dataset_json)
+    refiners, configs = load_fold_refiners(context, folds, o.refiner, o.device, o.overrides)
     _check_all_inputs(cases, input_folder, images_folder, context)
-    priors = read_prior_prediction(input_folder, len(folds), prior_mirroring, prior_folds)
+    priors = read_prior_prediction(input_folder, len(folds), o.prior_mirroring, o.prior_folds)
     mismatch = prior_mismatch(configs, priors)
     for difference in mismatch:
         warn(f"the refiners were trained on other priors than these: {difference} ({priors.source})")
-    gates = fold_gates(refiners, configs, force_refiner, warn)
-    print_gates(folds, gates, context.dataset_json, force_refiner)
+    gates = fold_gates(refiners, configs, o.force_refiner, warn)
+    print_gates(folds, gates, context.dataset_json, o.force_refiner)
     record = {
         "input_folder": str(input_folder.resolve()),
         "model_folder": str(context.folder.resolve()),
         "folds": folds,
         "refiner": refiners[0].name,
         "settings": refiners[0].settings.to_dict(),
-        "postprocessing": postprocess.to_json(),
+        "postprocessing": o.postprocess.to_json(),
         "prior_prediction": priors.to_json(),
         "refiner_training_priors": [c.get("training_priors") for c in configs],
         "prior_mismatch": mismatch,
-        "force_refiner": force_refiner,
+        "force_refiner": o.force_refiner,
         "gates": [g.blends if g else None for g in gates],
     }
-    _prepare_output(output_folder, input_folder, context, record, overwrite)
+    _prepare_output(output_folder, input_folder, context, record, o.overwrite)
     job = RefineJob(
-        context, refiners, gates, cases, input_folder, output_folder, images_folder, postprocess, device
+        context, refiners, gates, cases, input_folder, output_folder, images_folder, o.postprocess, o.device
     )
-    _refine_cases(job, overwrite, progress)
+    _refine_cases(job, o.overwrite, o.progress)
     return output_folder
 
 
