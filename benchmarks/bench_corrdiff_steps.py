@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/bench_corrdiff_steps.py [--work DIR] [--steps 25 10 5] [-o benchmarks/results/corrdiff_steps]
 
-Why: the paper samples in 25 reverse steps (seed 002, Table 1), and at 25 steps CorrDiff costs 0.89x
+Why: the paper samples in 25 reverse steps (Evans et al., Table 1), and at 25 steps CorrDiff costs 0.89x
 its MedNeXt prior's prediction on the 240x240x155 grid (``bench_refine_cost.py``), against issue 13's
 0.25x target. The cost is nearly linear in the steps, so this measures the other half of the trade:
 with the refinement benchmark's trained MedNeXt folds and its trained CorrDiff (nothing is retrained),

@@ -1,4 +1,4 @@
-"""Seed 000 Table 3's diffusion rows on a held-out synthetic split: DDPM and MedSegDiff, conditioned on a
+"""Ke et al.'s Table 3 diffusion rows on a held-out synthetic split: DDPM and MedSegDiff, conditioned on a
 Swin-UNETR prior and from scratch, next to that prior and stock nnU-Net.
 
 Usage: python benchmarks/bench_diffusion_refiners.py [--work DIR] [--num-train 24] [--num-test 8]
@@ -136,7 +136,7 @@ def main() -> None:
             **({"choices": h["best_choices"]} if h.get("best_choices") else {}),
         }
     result = {
-        "benchmark": "seed 000 Table 3 diffusion rows on a held-out synthetic split (fold 0)",
+        "benchmark": "Ke et al. Table 3 diffusion rows on a held-out synthetic split (fold 0)",
         "settings": vars(args) | {"work": str(work), "fold_0": f"train {half} / validate {rest}"},
         "mean_dice": {row: round(dice_avg(row), 4) for row in rows},
         "mean_hd95_mm": {row: round(hd95_avg(row), 2) for row in rows},
@@ -148,7 +148,7 @@ def main() -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
-        f"Seed 000 Table 3's diffusion rows, {args.num_test} held-out synthetic cases ({args.shape}^3), fold 0 "
+        f"Ke et al.'s Table 3 diffusion rows, {args.num_test} held-out synthetic cases ({args.shape}^3), fold 0 "
         f"(trained on {half} cases, refiners on the other {rest} out-of-fold); base models "
         f"{args.epochs} x {args.iters} iterations (small-CPU presets), refiners at most {args.refiner_epochs} x "
         f"{args.refiner_iters} (early stopping, patience {args.refiner_patience}); no test-time mirroring; "

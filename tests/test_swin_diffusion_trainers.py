@@ -1,4 +1,4 @@
-"""Seed 000's diffusion refiners inside nnU-Net: the Swin-UNETR + DDPM / MedSegDiff trainers, the
+"""Ke et al.'s diffusion refiners inside nnU-Net: the Swin-UNETR + DDPM / MedSegDiff trainers, the
 ``train-refiner`` command for an already trained model, and several refined rows in one benchmark (slow)."""
 
 from __future__ import annotations

@@ -6,11 +6,11 @@ Thin classes: the network, the loss and the plans adjustments live in ``nnunet_d
 - ``SwinUNETRTrainer``: MONAI Swin-UNETR, soft Dice; patch sides rounded up to multiples of 32;
   pretrained encoder weights from ``-pretrained_weights`` (nnU-Net checkpoint) or
   ``DIFFREFINE_SWIN_PRETRAINED`` (MONAI self-supervised format).
-- ``ResUNetTrainer``: MONAI residual U-Net (seed 000's baseline), soft Dice.
+- ``ResUNetTrainer``: MONAI residual U-Net (Ke et al.'s baseline), soft Dice.
 - ``SegResNetTrainer``: MONAI SegResNet (CoMNeT's baseline), DSC++ + BCE as CoMNeT trains its baselines.
 - ``nnUNetTrainerCustomSchedule``: stock nnU-Net whose length follows the ``DIFFREFINE_*`` variables.
 - ``MedNeXtCorrDiffTrainer``: MedNeXt, then CorrDiff on its out-of-fold probabilities (CoMNeT).
-- ``SwinUNETRDDPMTrainer`` / ``SwinUNETRDDPMScratchTrainer``: Swin-UNETR, then seed 000's 3D DDPM
+- ``SwinUNETRDDPMTrainer`` / ``SwinUNETRDDPMScratchTrainer``: Swin-UNETR, then Ke et al.'s 3D DDPM
   refiner conditioned on its out-of-fold probabilities / the unconditional baseline.
 - ``SwinUNETRMedSegDiffTrainer`` / ``SwinUNETRMedSegDiffScratchTrainer``: Swin-UNETR, then MedSegDiff
   conditioned on its out-of-fold probabilities / the unconditional baseline.
@@ -77,24 +77,24 @@ class MedNeXtCorrDiffTrainer(RefinerStageMixin, MedNeXtTrainer):
 
 
 class SwinUNETRDDPMTrainer(RefinerStageMixin, SwinUNETRTrainer):
-    """Seed 000: Swin-UNETR, then the 3D DDPM refiner conditioned on its out-of-fold probabilities."""
+    """Ke et al.: Swin-UNETR, then the 3D DDPM refiner conditioned on its out-of-fold probabilities."""
 
     refiner_name = "ddpm"
 
 
 class SwinUNETRDDPMScratchTrainer(RefinerStageMixin, SwinUNETRTrainer):
-    """Seed 000's "DDPM (scratch)" row: the unconditional DDPM (it never sees the Swin-UNETR prior)."""
+    """Ke et al.'s "DDPM (scratch)" row: the unconditional DDPM (it never sees the Swin-UNETR prior)."""
 
     refiner_name = "ddpm_scratch"
 
 
 class SwinUNETRMedSegDiffTrainer(RefinerStageMixin, SwinUNETRTrainer):
-    """Seed 000: Swin-UNETR, then MedSegDiff conditioned on its out-of-fold probabilities."""
+    """Ke et al.: Swin-UNETR, then MedSegDiff conditioned on its out-of-fold probabilities."""
 
     refiner_name = "medsegdiff"
 
 
 class SwinUNETRMedSegDiffScratchTrainer(RefinerStageMixin, SwinUNETRTrainer):
-    """Seed 000's "MedSegDiff (scratch)" row: MedSegDiff from the image alone."""
+    """Ke et al.'s "MedSegDiff (scratch)" row: MedSegDiff from the image alone."""
 
     refiner_name = "medsegdiff_scratch"

@@ -42,7 +42,7 @@ from nnunet_diffrefine.utils.io import OutputExistsError, atomic_output_file, wr
 from nnunet_diffrefine.utils.resources import Measurement
 from nnunet_diffrefine.workspace.folders import NnUNetFolders
 
-PREFERRED_ORDER = ("TC", "WT", "ET")  # seed 000 Table 3
+PREFERRED_ORDER = ("TC", "WT", "ET")  # Ke et al. Table 3
 
 
 def refined_row(model: ModelSpec, refiner: str) -> str:

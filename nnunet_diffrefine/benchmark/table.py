@@ -1,5 +1,5 @@
-"""Benchmark tables and figures: seed 000 Table 3 layout with mean +- std over folds (seed 002 Table 2),
-a CSV of every number, and a bar chart of per-region Dice with error bars (seed 002 Figure 4)."""
+"""Benchmark tables and figures: Ke et al. Table 3 layout with mean +- std over folds (Evans et al. Table 2),
+a CSV of every number, and a bar chart of per-region Dice with error bars (Evans et al. Figure 4)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def _resource(values: list[float | None], digits: int, reduce=np.mean) -> str:
 
 
 def markdown_table(results: list[ModelResult], regions: list[str], protocol: str = "brats-2023") -> str:
-    """Seed 000 Table 3 columns (Dice per region and average, HD95, sensitivity, precision), mean ± std
+    """Ke et al. Table 3 columns (Dice per region and average, HD95, sensitivity, precision), mean ± std
     over folds (population std), plus seconds per case and peak memory when prediction was run here.
     ``protocol="brats-official"``: global DSC per label group and average, global HD95 and NSD, and the
     matched lesions' DSC and the lesion F1 in place of sensitivity and precision."""
@@ -129,7 +129,7 @@ def csv_rows(results: list[ModelResult], regions: list[str]) -> str:
 def dice_bar_chart(
     results: list[ModelResult], regions: list[str], path: str | os.PathLike, title: str
 ) -> None:
-    """Grouped bars of mean Dice per region and model, error bars = std over folds (seed 002 Figure 4)."""
+    """Grouped bars of mean Dice per region and model, error bars = std over folds (Evans et al. Figure 4)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,7 +1,7 @@
-"""Losses of seed 000's diffusion refiners: DiceCE on logits and the boundary-weighted MSE of eq. (9).
+"""Losses of Ke et al.'s diffusion refiners: DiceCE on logits and the boundary-weighted MSE of eq. (9).
 
 - :func:`dice_ce`: region-based outputs use sigmoid Dice + BCE per channel, label-based outputs softmax
-  Dice over the foreground classes + cross-entropy. The Dice is seed 000's soft Dice (eq. 2, squared
+  Dice over the foreground classes + cross-entropy. The Dice is Ke et al.'s soft Dice (eq. 2, squared
   denominator), via :func:`nnunet_diffrefine.losses.segmentation.dsc_pp_bce`, computed over the whole batch
   (batch Dice: 2D slices and random patches often hold no tumor, where a per-sample Dice is 0 or 1).
 - :func:`edge_weights`: ``w(x) = edge_weight`` (3) where the 6-neighbourhood of ``x`` holds another

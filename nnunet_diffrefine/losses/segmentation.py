@@ -4,7 +4,7 @@
   squared terms, ``1 - (2 sum p y + eps) / (sum p^2 + sum y^2 + eps)`` (MONAI ``DiceLoss`` with
   ``squared_pred=True``), averaged over the region channels. For label-based (softmax) datasets the
   equivalent is DSC++ over the foreground classes + cross-entropy.
-- ``soft_dice``: seed 000's soft Dice (eq. 2, the same squared denominator, eps = 1e-5) for the
+- ``soft_dice``: Ke et al.'s soft Dice (eq. 2, the same squared denominator, eps = 1e-5) for the
   residual U-Net and Swin-UNETR, sigmoid per region or softmax over the classes.
 
 Inputs are logits ``(B, C, Z, Y, X)``. Targets are nnU-Net's: region-based ``(B, C, Z, Y, X)`` binary
@@ -66,7 +66,7 @@ class LabelDiceCELoss(nn.Module):
 
 
 class SoftDiceLoss(nn.Module):
-    """Seed 000's soft Dice loss (eq. 2): sigmoid per region channel, or softmax over all classes."""
+    """Ke et al.'s soft Dice loss (eq. 2): sigmoid per region channel, or softmax over all classes."""
 
     def __init__(self, regions: bool, batch_dice: bool = False) -> None:
         super().__init__()
@@ -89,5 +89,5 @@ def dsc_pp_bce(regions: bool, batch_dice: bool = False) -> nn.Module:
 
 
 def soft_dice(regions: bool, batch_dice: bool = False) -> nn.Module:
-    """Seed 000's soft Dice for the residual U-Net and Swin-UNETR."""
+    """Ke et al.'s soft Dice for the residual U-Net and Swin-UNETR."""
     return SoftDiceLoss(regions=regions, batch_dice=batch_dice)

@@ -1,4 +1,4 @@
-"""CorrDiff's trainable parts (seed 002, §3.2): the residual VQ-VAE, the conditioning encoder, the
+"""CorrDiff's trainable parts (Evans et al., §3.2): the residual VQ-VAE, the conditioning encoder, the
 latent denoiser and the correction gate, built from MONAI blocks.
 
 The choices the paper leaves open (sizes, the gate formula, the correction in probability space)

@@ -1,4 +1,4 @@
-"""MedSegDiff's 2D network (Wu et al. 2023, as used by seed 000 §3.4), written in plain torch.
+"""MedSegDiff's 2D network (Wu et al. 2023, as used by Ke et al. §3.4), written in plain torch.
 
 Two branches over one axial slice:
 

@@ -1,4 +1,4 @@
-"""CorrDiff: corrective latent diffusion on the residual of a coarse segmentation (seed 002, §3.2).
+"""CorrDiff: corrective latent diffusion on the residual of a coarse segmentation (Evans et al., §3.2).
 
 The coarse model (MedNeXt in CoMNeT) gives probabilities ``p`` and logits ``l``. CorrDiff learns the
 residual ``r = y - p``: a 3D VQ-VAE encodes it into a small latent, a latent DDPM denoises that latent
@@ -108,7 +108,7 @@ def coarse_inputs(prior: torch.Tensor, regions: bool) -> tuple[torch.Tensor, tor
 
 @dataclass(frozen=True)
 class CorrDiffSettings(ConditionedSettings):
-    """CorrDiff's settings (seed 002 Table 1; see the module docstring for the open choices)."""
+    """CorrDiff's settings (Evans et al. Table 1; see the module docstring for the open choices)."""
 
     warmup_epochs: int = setting(5)
     inference_steps: int = setting(25)
@@ -146,7 +146,7 @@ class CorrDiffSettings(ConditionedSettings):
 
 
 class CorrDiffRefiner(VolumetricDiffusionRefiner):
-    """CorrDiff (seed 002): a latent diffusion of the residual y - p, gated onto the prior's logits."""
+    """CorrDiff (Evans et al.): a latent diffusion of the residual y - p, gated onto the prior's logits."""
 
     name = "corrdiff"
     label = "CorrDiff"

@@ -1,4 +1,4 @@
-"""Seed 000's 3D U-Net diffusion refiner (§3.3): conditional DDPM over the label map, and its
+"""Ke et al.'s 3D U-Net diffusion refiner (§3.3): conditional DDPM over the label map, and its
 unconditional ("scratch") baseline.
 
 The label map ``Y0`` (``C`` channels: the region masks, or the one-hot classes with background) is
@@ -70,7 +70,7 @@ from nnunet_diffrefine.utils.logit_space import prior_logits, refined_probabilit
 
 @dataclass(frozen=True)
 class DDPMSettings(ConditionedSettings):
-    """The conditioned 3D DDPM's settings (seed 000 Table 2; see the module docstring)."""
+    """The conditioned 3D DDPM's settings (Ke et al. Table 2; see the module docstring)."""
 
     max_epochs: int = setting(1000)
     patience: int = setting(150)
@@ -122,7 +122,7 @@ def denoiser_unet(in_channels: int, out_channels: int, channels: tuple[int, ...]
 
 
 class DDPMRefiner(VolumetricDiffusionRefiner):
-    """Seed 000's conditioned 3D DDPM: denoises the label map from the prior noised to t' = 0.4 T."""
+    """Ke et al.'s conditioned 3D DDPM: denoises the label map from the prior noised to t' = 0.4 T."""
 
     name = "ddpm"
     label = "DDPM"
@@ -198,7 +198,7 @@ class DDPMRefiner(VolumetricDiffusionRefiner):
 
 
 class DDPMScratchRefiner(DDPMRefiner):
-    """Seed 000's unconditional DDPM baseline: 6 DPM-Solver++(2M) steps from pure noise, no prior."""
+    """Ke et al.'s unconditional DDPM baseline: 6 DPM-Solver++(2M) steps from pure noise, no prior."""
 
     name = "ddpm_scratch"
     label = "DDPM (scratch)"

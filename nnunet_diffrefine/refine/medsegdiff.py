@@ -1,4 +1,4 @@
-"""Seed 000's MedSegDiff refiner (§3.4) on 2D axial slices, conditioned on the coarse prior, and its
+"""Ke et al.'s MedSegDiff refiner (§3.4) on 2D axial slices, conditioned on the coarse prior, and its
 unconditional ("scratch") baseline.
 
 Diffusion on the segmentation channels only: ``s0 = 2 y - 1`` (``C`` channels), linear schedule,
@@ -78,7 +78,7 @@ DEFAULT_FUSION_WEIGHT = 0.5
 
 @dataclass(frozen=True)
 class MedSegDiffSettings(ConditionedSettings):
-    """Conditioned MedSegDiff's settings (seed 000 Table 2; see the module docstring)."""
+    """Conditioned MedSegDiff's settings (Ke et al. Table 2; see the module docstring)."""
 
     max_epochs: int = setting(300)
     patience: int = setting(100)
@@ -119,7 +119,7 @@ class MedSegDiffScratchSettings(MedSegDiffSettings):
 
 
 class MedSegDiffRefiner(Refiner):
-    """Seed 000's MedSegDiff on axial slices: a highway U-Net with FF-Parsers and a noise predictor, fused."""
+    """Ke et al.'s MedSegDiff on axial slices: a highway U-Net with FF-Parsers and a noise predictor, fused."""
 
     name = "medsegdiff"
     label = "MedSegDiff"
@@ -302,7 +302,7 @@ class MedSegDiffRefiner(Refiner):
 
 
 class MedSegDiffScratchRefiner(MedSegDiffRefiner):
-    """Seed 000's unconditional MedSegDiff baseline: the highway sees the image slice only."""
+    """Ke et al.'s unconditional MedSegDiff baseline: the highway sees the image slice only."""
 
     name = "medsegdiff_scratch"
     label = "MedSegDiff (scratch)"

@@ -1,8 +1,8 @@
 """Typed refiner settings: one frozen dataclass per refiner, validated when it is made.
 
 Every refiner declares its settings as a subclass of :class:`RefinerSettings` (training schedule,
-sampling, and its own network and loss settings); the defaults are the papers' (seed 000 Table 2,
-seed 002 Table 1). Settings are saved in ``refiner.json`` and in every checkpoint, printed in the
+sampling, and its own network and loss settings); the defaults are the papers' (Ke et al. Table 2,
+Evans et al. Table 1). Settings are saved in ``refiner.json`` and in every checkpoint, printed in the
 training log and listed by ``nnunet-diffrefine train-refiner --help``. A *preset* is a named set of
 changes to the defaults (``paper``: none; ``cpu``: short schedules for a 2-core CPU; ``tiny``: a few
 iterations of small networks, for tests); the preset's name is kept in the settings.

@@ -1,7 +1,7 @@
 """The one training loop of every refiner: AdamW, warm-up + cosine learning rate, gradient clipping,
 validation Dice every epoch, early stopping, the best weights kept, and an exact resume.
 
-Seed 000 (Table 2) trains its diffusion models with AdamW, a linear warm-up from 1e-6 to the peak
+Ke et al. (Table 2) trains its diffusion models with AdamW, a linear warm-up from 1e-6 to the peak
 then a cosine back to 1e-6 (per epoch), clipping at norm 1.0, validation every epoch and the
 checkpoint with the best mean validation Dice kept; training stops when that has not improved for
 ``patience`` epochs. Every value comes from the refiner's settings (:mod:`.settings`).

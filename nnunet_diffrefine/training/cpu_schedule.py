@@ -1,6 +1,6 @@
 """The CPU schedule under which the base models learn on the synthetic phantoms (a named preset).
 
-The papers train for hundreds of GPU epochs: AdamW at 1e-4 (seed 000 Table 1, seed 002 Table 1)
+The papers train for hundreds of GPU epochs: AdamW at 1e-4 (Ke et al. Table 1, Evans et al. Table 1)
 barely moves a network in a few hundred CPU iterations (MedNeXt stayed at a mean Dice of 0.02 after
 100 iterations at 1e-4). For short CPU runs this preset keeps every paper setting but the length and
 the peak learning rate: AdamW at 1e-3 for our trainers (10x the papers'), and nnU-Net's own SGD

@@ -1,4 +1,4 @@
-"""Pretrained Swin-UNETR encoders for ``SwinUNETRTrainer`` (seed 000 fine-tunes from pretrained weights).
+"""Pretrained Swin-UNETR encoders for ``SwinUNETRTrainer`` (Ke et al. fine-tunes from pretrained weights).
 
 Two ways in:
 

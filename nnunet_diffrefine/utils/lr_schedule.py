@@ -1,6 +1,6 @@
 """Linear warm-up then cosine decay of the learning rate, stepped once per epoch.
 
-Both papers train with a warm-up and a cosine decay (CoMNeT: 5 warm-up epochs; seed 000 Table 2:
+Both papers train with a warm-up and a cosine decay (CoMNeT: 5 warm-up epochs; Ke et al. Table 2:
 10 warm-up epochs from 1e-6 to the peak, then a cosine to 1e-6). Written here because neither
 torch nor nnU-Net has this schedule with nnU-Net's calling convention (``scheduler.step(epoch)``).
 """
