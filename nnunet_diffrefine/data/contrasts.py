@@ -62,27 +62,47 @@ def compose_contrasts(
     core_name = "necrosis" if phenotype == "adult" else "non_enhancing"
     texture = 1.0 + 0.03 * smooth_noise(rng, shape, 1.0)
     tumor_texture = 1.0 + 0.07 * smooth_noise(rng, shape, 1.5)
-    # the template T1 carries real anatomical detail (deep grey nuclei, cortex); normalise it to WM = 1
-    wm_level = float(np.median(maps.t1[maps.wm > 0.9])) if (maps.wm > 0.9).any() else 1.0
-    t1_detail = maps.t1 / max(wm_level, 1e-3)
+    t1_detail = _t1_detail(maps)
     images = np.zeros((len(MODALITIES), *shape), dtype=np.int16)
     for c, modality in enumerate(MODALITIES):
         mu = {name: means[c] for name, means in TISSUE_MEANS.items()}
-        healthy = (maps.wm * mu["wm"] + maps.gm * mu["gm"] + maps.csf * mu["csf"]) / tissue_sum
-        if modality in ("t1n", "t1c"):
-            healthy = 0.5 * healthy + 0.5 * t1_detail
+        healthy = _healthy_tissue(maps, mu, tissue_sum, t1_detail, modality)
         lesion = (soft[1] * mu[core_name] + soft[2] * mu["edema"] + soft[3] * mu["enhancing"]) * tumor_texture
         if fluid is not None:
             lesion = lesion + fluid * mu["fluid"]
         image = ((1.0 - tumor_weight) * healthy + lesion) * texture
         image *= np.exp(BIAS_STRENGTH * smooth_noise(rng, shape, 0.4 * float(np.mean(shape))))
         gain = SCANNER_GAIN[modality] * rng.uniform(0.9, 1.1)
-        n1 = rng.standard_normal(shape, dtype=np.float32) * NOISE_LEVEL
-        n2 = rng.standard_normal(shape, dtype=np.float32) * NOISE_LEVEL
-        image = np.sqrt((image + n1) ** 2 + n2**2) * gain
-        image = np.where(maps.brain, np.clip(np.rint(image), 1, np.iinfo(np.int16).max), 0)
-        images[c] = image.astype(np.int16)
+        images[c] = _scanned(rng, image, gain, NOISE_LEVEL, maps.brain)
     return images
+
+
+def _t1_detail(maps: BrainMaps) -> np.ndarray:
+    """The template T1 normalised to WM = 1: the anatomical detail (deep grey nuclei, cortex) it carries."""
+    wm_level = float(np.median(maps.t1[maps.wm > 0.9])) if (maps.wm > 0.9).any() else 1.0
+    return maps.t1 / max(wm_level, 1e-3)
+
+
+def _healthy_tissue(
+    maps: BrainMaps, mu: dict[str, float], tissue_sum: np.ndarray, t1_detail: np.ndarray, modality: str
+) -> np.ndarray:
+    """Healthy-tissue intensity ``(Z, Y, X)``: the WM/GM/CSF means ``mu`` mixed by their partial volumes;
+    on T1n and T1c half of it is the template's own detail."""
+    healthy = (maps.wm * mu["wm"] + maps.gm * mu["gm"] + maps.csf * mu["csf"]) / tissue_sum
+    if modality in ("t1n", "t1c"):
+        healthy = 0.5 * healthy + 0.5 * t1_detail
+    return healthy
+
+
+def _scanned(
+    rng: np.random.Generator, image: np.ndarray, gain: float, noise_level: float, brain: np.ndarray
+) -> np.ndarray:
+    """``image`` as a magnitude scanner writes it: Rician noise (two Gaussian channels of ``noise_level``),
+    the channel's ``gain``, integer intensities >= 1 inside ``brain`` and exactly 0 outside; int16."""
+    n1 = rng.standard_normal(image.shape, dtype=np.float32) * noise_level
+    n2 = rng.standard_normal(image.shape, dtype=np.float32) * noise_level
+    image = np.sqrt((image + n1) ** 2 + n2**2) * gain
+    return np.where(brain, np.clip(np.rint(image), 1, np.iinfo(np.int16).max), 0).astype(np.int16)
 
 
 @dataclass
@@ -119,15 +139,12 @@ def _compose_realistic(
     tumor_weight = np.clip(sum(soft.values(), np.zeros(shape, np.float32)), 0.0, 1.0)
     texture = 1.0 + 0.04 * smooth_noise(rng, shape, 1.0)
     tumor_texture = 1.0 + s.tumor_texture * smooth_noise(rng, shape, 1.5)
-    wm_level = float(np.median(maps.t1[maps.wm > 0.9])) if (maps.wm > 0.9).any() else 1.0
-    t1_detail = maps.t1 / max(wm_level, 1e-3)
+    t1_detail = _t1_detail(maps)
     degraded = int(extra.integers(len(MODALITIES))) if extra.random() < s.artefact_prob else -1
     images = np.zeros((len(MODALITIES), *shape), dtype=np.int16)
     for c, modality in enumerate(MODALITIES):
         mu = {name: means[c] for name, means in REALISTIC_MEANS.items()}
-        healthy = (maps.wm * mu["wm"] + maps.gm * mu["gm"] + maps.csf * mu["csf"]) / tissue_sum
-        if modality in ("t1n", "t1c"):
-            healthy = 0.5 * healthy + 0.5 * t1_detail
+        healthy = _healthy_tissue(maps, mu, tissue_sum, t1_detail, modality)
         healthy = healthy + realism.t1c_mimic * (mu["t1c_mimic"] - healthy)
         lesion = sum((soft[k] * mu[k] for k in soft), np.zeros(shape, np.float32)) * tumor_texture
         image = ((1.0 - tumor_weight) * healthy + lesion) * texture
@@ -136,9 +153,5 @@ def _compose_realistic(
         if c == degraded:
             image = degrade_channel(extra, image, maps.spacing)
         gain = SCANNER_GAIN[modality] * rng.uniform(0.8, 1.2)
-        n1 = rng.standard_normal(shape, dtype=np.float32) * s.noise_level
-        n2 = rng.standard_normal(shape, dtype=np.float32) * s.noise_level
-        image = np.sqrt((image + n1) ** 2 + n2**2) * gain
-        image = np.where(maps.brain, np.clip(np.rint(image), 1, np.iinfo(np.int16).max), 0)
-        images[c] = image.astype(np.int16)
+        images[c] = _scanned(rng, image, gain, s.noise_level, maps.brain)
     return images
