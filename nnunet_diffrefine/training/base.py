@@ -59,13 +59,33 @@ def deep_supervision_weights(num_outputs: int, is_ddp: bool = False) -> np.ndarr
 
 
 class ScheduleFromEnvironmentMixin:
-    """Apply the ``DIFFREFINE_*`` schedule variables after ``nnUNetTrainer.__init__`` set its defaults."""
+    """nnU-Net's trainer constructor, then this trainer's defaults (:meth:`set_trainer_defaults`), then the
+    ``DIFFREFINE_*`` schedule variables over them."""
 
     warmup_epochs: int = 5
+
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = DEFAULT_DEVICE,
+    ):
+        super().__init__(plans, configuration, fold, dataset_json, device)  # type: ignore[call-arg]
+        self.set_trainer_defaults()
+        self.apply_schedule_overrides()
+
+    def set_trainer_defaults(self) -> None:
+        """What this trainer changes relative to ``nnUNetTrainer`` before the schedule variables apply."""
 
     def apply_schedule_overrides(self) -> None:
         for attribute, value in schedule_overrides().items():
             setattr(self, attribute, value)
+
+    def on_train_start(self) -> None:
+        super().on_train_start()  # type: ignore[misc]
+        self.log_schedule()
 
     def log_schedule(self) -> None:
         set_vars = {v: getattr(self, a) for a, v in SCHEDULE_VARIABLES.items() if hasattr(self, a)}
@@ -80,21 +100,6 @@ class nnUNetTrainerCustomSchedule(ScheduleFromEnvironmentMixin, nnUNetTrainer): 
     """Stock ``nnUNetTrainer`` (network, loss, SGD, poly schedule) whose length follows the
     ``DIFFREFINE_*`` variables: the stock baseline for short CPU runs."""
 
-    def __init__(
-        self,
-        plans: dict,
-        configuration: str,
-        fold: int,
-        dataset_json: dict,
-        device: torch.device = DEFAULT_DEVICE,
-    ):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.apply_schedule_overrides()
-
-    def on_train_start(self) -> None:
-        super().on_train_start()
-        self.log_schedule()
-
 
 class DiffRefineTrainerBase(ScheduleFromEnvironmentMixin, nnUNetTrainer):
     """Base of the MedNeXt, Swin-UNETR, residual U-Net and SegResNet trainers."""
@@ -102,19 +107,12 @@ class DiffRefineTrainerBase(ScheduleFromEnvironmentMixin, nnUNetTrainer):
     architecture_key: str = ""
     grad_clip: float = 1.0
 
-    def __init__(
-        self,
-        plans: dict,
-        configuration: str,
-        fold: int,
-        dataset_json: dict,
-        device: torch.device = DEFAULT_DEVICE,
-    ):
-        super().__init__(plans, configuration, fold, dataset_json, device)
+    def set_trainer_defaults(self) -> None:
+        """The papers' optimiser (AdamW 1e-4, weight decay 1e-5), the network's deep supervision and its
+        plans (:meth:`adapt_plans`)."""
         self.initial_lr = 1e-4
         self.weight_decay = 1e-5
         self.enable_deep_supervision = self.spec.deep_supervision
-        self.apply_schedule_overrides()
         if self.label_manager.ignore_label is not None:
             raise InputError(f"{type(self).__name__} does not support datasets with an ignore label")
         self.adapt_plans()
@@ -166,7 +164,6 @@ class DiffRefineTrainerBase(ScheduleFromEnvironmentMixin, nnUNetTrainer):
 
     def on_train_start(self) -> None:
         super().on_train_start()
-        self.log_schedule()
         arch = self.configuration_manager.configuration["architecture"]
         n_params = sum(p.numel() for p in self.network.parameters())
         self.print_to_log_file(
