@@ -12,9 +12,11 @@ Stock nnU-Net is always a row: when no ``nnUNetTrainer*`` model is named, ``nnUN
 ``nnUNetPlans`` is added (and must have been trained). Writes ``benchmark.md`` (the table),
 ``benchmark.csv``, ``benchmark_dice.png`` and ``benchmark.json`` into the output folder, plus each
 fold's ``summary.json`` under ``evaluations/``. Predictions are kept under ``predictions/`` so an
-interrupted run resumes. ``protocol="brats-official"`` scores every row with the official BraTS
-protocol (:mod:`nnunet_diffrefine.evaluation.official`) instead: its label groups are the columns,
-Dice / HD95 / NSD are the global ones, plus the matched lesions' DSC and the lesion F1.
+interrupted run resumes. Every row is scored by one evaluation protocol
+(:mod:`nnunet_diffrefine.evaluation.protocols`, by name or as an object): ``"brats-2023"`` (default)
+or ``"brats-official"`` (the official BraTS scorer: its label groups are the columns, Dice / HD95 /
+NSD are the global ones, plus the matched lesions' DSC and the lesion F1); the protocol supplies the
+table's columns.
 """
 
 from __future__ import annotations
@@ -35,9 +37,8 @@ from nnunet_diffrefine.benchmark.table import (
     markdown_table,
 )
 from nnunet_diffrefine.errors import InputError
-from nnunet_diffrefine.evaluation.folder import dataset_regions, evaluate_folder
-from nnunet_diffrefine.evaluation.official import OFFICIAL_GROUPS
-from nnunet_diffrefine.evaluation.official_folder import default_official_config, evaluate_folder_official
+from nnunet_diffrefine.evaluation.folder import evaluate_with
+from nnunet_diffrefine.evaluation.protocols import EvaluationProtocol, make_protocol
 from nnunet_diffrefine.utils.io import OutputExistsError, atomic_output_file, write_json
 from nnunet_diffrefine.utils.resources import Measurement
 from nnunet_diffrefine.workspace.folders import NnUNetFolders
@@ -63,11 +64,11 @@ class BenchmarkSetup:
     dataset_name: str
     preprocessed: Path
     dataset_json: dict
-    region_names: dict
     regions: list[str]
     results_root: str
     split: str
     out: Path
+    protocol: EvaluationProtocol
     device: str = "cpu"
     use_mirroring: bool = True
     num_processes: int = 1
@@ -75,8 +76,6 @@ class BenchmarkSetup:
     images: Path | None = None
     labels: Path | None = None
     cases: dict | None = None
-    protocol: str = "brats-2023"
-    official_config: str | None = None
 
     def evaluation_file(self, row: str, fold: int) -> Path:
         return self.out / "evaluations" / _slug(row) / f"fold_{fold}" / "summary.json"
@@ -85,47 +84,20 @@ class BenchmarkSetup:
         return self.out / "predictions" / _slug(row) / f"fold_{fold}"
 
     def evaluate(self, reference: Path, predictions: Path, row: str, fold: int, cases: list[str]) -> dict:
-        if self.protocol == "brats-official":
-            summary = evaluate_folder_official(
-                reference,
-                predictions,
-                self.dataset_json,
-                self.evaluation_file(row, fold),
-                self.official_config,
-                num_processes=self.num_processes,
-                progress=self.progress,
-                cases=cases,
-            )
-            return {"mean": {group: _official_metrics(m) for group, m in summary["mean"].items()}}
-        return evaluate_folder(
+        """``{region name: {metric: mean}}`` of one row's fold, scored by the protocol (files kept)."""
+        summary = evaluate_with(
+            self.protocol,
             reference,
             predictions,
-            self.dataset_json,
             self.evaluation_file(row, fold),
             num_processes=self.num_processes,
             progress=self.progress,
             cases=cases,
         )
+        return self.protocol.benchmark_means(summary)
 
 
-def _official_metrics(means: dict) -> dict:
-    """The official columns under the benchmark's metric names."""
-    return {
-        "Dice": means["global_dsc"],
-        "HD95": means["global_hd95"],
-        "NSD": means["global_nsd"],
-        "LesionWise_Dice": means["lesionwise_dsc_mean"],
-        "LesionWise_HD95": means["lesionwise_hd95_mean"],
-        "Lesion_F1": means["all_instance_f1"],
-        "Lesion_Precision": means["all_instance_prec"],
-        "Lesion_Recall": means["all_instance_rec"],
-    }
-
-
-def _fold_result(summary: dict, fold: int, region_names: dict, measurements: dict | None) -> FoldResult:
-    per_region = {
-        region_names[r]: {k: float(v) for k, v in metrics.items()} for r, metrics in summary["mean"].items()
-    }
+def _fold_result(per_region: dict, fold: int, measurements: dict | None) -> FoldResult:
     result = FoldResult(fold=fold, per_region=per_region)
     if measurements:
         values = list(measurements.values())
@@ -162,28 +134,20 @@ def prepare_benchmark(
     labels,
     output,
     overwrite: bool,
-    protocol="brats-2023",
-    official_config=None,
+    protocol: str | EvaluationProtocol = "brats-2023",
+    official_config: str | None = None,
     **options,
 ) -> BenchmarkSetup:
     """The shared set-up (see :class:`BenchmarkSetup`); refuses an existing ``benchmark.md`` unless ``overwrite``."""
     if split not in ("cv", "test"):
         raise InputError(f"split must be 'cv' or 'test', got {split!r}")
-    if protocol not in ("brats-2023", "brats-official"):
-        raise InputError(f"protocol must be brats-2023 or brats-official, got {protocol!r}")
     results_root = str(folders.require("nnUNet_results"))
     pre = folders.preprocessed_dataset(dataset)
     dataset_json = json.loads((pre / "dataset.json").read_text())
-    regions, region_names, _ = dataset_regions(dataset_json)
-    if protocol == "brats-official":
-        official_config = official_config or default_official_config(dataset_json)
-        if official_config not in OFFICIAL_GROUPS:
-            raise InputError(f"unknown official configuration {official_config!r}")
-        regions = [group for group, _, _ in OFFICIAL_GROUPS[official_config]]
-        region_names = {group: group.upper() for group in regions}
-    elif official_config is not None:
-        raise InputError("an official configuration belongs to the brats-official protocol")
-    names = [region_names[r] for r in regions]
+    if isinstance(protocol, str):
+        protocol = make_protocol(protocol, dataset_json, official_config)
+    region_names = protocol.unit_names()
+    names = [region_names[r] for r in protocol.units()]
     ordered = [n for n in PREFERRED_ORDER if n in names] + [n for n in names if n not in PREFERRED_ORDER]
     out = Path(output) if output else Path(results_root) / pre.name / f"benchmark_{split}"
     if (out / "benchmark.md").exists() and not overwrite:
@@ -194,13 +158,11 @@ def prepare_benchmark(
         pre.name,
         pre,
         dataset_json,
-        region_names,
         ordered,
         results_root,
         split,
         out,
         protocol=protocol,
-        official_config=official_config,
         **options,
     )
     if split == "test":
@@ -224,7 +186,7 @@ def cv_fold(setup: BenchmarkSetup, model: ModelSpec, fold: int) -> FoldResult:
     ending = setup.dataset_json["file_ending"]
     cases = sorted(p.name[: -len(ending)] for p in pred_dir.glob(f"*{ending}"))
     summary = setup.evaluate(setup.preprocessed / "gt_segmentations", pred_dir, model.name, fold, cases)
-    return _fold_result(summary, fold, setup.region_names, None)
+    return _fold_result(summary, fold, None)
 
 
 def refined_fold(setup: BenchmarkSetup, model: ModelSpec, refiner: str, fold: int, base: dict) -> FoldResult:
@@ -252,7 +214,7 @@ def refined_fold(setup: BenchmarkSetup, model: ModelSpec, refiner: str, fold: in
         for c in base
     }
     summary = setup.evaluate(setup.labels, refined_dir, name, fold, list(base))
-    return _fold_result(summary, fold, setup.region_names, combined)
+    return _fold_result(summary, fold, combined)
 
 
 def held_out_fold(setup: BenchmarkSetup, model: ModelSpec, fold: int) -> list[FoldResult]:
@@ -270,7 +232,7 @@ def held_out_fold(setup: BenchmarkSetup, model: ModelSpec, fold: int) -> list[Fo
         progress=setup.progress,
     )
     summary = setup.evaluate(setup.labels, pred_dir, model.name, fold, list(setup.cases))
-    results = [_fold_result(summary, fold, setup.region_names, measurements)]
+    results = [_fold_result(summary, fold, measurements)]
     return results + [refined_fold(setup, model, r, fold, measurements) for r in model.refiners]
 
 
@@ -287,8 +249,8 @@ def write_tables(setup: BenchmarkSetup, results: list[ModelResult], folds: list[
             "split": setup.split,
             "folds": folds,
             "regions": setup.regions,
-            "protocol": setup.protocol,
-            "official_config": setup.official_config,
+            "protocol": setup.protocol.name,
+            "official_config": getattr(setup.protocol, "config", None),
             "models": [{"name": r.name, "folds": [vars(f) for f in r.folds]} for r in results],
         },
         setup.out / "benchmark.json",
@@ -311,7 +273,7 @@ def run_benchmark(
     num_processes: int = 1,
     overwrite: bool = False,
     progress: bool = True,
-    protocol: str = "brats-2023",
+    protocol: str | EvaluationProtocol = "brats-2023",
     official_config: str | None = None,
 ) -> Path:
     """Run the benchmark in nnU-Net's ``folders`` and return the output folder (see the module docstring)."""

@@ -9,10 +9,14 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nnunet_diffrefine.utils.io import atomic_output_file
+
+if TYPE_CHECKING:
+    from nnunet_diffrefine.evaluation.protocols import EvaluationProtocol
 
 
 @dataclass
@@ -55,20 +59,17 @@ def _resource(values: list[float | None], digits: int, reduce=np.mean) -> str:
     return f"{reduce(vals):.{digits}f}" if vals else "–"
 
 
-def markdown_table(results: list[ModelResult], regions: list[str], protocol: str = "brats-2023") -> str:
-    """Ke et al. Table 3 columns (Dice per region and average, HD95, sensitivity, precision), mean ± std
-    over folds (population std), plus seconds per case and peak memory when prediction was run here.
-    ``protocol="brats-official"``: global DSC per label group and average, global HD95 and NSD, and the
-    matched lesions' DSC and the lesion F1 in place of sensitivity and precision."""
-    official = protocol == "brats-official"
-    extra = ("NSD", "LesionWise_Dice", "Lesion_F1") if official else ("Sensitivity", "Precision")
-    titles = {"NSD": "NSD", "LesionWise_Dice": "Lesion DSC", "Lesion_F1": "Lesion F1"}
+def markdown_table(results: list[ModelResult], regions: list[str], protocol: EvaluationProtocol) -> str:
+    """Ke et al. Table 3 columns (Dice per region and average, HD95, then the protocol's columns: for
+    BraTS 2023 sensitivity and precision), mean ± std over folds (population std), plus seconds per case
+    and peak memory when prediction was run here; the protocol's note below."""
+    columns = protocol.table_columns
     header = [
         "Model",
         *[f"Dice {r}" for r in regions],
         "Dice Avg",
-        "HD95 (voxels; mm on 1 mm grids) ↓" if official else "HD95 (mm) ↓",
-        *[titles.get(k, k) for k in extra],
+        protocol.hd95_title,
+        *[c.title for c in columns],
         "Folds",
         "s / case",
         "Peak RSS (MB)",
@@ -79,7 +80,7 @@ def markdown_table(results: list[ModelResult], regions: list[str], protocol: str
         row = [m.name]
         row += [_pm(m.region_values(r, "Dice"), 3) for r in regions]
         row += [_pm(m.averaged(regions, "Dice"), 3), _pm(m.averaged(regions, "HD95"), 2)]
-        row += [_pm(m.averaged(regions, k), 3) for k in extra]
+        row += [_pm(m.averaged(regions, c.metric), c.digits) for c in columns]
         row += [
             str(len(m.folds)),
             _resource([f.seconds_per_case for f in m.folds], 2),
@@ -87,21 +88,7 @@ def markdown_table(results: list[ModelResult], regions: list[str], protocol: str
             _resource([f.peak_gpu_mb for f in m.folds], 0, max),
         ]
         lines.append("| " + " | ".join(row) + " |")
-    if official:
-        note = (
-            "Mean ± standard deviation over folds (each fold: mean over its cases). Official BraTS protocol "
-            "(BraTS-evaluation): global DSC, HD95 (in voxels, as the official scorer; 373 where nothing overlaps) "
-            "and NSD per label group, the "
-            "matched lesions' DSC and the lesion F1, averaged over the groups; cases where both masks are empty "
-            "are left out."
-        )
-    else:
-        note = (
-            "Mean ± standard deviation over folds (each fold: mean over its cases). HD95, sensitivity and "
-            "precision are averaged over the regions. Empty masks follow the BraTS convention (both empty: "
-            "Dice 1, HD95 0; one empty: Dice 0, HD95 374 mm)."
-        )
-    return "\n".join(lines) + "\n\n" + note + "\n"
+    return "\n".join(lines) + "\n\n" + protocol.table_note + "\n"
 
 
 def csv_rows(results: list[ModelResult], regions: list[str]) -> str:

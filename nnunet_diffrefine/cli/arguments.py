@@ -112,11 +112,14 @@ OFFICIAL_CONFIGS: tuple[str, ...] = ("gli", "ped", "mets", "MenRT", "MenPre", "G
 """The official BraTS scorer's label-group configurations."""
 
 
+PROTOCOL_NAMES: tuple[str, ...] = ("brats-2023", "brats-official")
+"""The names of :data:`nnunet_diffrefine.evaluation.protocols.PROTOCOLS` (spelled here so that ``--help``
+does not import the evaluation; a test keeps them equal)."""
+
+
 def add_protocol(parser: argparse.ArgumentParser, what: str) -> None:
     """``--protocol brats-2023|brats-official`` (``what``: its help) and ``--official-config``."""
-    parser.add_argument(
-        "--protocol", choices=("brats-2023", "brats-official"), default="brats-2023", help=what
-    )
+    parser.add_argument("--protocol", choices=PROTOCOL_NAMES, default="brats-2023", help=what)
     parser.add_argument(
         "--official-config",
         choices=OFFICIAL_CONFIGS,

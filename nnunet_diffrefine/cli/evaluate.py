@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_official(args: argparse.Namespace, dataset: dict, output: str) -> int:
-    from nnunet_diffrefine.evaluation.official_folder import evaluate_folder_official
+    from nnunet_diffrefine.evaluation.folder import evaluate_folder_official
 
     given = [
         flag

@@ -7,7 +7,7 @@ torch and MONAI stay in the parent process).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +49,21 @@ METRIC_NAMES: tuple[str, ...] = (
 """Metrics of each case and region: nnU-Net's names first, then ours (HD95 and volumes in mm / cm³; NSD:
 normalized surface Dice at the official tolerance, the smallest voxel spacing)."""
 
+
+@dataclass(frozen=True)
+class CaseMetric:
+    """A per-case metric beyond :data:`METRIC_NAMES`: ``compute(pred, ref, spacing)`` of two boolean
+    ``(Z, Y, X)`` masks of one region (cropped to the box around every region, so voxel counts hold)
+    and the ``(z, y, x)`` spacing in mm gives one number. With a
+    ``title`` the benchmark table shows it (averaged over the regions, ``digits`` decimals). ``compute``
+    must be a module-level function so that worker processes can run it."""
+
+    name: str
+    compute: Callable[[np.ndarray, np.ndarray, tuple[float, float, float]], float]
+    title: str | None = None
+    digits: int = 3
+
+
 GEOMETRY_TOLERANCE = 1e-4
 """Relative on the spacing, absolute on the direction cosines, times the largest voxel size on the origin."""
 
@@ -61,8 +76,10 @@ def evaluate_arrays(
     empty_convention: EmptyConvention = "brats",
     lesion_params: LesionWiseParams = BRATS_LESION_PARAMS,
     hd95_penalty: float = BRATS_HD95_PENALTY_MM,
+    extra_metrics: Sequence[CaseMetric] = (),
 ) -> dict[Region, dict[str, float | int]]:
-    """Every metric (:data:`METRIC_NAMES`) of two ``(Z, Y, X)`` label maps, per label or region.
+    """Every metric (:data:`METRIC_NAMES`, then ``extra_metrics``) of two ``(Z, Y, X)`` label maps, per
+    label or region.
 
     ``regions``: labels (``int``) or regions (tuples of labels), as nnU-Net lists them; ``spacing``
     ``(z, y, x)`` in mm. All work happens on the bounding box of the voxels that belong to any region
@@ -108,6 +125,7 @@ def evaluate_arrays(
             Num_FP_lesions=lesions.num_fp,
         )
         results[region] = {name: metrics[name] for name in METRIC_NAMES}
+        results[region].update({m.name: float(m.compute(pred, ref, spacing)) for m in extra_metrics})
     return results
 
 
@@ -190,6 +208,7 @@ def evaluate_case(
     lesion_params: LesionWiseParams = BRATS_LESION_PARAMS,
     hd95_penalty: float = BRATS_HD95_PENALTY_MM,
     missing_ok: bool = False,
+    extra_metrics: Sequence[CaseMetric] = (),
 ) -> dict:
     """Metrics of one case in nnU-Net's per-case layout.
 
@@ -216,7 +235,7 @@ def evaluate_case(
             )
     spacing_zyx = tuple(reversed(ref_geometry.spacing))
     metrics = evaluate_arrays(
-        pred_seg, ref_seg, spacing_zyx, regions, empty_convention, lesion_params, hd95_penalty
+        pred_seg, ref_seg, spacing_zyx, regions, empty_convention, lesion_params, hd95_penalty, extra_metrics
     )
     return {"reference_file": reference_file, "prediction_file": prediction_file, "metrics": metrics}
 

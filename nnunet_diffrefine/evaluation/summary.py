@@ -28,22 +28,20 @@ from nnunet_diffrefine.utils.io import atomic_output_file
 
 
 def mean_metrics(
-    metric_per_case: Sequence[Mapping], regions: Sequence[Region]
+    metric_per_case: Sequence[Mapping], regions: Sequence[Region], names: Sequence[str] = METRIC_NAMES
 ) -> tuple[dict[Region, dict[str, float]], dict[str, float]]:
-    """nnU-Net's aggregation: per region the NaN-ignoring mean over cases, then the plain mean of those
-    over the foreground regions (``foreground_mean``)."""
+    """nnU-Net's aggregation of the metrics ``names``: per region the NaN-ignoring mean over cases, then
+    the plain mean of those over the foreground regions (``foreground_mean``)."""
     means: dict[Region, dict[str, float]] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN, as in nnU-Net
         for region in regions:
             means[region] = {
                 name: float(np.nanmean([float(case["metrics"][region][name]) for case in metric_per_case]))
-                for name in METRIC_NAMES
+                for name in names
             }
         foreground = [r for r in regions if r not in (0, "0")]
-        foreground_mean = {
-            name: float(np.mean([means[r][name] for r in foreground])) for name in METRIC_NAMES
-        }
+        foreground_mean = {name: float(np.mean([means[r][name] for r in foreground])) for name in names}
     return means, foreground_mean
 
 
@@ -56,19 +54,26 @@ def write_summary_json(summary: dict, path: str | os.PathLike) -> None:
         save_summary_json(summary, str(tmp))
 
 
-def write_summary_csv(
+def summary_rows(
     case_ids: Sequence[str],
     metric_per_case: Sequence[Mapping],
     regions: Sequence[Region],
     region_names: Mapping[Region, str],
-    path: str | os.PathLike,
-) -> None:
-    """One row per case and region: ``case, region, <every metric>``, atomically."""
+    names: Sequence[str] = METRIC_NAMES,
+) -> tuple[list[str], list[list]]:
+    """summary.csv's ``(header, rows)``: one row per case and region, ``case, region, <every metric>``."""
+    rows = [
+        [case_id, region_names[region], *(case["metrics"][region][name] for name in names)]
+        for case_id, case in zip(case_ids, metric_per_case)
+        for region in regions
+    ]
+    return ["case", "region", *names], rows
+
+
+def write_csv_rows(header: Sequence[str], rows: Sequence[Sequence], path: str | os.PathLike) -> None:
+    """The one CSV writer of the evaluation: ``header`` then ``rows``, atomically."""
     with atomic_output_file(path) as tmp:
         with open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["case", "region", *METRIC_NAMES])
-            for case_id, case in zip(case_ids, metric_per_case):
-                for region in regions:
-                    values = case["metrics"][region]
-                    writer.writerow([case_id, region_names[region], *(values[name] for name in METRIC_NAMES)])
+            writer.writerow(header)
+            writer.writerows(rows)
