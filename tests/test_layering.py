@@ -101,3 +101,34 @@ def test_refiner_modules_and_orchestration_functions_stay_small():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 length = node.end_lineno - node.lineno + 1
                 assert length <= 60, f"{name}: {node.name} has {length} lines"
+
+
+def test_the_benchmark_scripts_import_each_other_without_a_cycle():
+    """``benchmarks/`` scripts share code through ``_setup`` and declaration modules, never in a circle
+    (imports inside functions count too)."""
+    folder = PACKAGE.parent / "benchmarks"
+    scripts = {p.stem: p for p in folder.glob("*.py")}
+    graph = {}
+    for name, path in scripts.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module.split(".")[0])
+        graph[name] = found & set(scripts) - {name}
+    state: dict[str, str] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for other in sorted(graph[node]):
+            if state.get(other) == "open":
+                pytest.fail(f"import cycle in benchmarks/: {' -> '.join([*path, node, other])}")
+            if other not in state:
+                visit(other, [*path, node])
+        state[node] = "done"
+
+    assert graph["bench_refinement"] >= {"bench_refinement_report", "bench_refinement_rows"}
+    for node in graph:
+        if node not in state:
+            visit(node, [])
