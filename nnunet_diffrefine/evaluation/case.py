@@ -25,6 +25,7 @@ from nnunet_diffrefine.evaluation.grid import as_spacing, bounding_box
 from nnunet_diffrefine.evaluation.lesionwise import BRATS_LESION_PARAMS, LesionWiseParams, lesion_wise_scores
 from nnunet_diffrefine.evaluation.overlap import Region, overlap_from_counts, region_mask, volume_cm3
 from nnunet_diffrefine.evaluation.surface import hd95, normalized_surface_dice
+from nnunet_diffrefine.utils.io import read_image_3d
 
 METRIC_NAMES: tuple[str, ...] = (
     "Dice",
@@ -177,13 +178,7 @@ def read_segmentation(
 ) -> tuple[np.ndarray, Geometry]:
     """A 3D label map as a ``(Z, Y, X)`` integer array and its grid; :class:`InputError` if it cannot be
     read, is not 3D or holds values outside ``known_labels``."""
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as e:
-        lines = [line for line in str(e).splitlines() if line.strip()]
-        raise InputError(f"{path}: cannot read the file ({lines[-1].strip() if lines else e})") from None
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{path}: expected a 3D label map, got a {image.GetDimension()}D image")
+    image = read_image_3d(path, "label map")
     array = sitk.GetArrayFromImage(image)
     values = label_values(array)
     if known_labels is not None:

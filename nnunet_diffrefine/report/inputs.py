@@ -23,6 +23,7 @@ from nnunet_diffrefine.data.challenges import DEFAULT_CONVENTION, convention_of_
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.evaluation.case import Geometry, label_values
 from nnunet_diffrefine.report.vocabulary import Vocabulary, vocabulary
+from nnunet_diffrefine.utils.io import read_image_3d
 
 IMAGE_NAMES: tuple[str, ...] = tuple(CHANNEL_NAMES[str(c)] for c in range(4))
 """BraTS channel names in nnU-Net order (``_0000`` .. ``_0003``): T1n, T1c, T2w, T2F (T2-FLAIR)."""
@@ -65,14 +66,7 @@ def default_case_id(segmentation_file: str | os.PathLike) -> str:
 def _read(path: str | os.PathLike, what: str) -> sitk.Image:
     if not Path(path).is_file():
         raise InputError(f"{path}: {what} file not found")
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as e:
-        lines = [line for line in str(e).splitlines() if line.strip()]
-        raise InputError(f"{path}: cannot read the {what} ({lines[-1].strip() if lines else e})") from None
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{path}: expected a 3D single-channel {what}, got a {image.GetDimension()}D image")
-    return image
+    return read_image_3d(path, what)
 
 
 def report_convention(dataset_json: dict | None) -> str:

@@ -125,3 +125,20 @@ def write_json(obj: Any, path: str | os.PathLike, overwrite: bool = True) -> Non
         with open(tmp, "w") as f:
             json.dump(obj, f, indent=4, sort_keys=False)
             f.write("\n")
+
+
+def read_image_3d(path: str | os.PathLike, what: str = "image"):
+    """A 3D single-channel image read with SimpleITK; one :class:`InputError` naming ``path`` and ``what``
+    (``"label map"``, ``"segmentation"`` ...) when it cannot be read or is not 3D."""
+    import SimpleITK as sitk
+
+    from nnunet_diffrefine.errors import InputError
+
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as e:
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        raise InputError(f"{path}: cannot read the {what} ({lines[-1].strip() if lines else e})") from None
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{path}: expected a 3D single-channel {what}, got a {image.GetDimension()}D image")
+    return image
