@@ -49,15 +49,16 @@ def main() -> None:
 
     from nnunet_diffrefine.benchmark.models import parse_model
     from nnunet_diffrefine.benchmark.run import run_benchmark
+    from nnunet_diffrefine.environment import TrainerSchedule
     from nnunet_diffrefine.training.plans_presets import write_plans_preset
 
-    nnunet = workspace(
-        work,
-        DIFFREFINE_NUM_EPOCHS=str(args.epochs),
-        DIFFREFINE_ITERS_PER_EPOCH=str(args.iters),
-        DIFFREFINE_VAL_ITERS_PER_EPOCH="3",
-        DIFFREFINE_WARMUP_EPOCHS="1",
+    schedule = TrainerSchedule(
+        num_epochs=args.epochs,
+        num_iterations_per_epoch=args.iters,
+        num_val_iterations_per_epoch=3,
+        warmup_epochs=1,
     )
+    nnunet = workspace(work, **schedule.environment())
     raw, pre = synthesize_and_plan(
         nnunet, DATASET_ID, DATASET_NAME.split("_", 1)[1], args.num_train, args.num_test, args.shape, 2026
     )

@@ -42,22 +42,25 @@ def main() -> None:
     from _setup import synthesize_and_plan, workspace, write_half_split
 
     from nnunet_diffrefine.benchmark.predict import case_files, predict_cases
+    from nnunet_diffrefine.environment import TrainerSchedule, refiner_stage_environment
     from nnunet_diffrefine.evaluation.folder import evaluate_folder
     from nnunet_diffrefine.refine.run import RefineOptions, refine_folder
     from nnunet_diffrefine.training.plans_presets import write_plans_preset
 
-    nnunet = workspace(
-        work,
-        DIFFREFINE_NUM_EPOCHS=str(args.epochs),
-        DIFFREFINE_ITERS_PER_EPOCH=str(args.iters),
-        DIFFREFINE_VAL_ITERS_PER_EPOCH="2",
-        DIFFREFINE_WARMUP_EPOCHS="1",
-        DIFFREFINE_REFINER_PRESET="cpu",
-        DIFFREFINE_REFINER_EPOCHS=str(args.refiner_epochs),
-        DIFFREFINE_REFINER_ITERS=str(args.refiner_iters),
-        DIFFREFINE_REFINER_PATIENCE=str(args.refiner_patience),
-        DIFFREFINE_REFINER_STEPS=str(args.steps),
+    schedule = TrainerSchedule(
+        num_epochs=args.epochs,
+        num_iterations_per_epoch=args.iters,
+        num_val_iterations_per_epoch=2,
+        warmup_epochs=1,
     )
+    refiner = refiner_stage_environment(
+        "cpu",
+        max_epochs=args.refiner_epochs,
+        iterations_per_epoch=args.refiner_iters,
+        patience=args.refiner_patience,
+        inference_steps=args.steps,
+    )
+    nnunet = workspace(work, **schedule.environment(), **refiner)
     dataset_id, trainer, plans = 960, "MedNeXtCorrDiffTrainer", "nnUNetPlansMedNeXtCPU"
     raw, pre = synthesize_and_plan(
         nnunet, dataset_id, "BenchRefine", args.num_train, args.num_test, args.shape, 42

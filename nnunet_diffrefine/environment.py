@@ -149,6 +149,16 @@ def refiner_stage_settings(refiner_name: str, environ: Mapping[str, str] | None 
         ) from None
 
 
+def refiner_stage_environment(preset: str | None = None, **changes: int | float) -> dict[str, str]:
+    """The variables that give a ``<Network><Refiner>Trainer``'s refiner stage ``preset`` and ``changes``
+    (keys of :data:`REFINER_VARIABLES`; the inverse of :func:`refiner_stage_settings`)."""
+    unknown = set(changes) - set(REFINER_VARIABLES)
+    if unknown:
+        raise InputError(f"no variable sets the refiner setting(s) {sorted(unknown)}")
+    variables = {REFINER_VARIABLES[k]: str(v) for k, v in changes.items()}
+    return {REFINER_PRESET_VARIABLE: preset, **variables} if preset else variables
+
+
 def swin_pretrained_weights(environ: Mapping[str, str] | None = None) -> Path | None:
     """The file of ``DIFFREFINE_SWIN_PRETRAINED`` (None when unset)."""
     value = _environ(environ).get(SWIN_PRETRAINED_VARIABLE)

@@ -71,3 +71,18 @@ def test_the_refiner_stage_and_the_other_variables():
     assert env.swin_pretrained_weights({"DIFFREFINE_SWIN_PRETRAINED": "/w.pt"}) == Path("/w.pt")
     assert env.report_model({"DIFFREFINE_REPORT_MODEL": "m"}) == "m" and env.report_model({}) is None
     assert env.report_secret_file({"DIFFREFINE_REPORT_SECRET_FILE": "/k"}) == Path("/k")
+
+
+def test_refiner_stage_variables_round_trip_and_refuse_a_setting_no_variable_sets():
+    from nnunet_diffrefine.environment import refiner_stage_environment, refiner_stage_settings
+
+    env = refiner_stage_environment("tiny", max_epochs=3, learning_rate=2e-4, inference_steps=2)
+    settings = refiner_stage_settings("corrdiff", env)
+    assert (settings.preset, settings.max_epochs, settings.learning_rate, settings.inference_steps) == (
+        "tiny",
+        3,
+        2e-4,
+        2,
+    )
+    with pytest.raises(InputError, match="weight_decay"):
+        refiner_stage_environment(weight_decay=0.1)
