@@ -171,3 +171,31 @@ def test_conditioned_refiner_repairs_a_damaged_prior_on_held_out_cases(name, pha
     # observed on 2 cores: CorrDiff 0.627 -> 0.742, DDPM 0.627 -> 0.71-0.77, MedSegDiff 0.627 -> 0.93;
     # a margin of 0.03 is a real repair yet far below the smallest gain
     assert after > before + 0.03, f"held-out mean Dice {before:.3f} -> {after:.3f}"
+
+
+def test_medsegdiff_validation_reports_each_branch_alone(tmp_path):
+    """Whether MedSegDiff's diffusion branch is usable is reported, not hidden in the fusion weight: the
+    Dice of each branch alone (w = 0, w = 1) is a diagnostic of every validation, logged per epoch."""
+    cases = [phantom_case(i) for i in range(2)]
+    settings = refiner_settings(
+        "medsegdiff",
+        patch_size=PATCH,
+        max_epochs=1,
+        iterations_per_epoch=1,
+        warmup_epochs=0,
+        inference_steps=2,
+        channels=(8, 16, 16),
+        batch_size=2,
+        slices_per_case=2,
+    )
+    refiner = create_refiner("medsegdiff", REGIONS, settings)
+    result = refiner.validate(cases)
+    prior = np.mean([mean_dice(c.prior, c.target) for c in cases])
+    # identity start: the untrained highway returns the prior, so its Dice alone is the prior's
+    assert result.diagnostics["highway_alone_dice"] == pytest.approx(prior, abs=1e-6)
+    assert 0.0 <= result.diagnostics["diffusion_alone_dice"] <= 1.0
+    assert result.dice >= max(result.diagnostics.values()) - 1e-9, "w = 0 and w = 1 are in the grid"
+    lines = []
+    history = refiner.fit(cases[:1], cases[1:], tmp_path / "refiner", log=lines.append)
+    assert set(history["epochs"][0]["diagnostics"]) == {"highway_alone_dice", "diffusion_alone_dice"}
+    assert "diffusion_alone_dice" in lines[-1]

@@ -284,10 +284,13 @@ class MedSegDiffRefiner(Refiner):
         return np.clip(fused, 0, 1).astype(np.float32), np.maximum(w * spread, 0).astype(np.float32)
 
     def validate(self, cases) -> ValidationResult:
-        """The best mean Dice over the fusion weights (or the fixed one), the priors' Dice, and the weight."""
+        """The best mean Dice over the fusion weights (or the fixed one), the priors' Dice, the weight, and
+        as diagnostics the Dice of each branch alone (``highway_alone_dice``: w = 0;
+        ``diffusion_alone_dice``: w = 1), which tells whether the diffusion branch is usable."""
         fixed = self.settings.fusion_weight
         grid = FUSION_GRID if fixed == "auto" else (float(fixed),)
         scores = np.zeros((len(grid), len(cases)))
+        alone = np.zeros((2, len(cases)))
         priors = []
         for i, case in enumerate(cases):
             calibration, diffusion, _ = self.branches(case.prior, case.image, seed=i)
@@ -295,9 +298,14 @@ class MedSegDiffRefiner(Refiner):
             priors.append(mean_dice(masks(case.prior, self.regions), target))
             for j, w in enumerate(grid):
                 scores[j, i] = mean_dice(masks((1 - w) * calibration + w * diffusion, self.regions), target)
+            alone[:, i] = [mean_dice(masks(m, self.regions), target) for m in (calibration, diffusion)]
         best = int(np.argmax(scores.mean(1)))
+        diagnostics = {
+            "highway_alone_dice": float(alone[0].mean()),
+            "diffusion_alone_dice": float(alone[1].mean()),
+        }
         return ValidationResult(
-            float(scores[best].mean()), float(np.mean(priors)), {"fusion_weight": grid[best]}
+            float(scores[best].mean()), float(np.mean(priors)), {"fusion_weight": grid[best]}, diagnostics
         )
 
 

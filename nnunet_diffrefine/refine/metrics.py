@@ -28,12 +28,14 @@ def masks(probabilities: np.ndarray, regions: bool) -> np.ndarray:
 
 @dataclass
 class ValidationResult:
-    """Mean validation Dice of the refined masks and of the priors, and values chosen on the
-    validation cases (kept with the best epoch, e.g. MedSegDiff's fusion weight)."""
+    """Mean validation Dice of the refined masks and of the priors, values chosen on the validation
+    cases (kept with the best epoch, e.g. MedSegDiff's fusion weight) and diagnostics that are only
+    reported (e.g. the Dice of each MedSegDiff branch alone)."""
 
     dice: float
     prior_dice: float
     choices: dict = field(default_factory=dict)
+    diagnostics: dict = field(default_factory=dict)
 
 
 def validation_dice(

@@ -100,6 +100,7 @@ def _train_epoch(refiner, net, optimizer, train, rng, settings) -> dict[str, flo
 def _epoch_line(name: str, entry: dict, improved: bool) -> str:
     losses = ", ".join(f"{k} {v:.4f}" for k, v in entry["losses"].items() if k != "loss")
     chosen = "".join(f", {k} {v}" for k, v in entry["choices"].items())
+    chosen += "".join(f", {k} {v:.4f}" for k, v in entry.get("diagnostics", {}).items())
     return (
         f"{name} epoch {entry['epoch']}: lr {entry['lr']:.3g}, loss {entry['losses']['loss']:.4f} ({losses}), "
         f"validation Dice {entry['val_dice']:.4f} (prior {entry['prior_dice']:.4f}){chosen}, "
@@ -145,6 +146,7 @@ def fit_refiner(refiner, train: list, val: list, folder: Path, log=print) -> dic
         improved = result.dice > history["best_dice"]
         if improved:
             history.update(best_dice=result.dice, best_epoch=epoch, best_choices=dict(result.choices))
+            history["best_diagnostics"] = dict(result.diagnostics)
             state["best_state"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
         state["stale"] = 0 if improved else state["stale"] + 1
         history["prior_dice"] = result.prior_dice
@@ -155,6 +157,7 @@ def fit_refiner(refiner, train: list, val: list, folder: Path, log=print) -> dic
             "val_dice": round(result.dice, 5),
             "prior_dice": round(result.prior_dice, 5),
             "choices": dict(result.choices),
+            "diagnostics": {k: round(float(v), 5) for k, v in result.diagnostics.items()},
             "seconds": round(time.perf_counter() - started, 2),
         }
         history["epochs"].append(entry)
