@@ -19,22 +19,38 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import BIN, isolated_nnunet_env, nnunet_commands
-from conftest import run_checked as _run_checked
+from conftest import isolated_nnunet_env, nnunet_commands
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = Path(os.environ.get("NNUNET_DIFFREFINE_REAL_DATA", REPO.parent / "shared" / "real" / "brats2018"))
 CASE = "Brats18_2013_11_1"
 DATASET, NAME = 985, "RealOne"
 TRAINER, PLANS = "nnUNetTrainerCustomSchedule", "nnUNetPlans4mmCPU"
-CLI = str(BIN / "nnunet-diffrefine")
 
 
-def run_checked(args: list[str], env: dict):
-    start = time.perf_counter()
-    result = _run_checked(args, env)
-    print(f"{time.perf_counter() - start:6.1f} s  {Path(args[0]).name} {args[1]}")  # shown with -s
-    return result
+class InProcessCli:
+    """``nnunet-diffrefine ARGS`` run in this process (no new interpreter to import torch and nnU-Net
+    for each command: most of this test's time otherwise); returns what it printed, and the seconds
+    of each command are shown with ``pytest -s``."""
+
+    def __init__(self, env: dict[str, str], monkeypatch, capsys) -> None:
+        for key in [k for k in os.environ if k.startswith(("nnUNet_", "DIFFREFINE_"))]:
+            monkeypatch.delenv(key)
+        for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
+            monkeypatch.setenv(key, env[key])
+        self.capsys = capsys
+
+    def __call__(self, *args: str) -> str:
+        from nnunet_diffrefine.cli.main import main
+
+        start = time.perf_counter()
+        self.capsys.readouterr()
+        code = main(list(args))
+        out, err = self.capsys.readouterr()
+        assert code == 0, f"nnunet-diffrefine {' '.join(args)} failed:\n{out[-3000:]}\n{err[-3000:]}"
+        with self.capsys.disabled():
+            print(f"{time.perf_counter() - start:6.1f} s  nnunet-diffrefine {args[0]}")
+        return out
 
 
 def _model_args() -> list[str]:
@@ -61,16 +77,15 @@ def real_case() -> Path:
 
 
 @pytest.mark.slow
-def test_a_real_case_through_every_stage(real_case, tmp_path):
+def test_a_real_case_through_every_stage(real_case, tmp_path, monkeypatch, capsys):
     from nnunet_diffrefine.training.plans_presets import write_plans_preset
 
     env = isolated_nnunet_env(tmp_path)
+    cli = InProcessCli(env, monkeypatch, capsys)
     source = tmp_path / "source"
     source.mkdir()
     (source / CASE).symlink_to(real_case, target_is_directory=True)
-    run_checked(
-        [CLI, "convert", "-i", str(source), "-d", str(DATASET), "-n", NAME, "--challenge", "brats2021"], env
-    )
+    cli("convert", "-i", str(source), "-d", str(DATASET), "-n", NAME, "--challenge", "brats2021")
     raw = Path(env["nnUNet_raw"]) / f"Dataset{DATASET}_{NAME}"
     case = json.loads((raw / "conversion_report.json").read_text())["train"][0]
 
@@ -93,10 +108,9 @@ def test_a_real_case_through_every_stage(real_case, tmp_path):
     pred = tmp_path / "pred"
     nnunet.predict(raw / "imagesTr", pred, DATASET, [0], TRAINER, PLANS, mirroring=False, workers=0)
 
-    run_checked([CLI, "train-refiner", *_model_args(), "--refiner", "control", "--preset", "tiny"], env)
+    cli("train-refiner", *_model_args(), "--refiner", "control", "--preset", "tiny")
     refined = tmp_path / "refined"
     refine = [
-        CLI,
         "refine",
         "-i",
         str(pred),
@@ -106,8 +120,8 @@ def test_a_real_case_through_every_stage(real_case, tmp_path):
         "--images",
         str(raw / "imagesTr"),
     ]
-    result = run_checked([*refine, "--prior-disable-tta"], env)
-    assert "refine: fold 0: " in result.stdout, "the gate's decision is printed"
+    printed = cli(*refine, "--prior-disable-tta")
+    assert "refine: fold 0: " in printed, "the gate's decision is printed"
 
     source_geometry = _geometry(real_case / f"{CASE}_t1.nii.gz")
     for folder in (pred, refined):
@@ -120,38 +134,25 @@ def test_a_real_case_through_every_stage(real_case, tmp_path):
     dataset_json = str(raw / "dataset.json")
     for protocol in ("brats-2023", "brats-official"):
         out = tmp_path / f"summary_{protocol}.json"
-        evaluate = [
-            CLI,
-            "evaluate",
-            str(raw / "labelsTr"),
-            str(refined),
-            "-djfile",
-            dataset_json,
-            "-o",
-            str(out),
-        ]
-        run_checked([*evaluate, "-np", "1", "--protocol", protocol], env)
+        evaluate = ["evaluate", str(raw / "labelsTr"), str(refined), "-djfile", dataset_json, "-o", str(out)]
+        cli(*evaluate, "-np", "1", "--protocol", protocol)
         summary = json.loads(out.read_text())
         assert len(summary["metric_per_case"]) == 1, protocol
 
     images = [str(raw / "imagesTr" / f"{case}_{c:04d}.nii.gz") for c in range(4)]
     report = tmp_path / "report"
     segmentation = refined / f"{case}.nii.gz"
-    run_checked(
-        [
-            CLI,
-            "report",
-            "-s",
-            str(segmentation),
-            "-i",
-            *images,
-            "-djfile",
-            dataset_json,
-            "-o",
-            str(report),
-            "--offline",
-        ],
-        env,
+    cli(
+        "report",
+        "-s",
+        str(segmentation),
+        "-i",
+        *images,
+        "-djfile",
+        dataset_json,
+        "-o",
+        str(report),
+        "--offline",
     )
     measured = json.loads((report / "measurements.json").read_text())
     seg = sitk.ReadImage(str(segmentation))
