@@ -90,7 +90,8 @@ def main() -> None:
     from nnunet_diffrefine.utils.io import atomic_output_file
 
     args = parse_args()
-    sys.argv = [sys.argv[0], *(["--work", args.work] if args.work else [])]
+    # the classic run's work folder: the one this measurement was made on
+    sys.argv = [sys.argv[0], "--profile", "classic", *(["--work", args.work] if args.work else [])]
     b = Benchmark(benchmark_args())
     config = json.loads((b.refiner_folder(PRIOR, "corrdiff") / "refiner.json").read_text())
     trained_steps = int(config["settings"]["inference_steps"])

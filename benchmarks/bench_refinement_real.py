@@ -652,7 +652,7 @@ def write_report(b: RealBenchmark) -> None:
             f"{b.schedule.stock_sgd_lr}). A base row is each case's out-of-fold prior (nnU-Net's final validation "
             "of the fold that did not train on it, with mirroring); a refined row refines each case with the "
             "refiner trained on the other folds' out-of-fold priors only (stacking). No post-processing; scored "
-            "on the original 1 mm grid; means over all cases of the mean over TC/WT/ET; paired bootstrap 95 % "
+            "on the original grid of each case (1 mm real, 2 mm phantoms); means over all cases of the mean over TC/WT/ET; paired bootstrap 95 % "
             f"CIs and Wilcoxon p over all cases. Refiners: `cpu` preset, {a.refiner_epochs} x {a.refiner_iters} "
             f"iterations, patch {a.refiner_patch or 'of the base model'}"
             + (f", {' '.join(a.refiner_set)}" if a.refiner_set else "")

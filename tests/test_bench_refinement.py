@@ -26,7 +26,7 @@ def _cases(folder: Path, pattern: str = "*.nii.gz") -> set[str]:
 def test_benchmark_trains_every_row_on_the_same_cases_and_the_refiner_only_out_of_fold(tmp_path):
     work, out = tmp_path / "work", tmp_path / "results" / "refinement"
     command = [sys.executable, str(REPO / "benchmarks" / "bench_refinement.py"), "--work", str(work)]
-    command += ["--seed", "7", "--phenotype", "pediatric"]
+    command += ["--seed", "7", "--phenotype", "pediatric", "--profile", "classic"]  # 32³: the fast grid
     command += ["--shape", "32", "--num-train", "5", "--num-test", "2", "--folds", "2", "--epochs", "1"]
     command += ["--iters", "2", "--refiner-epochs", "1", "--refiner-iters", "2", "--uncertainty-samples", "2"]
     command += ["--bases", *ROWS, "-o", str(out)]
