@@ -60,14 +60,15 @@ def test_every_sub_package_imports_only_the_layers_below_it():
     assert not any("cli" in imported for imported in graph.values()), "no package imports cli"
 
 
-def test_the_sub_packages_form_no_cycle():
-    graph, state = package_graph(), {}
+def fail_on_cycle(graph: dict[str, set[str]], where: str) -> None:
+    """Depth-first search of an import graph; fails the test naming the first cycle found."""
+    state: dict[str, str] = {}
 
     def visit(node: str, path: list[str]) -> None:
         state[node] = "open"
         for other in sorted(graph[node]):
             if state.get(other) == "open":
-                pytest.fail(f"import cycle: {' -> '.join([*path, node, other])}")
+                pytest.fail(f"import cycle{where}: {' -> '.join([*path, node, other])}")
             if other not in state:
                 visit(other, [*path, node])
         state[node] = "done"
@@ -75,6 +76,10 @@ def test_the_sub_packages_form_no_cycle():
     for node in graph:
         if node not in state:
             visit(node, [])
+
+
+def test_the_sub_packages_form_no_cycle():
+    fail_on_cycle(package_graph(), "")
 
 
 def test_importing_the_refiners_loads_nothing_from_the_layers_above():
@@ -117,18 +122,5 @@ def test_the_benchmark_scripts_import_each_other_without_a_cycle():
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 found.add(node.module.split(".")[0])
         graph[name] = found & set(scripts) - {name}
-    state: dict[str, str] = {}
-
-    def visit(node: str, path: list[str]) -> None:
-        state[node] = "open"
-        for other in sorted(graph[node]):
-            if state.get(other) == "open":
-                pytest.fail(f"import cycle in benchmarks/: {' -> '.join([*path, node, other])}")
-            if other not in state:
-                visit(other, [*path, node])
-        state[node] = "done"
-
     assert graph["bench_refinement"] >= {"bench_refinement_report", "bench_refinement_rows"}
-    for node in graph:
-        if node not in state:
-            visit(node, [])
+    fail_on_cycle(graph, " in benchmarks/")
