@@ -60,6 +60,29 @@ def fold_trained(fold_dir: Path) -> bool:
     ).is_file()
 
 
+def machine(**extra) -> dict:
+    """The machine a benchmark ran on (CPU cores, Python, platform, torch threads), with ``extra``."""
+    import os
+    import platform
+
+    import torch
+
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch_threads": torch.get_num_threads(),
+        **extra,
+    }
+
+
+def save_json(record: dict, path: Path) -> None:
+    """``record`` as JSON (indent 2) at ``path``, through a temporary file; folders made as needed."""
+    from nnunet_diffrefine.utils.io import write_json
+
+    write_json(record, path, indent=2)
+
+
 def write_results(record: dict, out: Path, markdown: str, problems: list[str]) -> None:
     """``out``.json and ``out``.md (through temporary files), the table printed; a broken protocol fails."""
     from nnunet_diffrefine.utils.io import atomic_output_file, write_json

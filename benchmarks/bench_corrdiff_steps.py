@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from _setup import save_json  # noqa: E402
 from bench_refinement import REFINED, Benchmark, _complete  # noqa: E402
 from bench_refinement import parse_args as benchmark_args  # noqa: E402
 
@@ -140,9 +141,7 @@ def main() -> None:
         "rows": rows,
     }
     out = Path(args.o)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output_file(out.with_suffix(".json"), overwrite=True) as tmp:
-        Path(tmp).write_text(json.dumps(record, indent=2) + "\n")
+    save_json(record, out.with_suffix(".json"))
     lines = [
         f"CorrDiff reverse steps on the refinement benchmark's test split ({len(prior)} cases; `{b.work.name}`), "
         f"prior {PRIOR} fold ensemble, mean Dice {record['prior_mean_dice']:.3f}; "

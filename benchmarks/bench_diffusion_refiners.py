@@ -45,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_diffusion_"))
 
-    from _setup import synthesize_and_plan, workspace, write_half_split
+    from _setup import save_json, synthesize_and_plan, workspace, write_half_split
 
     from nnunet_diffrefine.benchmark.models import parse_model
     from nnunet_diffrefine.benchmark.run import run_benchmark
@@ -146,8 +146,7 @@ def main() -> None:
         "benchmark_json": record,
     }
     target = Path(args.o)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    save_json(result, target.with_suffix(".json"))
     lines = [
         f"Ke et al.'s Table 3 diffusion rows, {args.num_test} held-out synthetic cases ({args.shape}^3), fold 0 "
         f"(trained on {half} cases, refiners on the other {rest} out-of-fold); base models "

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _setup import machine, save_json
 from monai.metrics import compute_hausdorff_distance
 from monai.metrics.utils import create_table_neighbour_code_to_surface_area
 from scipy import ndimage
@@ -164,16 +163,9 @@ def main() -> None:
         "max_abs_diff_vs_reference_mm": max_ref_diff,
         "max_abs_diff_vs_monai_mm": max_monai_diff,
         "per_case": per_case,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "torch_threads": torch.get_num_threads(),
-        },
+        "machine": machine(),
     }
-    out = Path(args.o)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    save_json(result, Path(args.o))
     print(json.dumps({k: v for k, v in result.items() if k != "per_case"}, indent=2))
 
 

@@ -13,14 +13,13 @@ channels. Writes ``OUT.json`` and ``OUT.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _setup import machine, save_json
 
 from nnunet_diffrefine.losses.segmentation import dsc_pp_bce
 from nnunet_diffrefine.training.architectures import ARCHITECTURES
@@ -138,12 +137,11 @@ def main() -> None:
         "batch": args.batch,
         "iterations_timed": args.iters,
         "threads": torch.get_num_threads(),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
+        "machine": machine(torch=torch.__version__),
         "rows": rows,
     }
     out = Path(args.o)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    save_json(result, out.with_suffix(".json"))
     lines = [
         f"Forward + backward + AdamW step, batch {args.batch}, patch {args.patch}^3, 4 channels in, 3 out, "
         f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads); median of {args.iters} iterations.",

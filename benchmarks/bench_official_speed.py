@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _setup import save_json
 
 BIN = Path(sys.executable).parent
 
@@ -132,8 +133,7 @@ def main() -> None:
         "target_ratio": 1.0,
     }
     out = Path(args.o)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    save_json(record, out.with_suffix(".json"))
     lines = [
         f"Official BraTS protocol, {args.num_cases} cases on the {'x'.join(map(str, args.shape))} grid "
         f"(config {args.config}; {record['machine']}; whole commands, imports included; "

@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_refine_"))
 
-    from _setup import synthesize_and_plan, workspace, write_half_split
+    from _setup import save_json, synthesize_and_plan, workspace, write_half_split
 
     from nnunet_diffrefine.benchmark.predict import case_files, predict_cases
     from nnunet_diffrefine.environment import TrainerSchedule, refiner_stage_environment
@@ -119,8 +119,7 @@ def main() -> None:
         },
     }
     out = Path(args.o)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    save_json(result, out.with_suffix(".json"))
     lines = [
         f"CorrDiff refinement, {len(cases)} held-out synthetic cases ({args.shape}^3), base MedNeXt (small-CPU preset) "
         f"trained {args.epochs} x {args.iters} iterations on {half} cases; CorrDiff at most {args.refiner_epochs} x "

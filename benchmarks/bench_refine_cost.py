@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _setup import workspace
+from _setup import save_json, workspace
 
 DATASET_ID, DATASET_NAME = 961, "Dataset961_BenchRefineCost"
 BASES = {  # base model -> (trainer, plans, preset architecture or None, refiners)
@@ -323,8 +323,7 @@ def main() -> None:
         "models": results,
     }
     out = Path(args.o)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    save_json(record, out.with_suffix(".json"))
     write_markdown(record, out.with_suffix(".md"))
 
 

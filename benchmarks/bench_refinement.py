@@ -49,8 +49,6 @@ from bench_refinement_rows import BASES, DATASET_ID, REFINED, REPO
 
 from nnunet_diffrefine.workspace import StageRunner, git_commit
 
-REALISTIC_SHAPE, REALISTIC_SPACING = (56, 68, 60), (2.5, 2.5, 2.5)  # the realistic profile's grid
-
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -127,11 +125,12 @@ class Benchmark:
 
     # --- data ------------------------------------------------------------------------------------------
     def synthesize(self) -> None:
-        from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
+        from nnunet_diffrefine.data.synth import SynthConfig, brain_crop_grid, synthesize_dataset
 
         a = self.args
         if a.profile == "realistic":
-            grid = dict(shape=REALISTIC_SHAPE, spacing=REALISTIC_SPACING)
+            shape, spacing = brain_crop_grid(2.5)
+            grid = dict(shape=shape, spacing=spacing)
         else:
             grid = dict(shape=(a.shape,) * 3)
         config = SynthConfig(**grid, seed=a.seed, phenotype=a.phenotype, profile=a.profile)

@@ -59,7 +59,7 @@ DATA = {  # --data -> (dataset id, name, default work folder, default results fi
         "refinement_realistic_phantoms",
     ),
 }
-PHANTOM_SHAPE, PHANTOM_SPACING = (70, 85, 75), (2.0, 2.0, 2.0)  # 140 x 170 x 150 mm around the brain
+PHANTOM_SPACING_MM = 2.0  # the realistic phantoms: the box around the brain at 2 mm (70 x 85 x 75)
 REGIONS = ("TC", "WT", "ET")
 BASES = {  # row -> (trainer, plans preset architecture), in the issue's order of priority
     "nnU-Net (stock)": ("nnUNetTrainerCustomSchedule", "nnunet"),
@@ -224,11 +224,10 @@ class RealBenchmark:
     def convert(self) -> None:
         """The raw dataset: the real cases converted, or the realistic phantoms written."""
         if self.args.data == "realistic-phantoms":
-            from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
+            from nnunet_diffrefine.data.synth import SynthConfig, brain_crop_grid, synthesize_dataset
 
-            config = SynthConfig(
-                shape=PHANTOM_SHAPE, spacing=PHANTOM_SPACING, seed=self.args.seed, profile="realistic"
-            )
+            shape, spacing = brain_crop_grid(PHANTOM_SPACING_MM)
+            config = SynthConfig(shape=shape, spacing=spacing, seed=self.args.seed, profile="realistic")
             synthesize_dataset(
                 self.work / "nnUNet_raw",
                 self.dataset_id,

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
+
+from _setup import machine, save_json
 
 from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
 from nnunet_diffrefine.data.template import load_mni_template
@@ -54,15 +54,9 @@ def main() -> None:
         "dataset_mb": round(size_mb, 1),
         "target": "20 cases at 96^3 in under 60 s on 2 cores",
         "meets_target": bool(total_s < 60.0) if (args.cases, args.shape) == (20, 96) else None,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        "machine": machine(),
     }
-    out = Path(args.o)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    save_json(result, Path(args.o))
     print(json.dumps(result, indent=2))
 
 

@@ -27,7 +27,6 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REAL_ROOT = REPO.parent / "shared" / "real" / "brats2018"
 REAL_CHANNELS = ("t1", "t1ce", "t2", "flair")  # T1n, T1c, T2w, T2-FLAIR
 PHENOTYPES = ("adult", "pediatric", "mixed")
-REALISTIC_SHAPE, REALISTIC_SPACING = (56, 68, 60), (2.5, 2.5, 2.5)  # 140 x 170 x 150 mm around the brain
 BAR = 0.10  # the realistic profile's ceiling per region within this of the real cases'
 
 
@@ -86,8 +85,10 @@ def phantom_cases(phenotype: str, n: int, shape, seed: int, profile: str = "clas
 
 def main() -> None:
     from nnunet_diffrefine.benchmark.ceiling import mean_regions, voxelwise_ceiling
+    from nnunet_diffrefine.data.synth import brain_crop_grid
     from nnunet_diffrefine.utils.io import atomic_output_file, write_json
 
+    realistic_shape, realistic_spacing = brain_crop_grid(2.5)  # 140 x 170 x 150 mm around the brain
     a = parse_args()
     sets = {"real BraTS 2018 (2 mm)": lambda: load_real_cases(Path(a.real_root))}
     for phenotype in PHENOTYPES:
@@ -96,7 +97,7 @@ def main() -> None:
         )
     for phenotype in PHENOTYPES:
         sets[f"phantoms, realistic, {phenotype} (2.5 mm)"] = lambda p=phenotype: phantom_cases(
-            p, a.num_phantoms, REALISTIC_SHAPE, a.seed, "realistic", REALISTIC_SPACING
+            p, a.num_phantoms, realistic_shape, a.seed, "realistic", realistic_spacing
         )
     rows = []
     for name, load in sets.items():
@@ -147,7 +148,7 @@ def main() -> None:
         )
     record = {
         "settings": {k: v for k, v in vars(a).items() if k not in ("real_root", "o")},
-        "realistic_grid": {"shape_zyx": list(REALISTIC_SHAPE), "spacing_zyx_mm": list(REALISTIC_SPACING)},
+        "realistic_grid": {"shape_zyx": list(realistic_shape), "spacing_zyx_mm": list(realistic_spacing)},
         "rows": rows,
         "realistic_bars": bars,
     }

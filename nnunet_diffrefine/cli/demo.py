@@ -22,7 +22,8 @@ def run(args: argparse.Namespace) -> int:
     from nnunet_diffrefine.environment import nnunet_folders, process_environment
 
     output = Path(args.output)
-    overrides = {k: v for k, v in {"num_processes": args.np, "device": args.device}.items() if v is not None}
+    given = {"num_processes": args.np, "device": args.device, "profile": args.profile}
+    overrides = {k: v for k, v in given.items() if v is not None}
     overrides["folders"] = nnunet_folders()  # those set in the environment; the others go under -o
     config = DemoConfig.tiny(output, **overrides) if args.tiny else DemoConfig(output=output, **overrides)
     run_demo(config, process_environment())
@@ -37,5 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="folder for the demo's nnU-Net folders (default: demo_output)",
     )
     add_flag(p, "--tiny", "smallest sizes and counts (same code path), as CI runs it")
+    p.add_argument(
+        "--profile",
+        choices=["realistic", "classic"],
+        default=None,
+        help="phantoms: realistic (as hard as real scans, 2.5 mm; the default) or classic (the older, "
+        "voxel-separable ones, 48^3 at 5 mm)",
+    )
     p.add_argument("-np", type=positive_int, default=None, help="worker processes (default: 2)")
     add_device(p, "device for training and inference", default=None)

@@ -63,6 +63,16 @@ from nnunet_diffrefine.data.tumor import (
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.utils.io import atomic_output_dir, write_json
 
+BRAIN_BOX_MM = (140.0, 170.0, 150.0)
+"""(z, y, x) extent in mm of the box around the brain that the ``realistic`` grids crop to."""
+
+
+def brain_crop_grid(spacing_mm: float) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """``(shape, spacing)`` of the box around the brain (:data:`BRAIN_BOX_MM`) at an isotropic spacing
+    in mm: ``(56, 68, 60)`` voxels at 2.5 mm, ``(70, 85, 75)`` at 2 mm."""
+    shape = tuple(int(round(side / spacing_mm)) for side in BRAIN_BOX_MM)
+    return shape, (spacing_mm,) * 3
+
 
 @dataclass(frozen=True)
 class SynthConfig:

@@ -47,7 +47,12 @@ class DemoConfig:
     name: str = "DemoBraTS"
     num_train: int = 16
     num_test: int = 4
+    profile: str = "realistic"
+    """Synthesis profile: ``realistic`` (phantoms as hard as real scans: the box around the brain at
+    ``spacing`` mm) or ``classic`` (the older voxel-separable phantoms: ``shape``³ over the BraTS field of
+    view)."""
     shape: int = 48
+    spacing: float = 2.5
     seed: int = 0
     phenotype: str = "adult"
     num_processes: int = 2
@@ -66,6 +71,7 @@ class DemoConfig:
             num_train=5,
             num_test=2,
             shape=40,
+            spacing=4.0,
             epochs=1,
             iterations=2,
             refiner_preset="tiny",
@@ -75,6 +81,23 @@ class DemoConfig:
         )
         base.update(overrides)
         return cls(output=output, **base)
+
+    def synth_config(self):
+        """The phantoms' :class:`~nnunet_diffrefine.data.synth.SynthConfig` (grid by ``profile``)."""
+        from nnunet_diffrefine.data.synth import SynthConfig, brain_crop_grid
+
+        if self.profile == "realistic":
+            shape, spacing = brain_crop_grid(self.spacing)
+            grid = dict(shape=shape, spacing=spacing)
+        else:
+            grid = dict(shape=(self.shape,) * 3)
+        return SynthConfig(**grid, seed=self.seed, phenotype=self.phenotype, profile=self.profile)
+
+    def describe_grid(self) -> str:
+        """``56 x 68 x 60 voxels at 2.5 mm (realistic)``: what the synth stage writes."""
+        config = self.synth_config()
+        shape, spacing = config.shape, config.grid_spacing()
+        return f"{' x '.join(map(str, shape))} voxels at {spacing[0]:g} mm ({self.profile})"
 
     def nnunet_folders(self) -> NnUNetFolders:
         """The demo's nnU-Net folders: those of ``folders``, the others under ``output``."""
@@ -141,16 +164,15 @@ class DemoPaths:
 
 
 def synthesize(config: DemoConfig, paths: DemoPaths) -> None:
-    from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
+    from nnunet_diffrefine.data.synth import synthesize_dataset
 
-    cfg = SynthConfig(shape=(config.shape,) * 3, seed=config.seed, phenotype=config.phenotype)
     synthesize_dataset(
         paths.folders.raw,
         config.dataset_id,
         config.name,
         config.num_train,
         config.num_test,
-        cfg,
+        config.synth_config(),
         num_processes=config.num_processes,
     )
 
@@ -261,7 +283,7 @@ def build_stages(config: DemoConfig, environment: Mapping[str, str] | None = Non
     stages = [
         Stage(
             "synth",
-            f"synthesize {config.num_train}+{config.num_test} phantoms at {config.shape}^3 into {paths.raw}",
+            f"synthesize {config.num_train}+{config.num_test} phantoms, {config.describe_grid()}, into {paths.raw}",
             lambda: synthesize(config, paths),
             lambda: (paths.raw / "dataset.json").is_file(),
         ),

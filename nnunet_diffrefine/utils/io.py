@@ -119,11 +119,11 @@ def atomic_output_file(final: str | os.PathLike, overwrite: bool = True) -> Iter
     os.replace(tmp, final)
 
 
-def write_json(obj: Any, path: str | os.PathLike, overwrite: bool = True) -> None:
-    """Write ``obj`` as indented JSON through a temporary file."""
+def write_json(obj: Any, path: str | os.PathLike, overwrite: bool = True, indent: int = 4) -> None:
+    """Write ``obj`` as indented JSON through a temporary file (folders made as needed)."""
     with atomic_output_file(path, overwrite=overwrite) as tmp:
         with open(tmp, "w") as f:
-            json.dump(obj, f, indent=4, sort_keys=False)
+            json.dump(obj, f, indent=indent, sort_keys=False)
             f.write("\n")
 
 
