@@ -91,11 +91,7 @@ def test_a_real_case_through_every_stage(real_case, tmp_path, monkeypatch, capsy
 
     # a tiny model: planned by nnU-Net at 4 mm, two training iterations; it validates on its training case
     nnunet = nnunet_commands(env)
-    nnunet.extract_fingerprint(DATASET)
-    nnunet.plan_experiment(
-        DATASET, ["-overwrite_target_spacing", "4", "4", "4", "-overwrite_plans_name", "nnUNetPlans4mm"]
-    )
-    nnunet.preprocess(DATASET, "nnUNetPlans4mm")
+    nnunet.plan_and_preprocess(DATASET, target_spacing_mm=(4, 4, 4), plans_name="nnUNetPlans4mm")
     pre = Path(env["nnUNet_preprocessed"]) / f"Dataset{DATASET}_{NAME}"
     (pre / "splits_final.json").write_text(json.dumps([{"train": [case], "val": [case]}]))
     write_plans_preset(

@@ -109,6 +109,15 @@ def test_commands_run_in_the_workspace_environment_and_fail_with_the_command(tmp
         "3",
         "--verify_dataset_integrity",
     ]
+    nnunet.plan_and_preprocess(7, target_spacing_mm=(4, 4, 4), plans_name="nnUNetPlans4mm")
+    assert seen[-1][0][-6:] == [
+        "-overwrite_target_spacing",
+        "4",
+        "4",
+        "4",
+        "-overwrite_plans_name",
+        "nnUNetPlans4mm",
+    ]
     nnunet.predict("in", "out", 7, [0, 1], "T", "P", mirroring=False, workers=0)
     assert seen[-1][0][1:] == (
         ["-i", "in", "-o", "out", "-d", "7", "-c", "3d_fullres", "-f", "0", "1", "-tr", "T", "-p", "P"]

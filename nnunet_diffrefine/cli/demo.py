@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--profile",
         choices=["realistic", "classic"],
         default=None,
-        help="phantoms: realistic (as hard as real scans, 2.5 mm; the default) or classic (the older, "
+        help="phantoms: realistic (as hard as real scans, at 3.5 mm; the default) or classic (the older, "
         "voxel-separable ones, 48^3 at 5 mm)",
     )
     p.add_argument("-np", type=positive_int, default=None, help="worker processes (default: 2)")

@@ -75,14 +75,22 @@ class NnUNetCommands:
         dataset_id: int,
         configurations: Sequence[str] = ("3d_fullres",),
         verify_integrity: bool = False,
+        target_spacing_mm: Sequence[float] | None = None,
+        plans_name: str | None = None,
     ) -> None:
-        """``nnUNetv2_plan_and_preprocess -d ID -c CONFIGURATIONS -np N -npfp N [--verify_dataset_integrity]``."""
+        """``nnUNetv2_plan_and_preprocess -d ID -c CONFIGURATIONS -np N -npfp N [--verify_dataset_integrity]
+        [-overwrite_target_spacing Z Y X] [-overwrite_plans_name PLANS]``: fingerprint, plans and
+        preprocessing in one command (``target_spacing_mm``: 3d_fullres resampled to that spacing, in mm,
+        written as plans ``plans_name``, which nnU-Net advises whenever the spacing is overridden)."""
         n = self.num_processes
         arguments = ["-d", dataset_id, "-c", *configurations, "-np", *[n] * len(configurations), "-npfp", n]
-        self.run(
-            "nnUNetv2_plan_and_preprocess",
-            arguments + (["--verify_dataset_integrity"] if verify_integrity else []),
-        )
+        if verify_integrity:
+            arguments.append("--verify_dataset_integrity")
+        if target_spacing_mm is not None:
+            arguments += ["-overwrite_target_spacing", *target_spacing_mm]
+        if plans_name is not None:
+            arguments += ["-overwrite_plans_name", plans_name]
+        self.run("nnUNetv2_plan_and_preprocess", arguments)
 
     def extract_fingerprint(self, dataset_id: int) -> None:
         """``nnUNetv2_extract_fingerprint -d ID -np N``."""
