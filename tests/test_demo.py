@@ -35,7 +35,7 @@ def test_tiny_demo_runs_the_whole_pipeline_and_a_rerun_skips_every_stage(tmp_pat
 
     pre = tmp_path / "nnUNet_preprocessed" / "Dataset970_DemoBraTS"
     plans = json.loads((pre / "nnUNetPlans.json").read_text())
-    # the realistic profile (the default): the box around the brain at the tiny setting's 4 mm
+    # --tiny runs the realistic profile (the synthesis path the default classic demo skips), at 4 mm
     assert plans["configurations"]["3d_fullres"]["spacing"] == [4.0, 4.0, 4.0]
     assert "35 x 42 x 38 voxels at 4 mm (realistic)" in first.stdout
     labels = tmp_path / "nnUNet_raw" / "Dataset970_DemoBraTS" / "labelsTr"
