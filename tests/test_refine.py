@@ -126,6 +126,33 @@ def test_identity_refiner_reproduces_nnunet_files_and_nnunet_accepts_the_folder(
     summary = nnunet.evaluate_folder(labels, refined, refined / "dataset.json", refined / "plans.json")
     assert "foreground_mean" in json.loads(summary.read_text())
 
+    # the benchmark treats a refined row as its base row: an identity refiner scores exactly as its prior
+    # (no post-processing of the refined row only)
+    from nnunet_diffrefine.benchmark.models import parse_model
+    from nnunet_diffrefine.benchmark.run import run_benchmark
+    from nnunet_diffrefine.workspace import NnUNetFolders
+
+    bench = run_benchmark(
+        NnUNetFolders.from_mapping(env),
+        DATASET,
+        [parse_model(f"Stock={trainer}:{plans}+identity")],
+        [0],
+        split="test",
+        output=tmp_path / "bench",
+        use_mirroring=False,
+        progress=False,
+    )
+    rows = json.loads((bench / "benchmark.json").read_text())["models"]
+    assert len(rows) == 2 and rows[1]["name"].startswith("Stock + ")
+    assert rows[0]["folds"][0]["per_region"] == rows[1]["folds"][0]["per_region"]
+    base_folder, refined_folder = (p / "fold_0" for p in sorted((bench / "predictions").iterdir()))
+    assert base_folder.parent.name == "Stock" and list(base_folder.glob("*.nii.gz"))
+    for seg in base_folder.glob("*.nii.gz"):
+        base_labels, refined_labels = (
+            sitk.GetArrayFromImage(sitk.ReadImage(str(f))) for f in (seg, refined_folder / seg.name)
+        )
+        assert np.array_equal(base_labels, refined_labels), seg.name
+
     # bad input: one clear error each, and nothing written
     broken = tmp_path / "broken"
 

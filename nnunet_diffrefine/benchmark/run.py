@@ -7,7 +7,8 @@
 
 A model given with ``+REFINER`` (test split only; several may follow each other) adds a row per
 refiner for its refined predictions: each fold's predictions refined by that fold's refiner
-(``nnunet-diffrefine refine``), whose seconds per case are the base prediction plus the refinement.
+(``nnunet-diffrefine refine``, without its post-processing: no row is post-processed), whose seconds
+per case are the base prediction plus the refinement.
 Stock nnU-Net is always a row: when no ``nnUNetTrainer*`` model is named, ``nnUNetTrainer`` with
 ``nnUNetPlans`` is added (and must have been trained). Writes ``benchmark.md`` (the table),
 ``benchmark.csv``, ``benchmark_dice.png`` and ``benchmark.json`` into the output folder, plus each
@@ -191,6 +192,7 @@ def cv_fold(setup: BenchmarkSetup, model: ModelSpec, fold: int) -> FoldResult:
 
 def refined_fold(setup: BenchmarkSetup, model: ModelSpec, refiner: str, fold: int, base: dict) -> FoldResult:
     """One fold's test predictions refined by that fold's refiner, scored; seconds = prediction + refinement."""
+    from nnunet_diffrefine.refine.postprocess import PostprocessConfig
     from nnunet_diffrefine.refine.run import RefineOptions, refine_folder
 
     name = refined_row(model, refiner)
@@ -202,7 +204,14 @@ def refined_fold(setup: BenchmarkSetup, model: ModelSpec, refiner: str, fold: in
         model_dir,
         [fold],
         setup.images,
-        RefineOptions(refiner=refiner, device=setup.device, progress=setup.progress),
+        # no post-processing: the base rows are scored as nnU-Net predicted them, so a refined row is too
+        # (else the table credits the refiner with what the morphology did)
+        RefineOptions(
+            refiner=refiner,
+            device=setup.device,
+            progress=setup.progress,
+            postprocess=PostprocessConfig(enabled=False),
+        ),
     )
     timings = json.loads((refined_dir / "timings.json").read_text())
     combined = {
