@@ -9,11 +9,12 @@ from nnunet_diffrefine.workspace import NnUNetCommands, NnUNetFolders
 
 
 def workspace(work: Path, **variables: str) -> NnUNetCommands:
-    """nnU-Net's three folders under ``work`` and its commands with two processes; ``variables`` are added
-    to the commands' environment (e.g. ``nnUNet_def_n_proc="1"``)."""
+    """nnU-Net's three folders under ``work`` and its commands with two processes (two data-augmentation
+    workers unless ``nnUNet_n_proc_DA`` is set); ``variables`` are added to the commands' environment
+    (e.g. ``nnUNet_def_n_proc="1"``)."""
     from nnunet_diffrefine.environment import process_environment
 
-    environment = {**process_environment(), "nnUNet_n_proc_DA": "2", **variables}
+    environment = {"nnUNet_n_proc_DA": "2", **process_environment(), **variables}
     return NnUNetCommands(NnUNetFolders.under(work), environment, num_processes=2)
 
 

@@ -95,7 +95,9 @@ def run_checked(args: list[str], env: dict, timeout: int = 900) -> subprocess.Co
 
 def isolated_nnunet_env(root: Path, **overrides: str) -> dict[str, str]:
     """Environment for nnU-Net subprocesses: its three folders created in ``root``, this project's
-    trainers, one data-augmentation process, and no nnUNet_*/DIFFREFINE_* variables from outside."""
+    trainers, data augmentation in the training process itself (``nnUNet_n_proc_DA=0``: nnU-Net's
+    single-threaded augmenter; a worker process costs more to start than two tiny iterations take), and
+    no nnUNet_*/DIFFREFINE_* variables from outside."""
     from nnunet_diffrefine.workspace.folders import trainer_folder
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("nnUNet_", "DIFFREFINE_"))}
@@ -104,7 +106,7 @@ def isolated_nnunet_env(root: Path, **overrides: str) -> dict[str, str]:
         env[name] = str(root / name)
     env.update(
         nnUNet_extTrainer=str(trainer_folder()),
-        nnUNet_n_proc_DA="1",
+        nnUNet_n_proc_DA="0",
         nnUNet_def_n_proc="1",
         OMP_NUM_THREADS=THREADS,
         **overrides,

@@ -9,6 +9,7 @@ for data nobody tuned on."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,8 @@ def test_benchmark_trains_every_row_on_the_same_cases_and_the_refiner_only_out_o
     command += ["--shape", "32", "--num-train", "5", "--num-test", "2", "--folds", "2", "--epochs", "1"]
     command += ["--iters", "2", "--refiner-epochs", "1", "--refiner-iters", "2", "--uncertainty-samples", "2"]
     command += ["--bases", *ROWS, "-o", str(out)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    environment = dict(os.environ, nnUNet_n_proc_DA="0")  # augmentation in the training process
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=environment)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     record = json.loads(out.with_suffix(".json").read_text())

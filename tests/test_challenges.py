@@ -180,8 +180,11 @@ def test_report_inputs_follow_the_convention(tmp_path):
         load_case(seg, images=[seg, seg], convention="brats2024-men-rt")
 
 
-CASES = {  # challenge -> (phenotype, dataset id, region names, the labels the files hold, key of TC or GTV)
-    "brats2024-ped": ("pediatric", 983, {"WT", "TC", "CC", "ET"}, {0, 1, 2, 3, 4}, str((1, 2, 3))),
+# challenge -> (phenotype, dataset id, region names, the labels the files hold, key of TC or GTV): the two
+# shapes a dataset takes through nnU-Net (four overlapping regions, sigmoids; one label, softmax). The
+# other conventions' regions, names and labels are checked above without training (BraTS 2024 PED, whose
+# ET is label 1, by the region-name, label-painting and report tests).
+CASES = {
     "brats2024-gli": ("adult", 984, {"WT", "TC", "ET", "RC"}, {0, 1, 2, 3, 4}, str((1, 3))),
     "brats2024-men-rt": ("adult", 986, {"GTV"}, {0, 1}, "1"),  # one T1c channel, one label
 }

@@ -26,6 +26,7 @@ STAGES = [
 @pytest.mark.slow
 def test_tiny_demo_runs_the_whole_pipeline_and_a_rerun_skips_every_stage(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("nnUNet_", "DIFFREFINE_", "OPENAI_"))}
+    env["nnUNet_n_proc_DA"] = "0"  # augmentation in the training process: two iterations need no workers
     command = [str(BIN / "nnunet-diffrefine"), "demo", "--tiny", "-o", str(tmp_path), "-np", "1"]
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]

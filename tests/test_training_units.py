@@ -282,6 +282,31 @@ def test_trainers_are_found_the_way_nnunet_looks_them_up(monkeypatch):
         assert cls.__name__ == name
 
 
+def test_every_two_stage_trainer_names_a_registered_refiner_on_its_base_trainer(monkeypatch):
+    """The thin two-stage classes (base model, then the refiner on its out-of-fold probabilities): nnU-Net
+    finds each, and each trains the refiner its name says after the base trainer its name says (the
+    end-to-end tests run MedNeXt + CorrDiff, Swin-UNETR + MedSegDiff and Swin-UNETR + DDPM)."""
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    from nnunet_diffrefine.refine.registry import refiner_class
+    from nnunet_diffrefine.training.refiner_stage import RefinerStageMixin
+    from nnunet_diffrefine.workspace.folders import trainer_folder
+
+    monkeypatch.setenv("nnUNet_extTrainer", str(trainer_folder()))  # (nnU-Net imports the module anew)
+    expected = {
+        "MedNeXtCorrDiffTrainer": ("MedNeXtTrainer", "corrdiff"),
+        "SwinUNETRDDPMTrainer": ("SwinUNETRTrainer", "ddpm"),
+        "SwinUNETRDDPMScratchTrainer": ("SwinUNETRTrainer", "ddpm_scratch"),
+        "SwinUNETRMedSegDiffTrainer": ("SwinUNETRTrainer", "medsegdiff"),
+        "SwinUNETRMedSegDiffScratchTrainer": ("SwinUNETRTrainer", "medsegdiff_scratch"),
+    }
+    for name, (base, refiner) in expected.items():
+        cls = recursive_find_trainer_class_by_name(name)
+        assert RefinerStageMixin.__name__ in [c.__name__ for c in cls.__mro__], name
+        assert cls.refiner_name == refiner and base in [c.__name__ for c in cls.__mro__[1:]], name
+        assert refiner_class(refiner) is not None
+
+
 def test_the_gradient_clip_hook_limits_every_optimizer_step_to_the_global_norm():
     """The trainers' clip at 1.0 runs as an optimizer step pre-hook, so nnU-Net's train_step is not copied:
     a step with huge gradients moves the parameters by exactly lr x 1.0 in global norm."""

@@ -125,6 +125,13 @@ def test_commands_run_in_the_workspace_environment_and_fail_with_the_command(tmp
     )
     with pytest.raises(CommandError, match=r"nnUNetv2_ensemble -i a b -o c -np 3' exited with code 3"):
         nnunet.ensemble(["a", "b"], "c")
+    # nnUNet_n_proc_DA=0 (single-threaded augmentation) reaches training, not nnU-Net's planner, which
+    # would pass it to torch.set_num_threads
+    single = NnUNetCommands(folders, {"nnUNet_n_proc_DA": "0"}, echo=False)
+    single.train(7, 0, "T", "P")
+    assert seen[-1][1]["nnUNet_n_proc_DA"] == "0"
+    single.plan_and_preprocess(7)
+    assert seen[-1][1]["nnUNet_n_proc_DA"] == "1"
 
 
 def test_stage_runner_skips_done_stages_keeps_wall_times_and_names_a_failure(tmp_path):

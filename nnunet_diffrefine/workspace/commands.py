@@ -18,6 +18,8 @@ from pathlib import Path
 from nnunet_diffrefine.errors import DiffRefineError
 from nnunet_diffrefine.workspace.folders import NnUNetFolders, trainer_folder
 
+PLANNING_COMMANDS = ("nnUNetv2_plan_and_preprocess", "nnUNetv2_plan_experiment")
+
 
 class CommandError(DiffRefineError):
     """An nnU-Net command exited with a non-zero code; the message names the command."""
@@ -60,11 +62,14 @@ class NnUNetCommands:
     ) -> subprocess.CompletedProcess:
         """Run console script ``name`` with ``arguments``."""
         command = [command_path(name), *map(str, arguments)]
+        environment = self.environment(extra)
+        if name in PLANNING_COMMANDS and environment.get("nnUNet_n_proc_DA") == "0":
+            # 0 is nnU-Net's single-threaded augmentation for training, but its planner passes that
+            # count to torch.set_num_threads, which refuses 0
+            environment["nnUNet_n_proc_DA"] = "1"
         if self.echo:
             print("$", " ".join(command), flush=True)
-        result = subprocess.run(
-            command, env=self.environment(extra), capture_output=self.capture_output, text=True
-        )
+        result = subprocess.run(command, env=environment, capture_output=self.capture_output, text=True)
         if result.returncode != 0:
             output = f":\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}" if self.capture_output else ""
             raise CommandError(f"'{' '.join(command)}' exited with code {result.returncode}{output}")
