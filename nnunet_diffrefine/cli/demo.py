@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["realistic", "classic"],
         default=None,
         help="phantoms: classic (voxel-separable, 48^3 at 5 mm; the default, ~14 min on 2 cores) or "
-        "realistic (as hard as real scans, 3.5 mm; about half an hour); --tiny: realistic at 4 mm",
+        "realistic (as hard as real scans, 3.5 mm; roughly twice as long); --tiny: realistic at 4 mm",
     )
     p.add_argument("-np", type=positive_int, default=None, help="worker processes (default: 2)")
     add_device(p, "device for training and inference", default=None)

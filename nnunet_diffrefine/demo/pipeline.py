@@ -51,7 +51,8 @@ class DemoConfig:
     """Synthesis profile: ``classic`` (voxel-separable phantoms, ``shape``³ over the BraTS field of view:
     the default, because the whole demo fits in 15 min on 2 CPU cores) or ``realistic`` (phantoms as hard
     as real scans: the box around the brain at ``spacing`` mm; at 3.5 mm MedNeXt's CPU patch is
-    48 x 64 x 48 and one of its 16 epochs takes ~70 s on 2 cores, so the demo takes about half an hour)."""
+    48 x 64 x 48 and one of its epochs took 68-73 s on 2 cores, about 2.6x the classic grid's, so that
+    demo takes roughly twice as long; not measured whole)."""
     shape: int = 48
     spacing: float = 3.5
     """Grid of the realistic profile (mm): 40 x 49 x 43 voxels at 3.5 mm."""
@@ -61,7 +62,7 @@ class DemoConfig:
     num_folds: int = 2
     epochs: int = 10
     """Base models: ``epochs`` x ``iterations``. With the refiner's 3 trainings (the gate's 2-fold inner
-    cross-validation and the final one) this keeps the demo near 13 min on 2 cores: 16 epochs and 8
+    cross-validation and the final one) the demo took 13 min 51 s on 2 cores: 16 epochs and 8
     refiner epochs of 20 iterations took 24 min (MedNeXt 506 s, CorrDiff 689 s)."""
     iterations: int = 25
     refiner_preset: str = "cpu"
