@@ -264,6 +264,31 @@ def test_nsd_equals_panopticas_on_random_masks(spacing):
         assert normalized_surface_dice(pred, ref, spacing) == pytest.approx(theirs, abs=1e-12)
 
 
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 1.0, 1.5), (0.7, 1.3, 1.0)])
+@pytest.mark.parametrize("tolerance", [None, 1.0, 2.0, 2.5, 4.1])
+def test_nsd_equals_the_distance_transform_definition(spacing, tolerance):
+    """The offset lookup against the brute-force definition: the Euclidean distance transform of the
+    other border over the whole box, thresholded at the tolerance."""
+    from nnunet_diffrefine.evaluation.surface import normalized_surface_dice
+
+    def by_distance_transform(pred, ref):
+        tol = min(spacing) if tolerance is None else tolerance
+        cross = ndimage.generate_binary_structure(3, 1)
+        borders = [m ^ ndimage.binary_erosion(m, structure=cross) for m in (pred, ref)]
+        shares = [
+            np.mean(ndimage.distance_transform_edt(~other, sampling=spacing)[mine] <= tol)
+            for mine, other in (borders, borders[::-1])
+        ]
+        return (shares[0] + shares[1]) / 2
+
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        pred = ndimage.binary_opening(rng.random((20, 18, 24)) > 0.6)
+        ref = ndimage.binary_opening(rng.random((20, 18, 24)) > 0.5)
+        ours = normalized_surface_dice(pred, ref, spacing, tolerance_mm=tolerance)
+        assert ours == pytest.approx(by_distance_transform(pred, ref), abs=1e-12)
+
+
 def test_nsd_known_answers():
     from nnunet_diffrefine.evaluation.surface import normalized_surface_dice
 

@@ -131,6 +131,25 @@ def test_every_subcommand_has_help(command, capsys):
     assert command in capsys.readouterr().out
 
 
+def test_evaluate_neither_parses_nor_scores_through_torch(tmp_path):
+    """Only the chosen subcommand's options are built, and the BraTS metrics (HD95's surfel table
+    included) need no torch or MONAI import: each costs seconds in every evaluation process."""
+    script = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from nnunet_diffrefine.cli.main import build_parser\n"
+        "from nnunet_diffrefine.evaluation.case import evaluate_arrays\n"
+        "build_parser('evaluate').parse_args(['evaluate', 'gt', 'pred', '-djfile', 'dataset.json'])\n"
+        "a = np.zeros((8, 8, 8), np.uint8); a[2:5, 2:5, 2:5] = 1\n"
+        "evaluate_arrays(a, np.roll(a, 1, 0), (1, 1, 1), [(1,)])\n"
+        "print(sorted(m for m in ('torch', 'monai') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert out.stdout.strip() == "[]"
+
+
 def test_bad_input_is_one_error_line_without_traceback(tmp_path, capsys):
     assert main(["synth", "-d", "3", "--shape", "4", "5", "-o", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()

@@ -26,7 +26,10 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand; with ``only``, only that subcommand gets its options (the others are
+    listed with their summaries): some options' choices import torch, seconds that ``evaluate`` or
+    ``report`` need not wait for."""
     parser = argparse.ArgumentParser(
         prog="nnunet-diffrefine",
         description="nnU-Net v2 extension for multimodal brain tumor MRI: trainers, diffusion refiners, "
@@ -38,14 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module_name in SUBCOMMANDS.items():
         module = importlib.import_module(f"nnunet_diffrefine.cli.{module_name}")
         options = getattr(module, "PARSER_OPTIONS", {})
-        command = sub.add_parser(name, help=module.SUMMARY, description=module.DESCRIPTION, **options)
-        module.add_arguments(command)
-        command.set_defaults(func=module.run)
+        sub_parser = sub.add_parser(name, help=module.SUMMARY, description=module.DESCRIPTION, **options)
+        if only in (None, name):
+            module.add_arguments(sub_parser)
+        sub_parser.set_defaults(func=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv and argv[0] in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     try:
         result = args.func(args)

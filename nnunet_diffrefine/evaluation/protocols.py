@@ -181,7 +181,7 @@ class Brats2023Protocol(EvaluationProtocol):
     def worker_initializer(self) -> tuple[Callable[..., None], tuple] | None:
         from nnunet_diffrefine.evaluation.surface import neighbour_code_normals, set_neighbour_code_normals
 
-        return set_neighbour_code_normals, (neighbour_code_normals(),)  # MONAI's table, loaded here once
+        return set_neighbour_code_normals, (neighbour_code_normals(),)  # built here once
 
     def summarize(self, scores: FolderScores) -> dict:
         from nnunet_diffrefine.evaluation.summary import mean_metrics
