@@ -46,21 +46,6 @@ def write_half_split(raw: Path, pre: Path) -> tuple[int, int]:
     return half, len(cases) - half
 
 
-def train_fold(
-    nnunet: NnUNetCommands, schedule, dataset_id: int, trainer: str, plans: str, fold: int
-) -> None:
-    """``nnUNetv2_train DATASET 3d_fullres FOLD -tr TRAINER -p PLANS -device cpu --npz --c`` under ``schedule``
-    (:class:`~nnunet_diffrefine.training.cpu_schedule.CPUSchedule`)."""
-    nnunet.train(dataset_id, fold, trainer, plans, extra_environment=schedule.environment(trainer))
-
-
-def fold_trained(fold_dir: Path) -> bool:
-    """The fold finished: its final checkpoint and its scored out-of-fold validation are there."""
-    return (fold_dir / "checkpoint_final.pth").is_file() and (
-        fold_dir / "validation" / "summary.json"
-    ).is_file()
-
-
 def machine(**extra) -> dict:
     """The machine a benchmark ran on (CPU cores, Python, platform, torch threads), with ``extra``."""
     import os

@@ -43,10 +43,11 @@ import json
 import sys
 from pathlib import Path
 
-from _setup import fold_trained, train_fold, workspace
+from _setup import workspace
 from bench_refinement_report import rerender, write_report
 from bench_refinement_rows import BASES, DATASET_ID, REFINED, REPO
 
+from nnunet_diffrefine.benchmark.models import fold_trained, train_fold
 from nnunet_diffrefine.workspace import StageRunner, git_commit
 
 

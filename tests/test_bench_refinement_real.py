@@ -1,26 +1,36 @@
-"""The real-data benchmark's row table and the command line it writes into its results (no data needed)."""
+"""The real-data benchmark's row table, its typed settings, the command line it writes into its results
+and its Markdown page (no data needed)."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 import bench_refinement_real as bench  # noqa: E402
 
+from nnunet_diffrefine.benchmark import crossval  # noqa: E402
+from nnunet_diffrefine.benchmark.crossval_markdown import markdown  # noqa: E402
+from nnunet_diffrefine.errors import InputError  # noqa: E402
+
 
 def test_every_refined_row_refines_a_base_row_and_each_has_an_ungated_twin():
-    for row, spec in bench.REFINED.items():
-        assert spec.prior in bench.BASES, row
-        twin = bench.REFINED[row if spec.force else row + bench.UNGATED]
+    for row, spec in crossval.REFINED.items():
+        assert spec.prior in crossval.BASES, row
+        twin = crossval.REFINED[row if spec.force else row + crossval.UNGATED]
         assert twin.force and twin.folder_name == spec.folder_name and twin.prior == spec.prior
     defaults = bench.parse_args([])
-    assert defaults.refined and not any(r.endswith(bench.UNGATED) for r in defaults.refined)
-    for a, b in bench.PAIRS:
-        assert a in bench.REFINED and b in bench.REFINED and bench.REFINED[a].prior == bench.REFINED[b].prior
-    ablation = bench.REFINED["CorrDiff on nnU-Net, real priors only"]
+    assert defaults.refined and not any(r.endswith(crossval.UNGATED) for r in defaults.refined)
+    for a, b in crossval.PAIRS:
+        assert a in crossval.REFINED and b in crossval.REFINED
+        assert crossval.REFINED[a].prior == crossval.REFINED[b].prior
+    ablation = crossval.REFINED["CorrDiff on nnU-Net, real priors only"]
     assert ablation.changes == {"perturbed_priors": 0.0} and ablation.folder_name == "corrdiff__realonly"
     from nnunet_diffrefine.refine.registry import refiner_settings
 
@@ -36,13 +46,35 @@ def test_the_written_command_line_reproduces_the_arguments():
     again = bench.parse_args(shlex.split(line)[2:])
     assert vars(again) == vars(args)
     assert bench.command_line(bench.parse_args([])) == "python benchmarks/bench_refinement_real.py"
+    s = bench.settings(args)
+    assert s.refiner_patch == (48, 48, 48) and s.bases == ("nnU-Net (stock)",) and s.epochs == 40
+    assert "work" not in s.to_json() and s.to_json()["refined"] == tuple(args.refined)
 
 
 def test_the_realistic_phantom_mode_has_its_own_dataset_work_folder_and_results(tmp_path):
     args = bench.parse_args(["--data", "realistic-phantoms", "--num-phantoms", "6", "--work", str(tmp_path)])
     assert args.o.endswith("refinement_realistic_phantoms")
-    b = bench.RealBenchmark(args)
-    assert b.dataset_id != bench.DATA["real"][0] and b.name.endswith("RealisticPhantoms")
+    b = crossval.CrossValBenchmark(bench.settings(args), bench.workspace(tmp_path))
+    assert b.dataset_id != crossval.DATA["real"][0] and b.name.endswith("RealisticPhantoms")
+    assert b.raw == tmp_path / "nnUNet_raw" / b.name
     b.check_real_data()  # needs no real cases
     line = bench.command_line(args)
     assert "--data realistic-phantoms --num-phantoms 6" in line and " -o " not in line
+
+
+def test_missing_real_cases_and_bad_settings_are_one_clear_error(tmp_path):
+    settings = crossval.CrossValSettings(work=tmp_path / "work", real_root=tmp_path / "absent")
+    with pytest.raises(InputError, match="real BraTS cases are missing"):
+        crossval.CrossValBenchmark(settings, bench.workspace(tmp_path / "work")).check_real_data()
+    for bad in ({"folds": 1}, {"bases": ("nnU-Net",)}, {"refiner_set": ("corrdiff=4",)}, {"data": "mri"}):
+        with pytest.raises(InputError):
+            crossval.CrossValSettings(work=tmp_path, real_root=tmp_path, **bad)
+
+
+@pytest.mark.parametrize("name", ["refinement_real", "refinement_realistic_phantoms"])
+def test_the_committed_pages_are_rendered_from_their_json(name):
+    """``--report-only`` writes the same page from the same record: the committed .md is the committed
+    .json rendered by today's code."""
+    results = REPO / "benchmarks" / "results"
+    record = json.loads((results / f"{name}.json").read_text())
+    assert markdown(record) == (results / f"{name}.md").read_text()

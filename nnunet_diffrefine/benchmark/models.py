@@ -65,3 +65,17 @@ def fold_folder(model: ModelSpec, results_root: str | os.PathLike, dataset_name:
             f"nnUNetv2_train {dataset_name} {model.configuration} {fold} -tr {model.trainer} -p {model.plans}"
         )
     return folder
+
+
+def train_fold(nnunet, schedule, dataset_id: int, trainer: str, plans: str, fold: int) -> None:
+    """``nnUNetv2_train DATASET 3d_fullres FOLD -tr TRAINER -p PLANS -device cpu --npz --c`` under ``schedule``
+    (:class:`~nnunet_diffrefine.training.cpu_schedule.CPUSchedule`) through ``nnunet``
+    (:class:`~nnunet_diffrefine.workspace.NnUNetCommands`)."""
+    nnunet.train(dataset_id, fold, trainer, plans, extra_environment=schedule.environment(trainer))
+
+
+def fold_trained(fold_dir: Path) -> bool:
+    """The fold finished: its final checkpoint and its scored out-of-fold validation are there."""
+    return (fold_dir / "checkpoint_final.pth").is_file() and (
+        fold_dir / "validation" / "summary.json"
+    ).is_file()

@@ -1,0 +1,114 @@
+"""The cross-validated refinement benchmark's Markdown page, from its results record
+(:func:`~nnunet_diffrefine.benchmark.crossval.results_record`)."""
+
+from __future__ import annotations
+
+from nnunet_diffrefine.benchmark.crossval import REGIONS
+from nnunet_diffrefine.benchmark.rows import curve_table
+
+CITATION = (
+    'Menze et al., "The Multimodal Brain Tumor Image Segmentation Benchmark (BRATS)", IEEE TMI 2015; '
+    'Bakas et al., "Advancing The Cancer Genome Atlas glioma MRI collections with expert segmentation labels '
+    'and radiomic features", Scientific Data 2017; Bakas et al., arXiv:1811.02629, 2018'
+)
+NO_HARM_DICE = -0.005
+"""A refined row does no harm when its mean Dice is at most this much below its prior's."""
+
+
+def _ci(value: float, ci: list[float], digits: int) -> str:
+    return f"{value:+.{digits}f} [{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
+
+
+def _row_line(r: dict) -> str:
+    cells = [r["name"], r["prior"] or "–"]
+    cells += [f"{r[f'dice_{g}']:.3f}" for g in REGIONS] + [f"{r['mean_dice']:.3f}", f"{r['mean_hd95']:.2f}"]
+    if r["prior"] is None:
+        cells += ["–"] * 4
+    else:
+        cells += [
+            _ci(r["delta_dice"], r["delta_dice_ci95"], 3),
+            f"{r['wilcoxon_p']:.3f}",
+            _ci(r["delta_hd95"], r["delta_hd95_ci95"], 2),
+            f"{r['wilcoxon_p_hd95']:.3f}",
+        ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _comparisons(record: dict) -> list[str]:
+    lines = [
+        "",
+        "| a | b | Δ Dice (b - a) [95 % CI] | Wilcoxon p | Δ HD95 (mm) [95 % CI] | Wilcoxon p (HD95) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in record["comparisons"]:
+        lines.append(
+            f"| {c['a']} | {c['b']} | {_ci(c['delta_dice'], c['delta_dice_ci95'], 3)} | {c['wilcoxon_p']:.3f} "
+            f"| {_ci(c['delta_hd95'], c['delta_hd95_ci95'], 2)} | {c['wilcoxon_p_hd95']:.3f} |"
+        )
+    return lines
+
+
+def _refiners(record: dict) -> list[str]:
+    lines = ["", "## Refiners (per fold: early-stopping validation Dice, prior -> refined)", ""]
+    for row, folds in record["refiners"].items():
+        shown = ", ".join(
+            f"fold {f}: {d['prior_validation_dice']:.3f} -> {d['validation_dice']:.3f}"
+            + (f" (w = {d['fusion_weight']:.2f})" if d["fusion_weight"] is not None else "")
+            + (f", gate {d['gate']}" if d.get("gate") else "")
+            for f, d in folds.items()
+        )
+        lines.append(f"- {row}: {shown}")
+    return lines
+
+
+def _targets(refined: list[dict]) -> list[str]:
+    lines = ["", "## Targets", ""]
+    for r in refined:
+        harm = r["delta_dice"] >= NO_HARM_DICE
+        gain = r["delta_dice_ci95"][0] > 0 or r["delta_hd95_ci95"][1] < 0
+        lines.append(
+            f"- {r['name']}: no harm (Δ Dice >= {NO_HARM_DICE}) {'met' if harm else 'MISSED'}; paired gain "
+            f"(Dice CI above 0 or HD95 CI below 0) {'shown' if gain else 'not shown'}"
+        )
+    return lines
+
+
+def markdown(record: dict) -> str:
+    """The page: the rows, the paired comparisons, each refiner's validation and gate, the base models'
+    learning curves, the targets, the protocol check, stage wall times and the data's citation."""
+    real = record["data"] == "brats2018-real"
+    lines = [
+        "# Refinement benchmark on real MRI (BraTS 2018, cross-validated stacking)"
+        if real
+        else "# Refinement benchmark on realistic phantoms (the real-data protocol, cross-validated stacking)",
+        "",
+        record["summary"],
+        "",
+        "| Model | prior | Dice TC | Dice WT | Dice ET | Dice Avg | HD95 Avg (mm) ↓ | Δ Dice vs prior [95 % CI] "
+        "| Wilcoxon p | Δ HD95 (mm) [95 % CI] | Wilcoxon p (HD95) |",
+        "|" + "---|" * 11,
+        *[_row_line(r) for r in record["rows"]],
+    ]
+    if record["comparisons"]:
+        lines += _comparisons(record)
+    if record["refiners"]:
+        lines += _refiners(record)
+    if record["learning_curves"]:
+        lines += ["", "## Learning curves (nnU-Net's validation pseudo-Dice; per epoch in the JSON)", ""]
+        lines += curve_table(record["learning_curves"])
+    refined = [r for r in record["rows"] if r["prior"] is not None]
+    if refined:
+        lines += _targets(refined)
+    problems = record["protocol_problems"]
+    lines += [
+        "",
+        f"Protocol check: {'kept' if not problems else '; '.join(problems)}.",
+        "",
+        "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in record["stage_seconds"].items()),
+        "",
+        f"Data: BraTS 2018 training cases ({CITATION})."
+        if real
+        else "Data: phantoms of nnunet-diffrefine's realistic synthesis profile.",
+        "",
+    ]
+    return "\n".join(lines)
