@@ -183,3 +183,26 @@ def test_boundary_band_matches_a_brute_force_distance():
         other = outside if mask[0][voxel] else inside
         distance = np.abs(other - np.array(voxel)).sum(1).min() if len(other) else 99
         assert band[voxel] == (distance <= 2), voxel
+
+
+def test_the_committed_phantom_page_and_targets_are_its_json_rendered_by_todays_code():
+    """``bench_refinement.py --rerender`` leaves the committed results as they are: the page and the
+    targets follow from the JSON alone."""
+    from pathlib import Path
+
+    from nnunet_diffrefine.benchmark.heldout import targets
+    from nnunet_diffrefine.benchmark.heldout_markdown import markdown
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    record = json.loads((results / "refinement.json").read_text())
+    assert targets({r["name"]: r for r in record["rows"]}, record["refiners"]) == record["targets"]
+    assert markdown(record) == (results / "refinement.md").read_text()
+
+
+def test_held_out_settings_reject_unknown_rows_and_too_few_folds(tmp_path):
+    from nnunet_diffrefine.benchmark.heldout import BASES, HeldOutSettings
+
+    assert HeldOutSettings(work=tmp_path).bases == tuple(BASES)
+    for bad in ({"folds": 1}, {"bases": ("U-Net",)}, {"profile": "smooth"}, {"phenotype": "feline"}):
+        with pytest.raises(InputError):
+            HeldOutSettings(work=tmp_path, **bad)
