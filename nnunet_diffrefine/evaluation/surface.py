@@ -299,7 +299,8 @@ def _within_tolerance(
     The same answer as ``distance_transform_edt(~target, sampling=spacing)[points] <= tolerance_mm``
     (its distances are ``|offset * spacing|`` to the nearest target voxel), found by looking at the few
     offsets inside the tolerance ball instead of transforming the whole box: the cost grows with the
-    border, not the volume (a whole BraTS volume with scattered false positives: 18 s -> well under 1 s).
+    border, not the volume (a 1 mm BraTS case with scattered false positives: its three regions' NSD
+    took 18 s through the transform; all of that case's metrics now take 10 s, 28 s before).
     """
     sp = np.asarray(spacing, dtype=np.float64)
     radius = np.floor(tolerance_mm / sp + 1e-9).astype(int)
