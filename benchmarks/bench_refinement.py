@@ -69,6 +69,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--refiner-iters", type=int, default=25)
     p.add_argument("--uncertainty-samples", type=int, default=4)
     p.add_argument(
+        "--intensity-samples",
+        type=int,
+        default=None,
+        help="foreground intensities nnU-Net's fingerprint draws per channel in total (default: nnU-Net's "
+        "10^8; fewer change only the statistics CT normalisation reads, not these MRI plans)",
+    )
+    p.add_argument(
         "--bases",
         nargs="+",
         choices=list(BASES),
@@ -120,6 +127,7 @@ def settings(a: argparse.Namespace) -> HeldOutSettings:
         refiner_epochs=a.refiner_epochs,
         refiner_iters=a.refiner_iters,
         uncertainty_samples=a.uncertainty_samples,
+        intensity_samples=a.intensity_samples,
         bases=tuple(a.bases),
     )
 

@@ -20,6 +20,9 @@ os.environ["MKL_NUM_THREADS"] = THREADS
 DATASET = 980
 
 TINY_SHAPE = (48, 48, 48)
+# nnU-Net's fingerprint draws 10^8 foreground intensities whatever the dataset's size (most of planning's
+# time for these tiny datasets); MRI plans do not depend on them (nnunet_diffrefine.workspace.fingerprint)
+INTENSITY_SAMPLES = 1_000_000
 
 
 # The tests that share the tiny nnU-Net models (trained once per session) run on one worker, first:
@@ -137,7 +140,12 @@ def nnunet_commands(env: dict[str, str]):
     from nnunet_diffrefine.workspace import NnUNetCommands, NnUNetFolders
 
     return NnUNetCommands(
-        NnUNetFolders.from_mapping(env), env, num_processes=1, echo=False, capture_output=True
+        NnUNetFolders.from_mapping(env),
+        env,
+        num_processes=1,
+        echo=False,
+        capture_output=True,
+        intensity_samples=INTENSITY_SAMPLES,
     )
 
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import INTENSITY_SAMPLES
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = {"MedNeXt": "MedNeXtTrainer"}
@@ -32,6 +33,7 @@ def test_benchmark_trains_every_row_on_the_same_cases_and_the_refiner_only_out_o
     command += ["--seed", "7", "--phenotype", "pediatric", "--profile", "classic"]  # 32³: the fast grid
     command += ["--shape", "32", "--num-train", "5", "--num-test", "2", "--folds", "2", "--epochs", "1"]
     command += ["--iters", "2", "--refiner-epochs", "1", "--refiner-iters", "2", "--uncertainty-samples", "2"]
+    command += ["--intensity-samples", str(INTENSITY_SAMPLES)]
     command += ["--bases", *ROWS, "-o", str(out)]
     environment = dict(os.environ, nnUNet_n_proc_DA="0")  # augmentation in the training process
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=environment)

@@ -4,6 +4,7 @@ the environment read in one module only."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import subprocess
 from pathlib import Path
@@ -132,6 +133,75 @@ def test_commands_run_in_the_workspace_environment_and_fail_with_the_command(tmp
     assert seen[-1][1]["nnUNet_n_proc_DA"] == "0"
     single.plan_and_preprocess(7)
     assert seen[-1][1]["nnUNet_n_proc_DA"] == "1"
+    # with intensity_samples: the fingerprint first (it verifies the dataset), then nnU-Net plans from it
+    sampled = dataclasses.replace(nnunet, intensity_samples=5000)
+    sampled.plan_and_preprocess(7, verify_integrity=True)
+    fingerprint, planning = seen[-2][0], seen[-1][0]
+    assert fingerprint[1:] == ["-m", "nnunet_diffrefine.workspace.fingerprint", "-d", "7", "-np", "3"] + [
+        "--verify_dataset_integrity",
+        "--intensity-samples",
+        "5000",
+    ]
+    assert (
+        planning[0].endswith("nnUNetv2_plan_and_preprocess") and "--verify_dataset_integrity" not in planning
+    )
+
+
+def _fingerprint(tmp_path: Path, raw: Path, intensity_samples: int) -> dict:
+    from conftest import isolated_nnunet_env
+
+    root = tmp_path / str(intensity_samples)
+    root.mkdir()
+    env = isolated_nnunet_env(root)
+    nnunet = NnUNetCommands(NnUNetFolders.from_mapping(env), env, 1, echo=False, capture_output=True)
+    (Path(env["nnUNet_raw"]) / raw.name).symlink_to(raw, target_is_directory=True)
+    dataclasses.replace(nnunet, intensity_samples=intensity_samples).extract_fingerprint(991)
+    return json.loads((Path(env["nnUNet_preprocessed"]) / raw.name / "dataset_fingerprint.json").read_text())
+
+
+def test_a_fingerprint_with_fewer_intensity_draws_keeps_the_geometry_and_the_statistics(tmp_path):
+    """Known answers from the files: each case's spacing and the shape of its non-zero box; each
+    channel's foreground mean and std within 5 standard errors of the cases' foreground voxels' (each case
+    weighted equally, as nnU-Net draws as many from each); and with one
+    draw per case the draws are honoured (their maximum misses the foreground's, which nnU-Net's
+    10^8 draws would hit)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from nnunet_diffrefine.data.synth import SynthConfig, synthesize_dataset
+
+    synthesize_dataset(
+        tmp_path / "raw", 991, "Fp", 3, 1, SynthConfig(shape=(32,) * 3, seed=2), progress=False
+    )
+    raw = tmp_path / "raw" / "Dataset991_Fp"
+    samples = 30_000
+    fingerprint = _fingerprint(tmp_path, raw, samples)
+    cases = sorted(p.name[: -len(".nii.gz")] for p in (raw / "labelsTr").glob("*.nii.gz"))
+    channels = [[] for _ in range(4)]
+    for k, case in enumerate(cases):
+        images = [sitk.ReadImage(str(raw / "imagesTr" / f"{case}_{c:04d}.nii.gz")) for c in range(4)]
+        arrays = np.stack([sitk.GetArrayFromImage(i) for i in images])
+        label = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / "labelsTr" / f"{case}.nii.gz")))
+        box = np.argwhere((arrays != 0).any(0))
+        assert fingerprint["shapes_after_crop"][k] == list(box.max(0) - box.min(0) + 1), case
+        assert fingerprint["spacings"][k] == pytest.approx(images[0].GetSpacing()[::-1]), case
+        for c in range(4):
+            channels[c].append(arrays[c][label > 0])
+    for c, per_case in enumerate(channels):  # nnU-Net draws as many from each case: an equal mixture
+        mean = np.mean([v.mean() for v in per_case])
+        std = np.sqrt(np.mean([v.var() + v.mean() ** 2 for v in per_case]) - mean**2)
+        found = fingerprint["foreground_intensity_properties_per_channel"][str(c)]
+        error = 5 * std / np.sqrt(samples)
+        assert found["mean"] == pytest.approx(mean, abs=error), c
+        assert found["std"] == pytest.approx(std, abs=2 * error), c
+        values = np.concatenate(per_case)
+        assert values.min() <= found["min"] and found["max"] <= values.max(), c
+
+    one_each = _fingerprint(tmp_path, raw, len(cases))["foreground_intensity_properties_per_channel"]
+    maxima = [np.concatenate(v).max() for v in channels]
+    assert any(one_each[str(c)]["max"] < maxima[c] for c in range(4))
+    with pytest.raises(CommandError, match="must be at least the number of training cases"):
+        _fingerprint(tmp_path, raw, len(cases) - 1)
 
 
 def test_stage_runner_skips_done_stages_keeps_wall_times_and_names_a_failure(tmp_path):

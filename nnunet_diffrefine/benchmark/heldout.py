@@ -84,7 +84,8 @@ class HeldOutSettings:
     synthesis ``profile`` (``realistic``: a 56 x 68 x 60 crop at 2.5 mm; ``classic``: ``shape``³),
     ``folds``-fold cross-validation; base models ``epochs`` x ``iters`` iterations; refiners (cpu
     preset) ``refiner_epochs`` x ``refiner_iters``; ``uncertainty_samples`` samples for the AUROC;
-    ``bases``: the base rows to run, in order."""
+    ``intensity_samples``: foreground intensities nnU-Net's fingerprint draws (``None``: its 10^8; see
+    :mod:`nnunet_diffrefine.workspace.fingerprint`); ``bases``: the base rows to run, in order."""
 
     work: Path
     seed: int = 0
@@ -99,6 +100,7 @@ class HeldOutSettings:
     refiner_epochs: int = 20
     refiner_iters: int = 25
     uncertainty_samples: int = 4
+    intensity_samples: int | None = None
     bases: tuple[str, ...] = tuple(BASES)
 
     def __post_init__(self) -> None:
@@ -152,7 +154,8 @@ class HeldOutBenchmark:
         )
 
     def plan(self) -> None:
-        self.nnunet.plan_and_preprocess(DATASET_ID)
+        nnunet = dataclasses.replace(self.nnunet, intensity_samples=self.settings.intensity_samples)
+        nnunet.plan_and_preprocess(DATASET_ID)
 
     def splits_and_presets(self) -> None:
         from nnunet_diffrefine.benchmark.protocol import kfold_splits, write_splits

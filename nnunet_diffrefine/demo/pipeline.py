@@ -70,6 +70,10 @@ class DemoConfig:
     refiner_iterations: int = 16
     refiner_steps: int = 4
     device: str = "cpu"
+    intensity_samples: int | None = 1_000_000
+    """Foreground intensities nnU-Net's fingerprint draws per channel in total (``None``: nnU-Net's 10^8,
+    most of the time planning takes on a small dataset; only CT normalisation reads them, these MRI
+    plans do not: :mod:`nnunet_diffrefine.workspace.fingerprint`)."""
 
     @classmethod
     def tiny(cls, output: Path, **overrides) -> DemoConfig:
@@ -284,7 +288,13 @@ def build_stages(config: DemoConfig, environment: Mapping[str, str] | None = Non
     """The demo's stages in order, and the places worth showing the user (``list[Stage]``, ``{label: Path}``).
     ``environment``: what nnU-Net's commands inherit (the command line passes its own)."""
     paths = DemoPaths.of(config)
-    nnunet = NnUNetCommands(paths.folders, dict(environment or {}), config.num_processes, echo=False)
+    nnunet = NnUNetCommands(
+        paths.folders,
+        dict(environment or {}),
+        config.num_processes,
+        echo=False,
+        intensity_samples=config.intensity_samples,
+    )
     refiner_done = paths.model(MEDNEXT) / "fold_0" / f"refiner_{REFINER}" / "refiner_final.pth"
     schedule = config.describe_schedule
     stages = [

@@ -38,7 +38,9 @@ class NnUNetCommands:
     ``base_environment`` is the environment the commands inherit (the caller passes ``os.environ`` at the
     command-line boundary; the library never reads it); ``num_processes`` caps nnU-Net's worker pools
     (its default of 8 oversubscribes a small machine); with ``capture_output`` a command's output is kept
-    (returned, and its tail put into the error when it fails) instead of shown.
+    (returned, and its tail put into the error when it fails) instead of shown; ``intensity_samples``:
+    foreground intensities the dataset fingerprint draws per channel in total (``None``: nnU-Net's 10^8;
+    fewer change only the statistics CT normalisation reads, see :mod:`.fingerprint`).
     """
 
     folders: NnUNetFolders
@@ -46,6 +48,7 @@ class NnUNetCommands:
     num_processes: int = 2
     echo: bool = True
     capture_output: bool = False
+    intensity_samples: int | None = None
 
     def environment(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment of a command: inherited values, the folders, the trainer folder, ``extra``."""
@@ -89,7 +92,9 @@ class NnUNetCommands:
         written as plans ``plans_name``, which nnU-Net advises whenever the spacing is overridden)."""
         n = self.num_processes
         arguments = ["-d", dataset_id, "-c", *configurations, "-np", *[n] * len(configurations), "-npfp", n]
-        if verify_integrity:
+        if self.intensity_samples is not None:  # the fingerprint first; nnU-Net's command then plans from it
+            self.extract_fingerprint(dataset_id, verify_integrity)
+        elif verify_integrity:
             arguments.append("--verify_dataset_integrity")
         if target_spacing_mm is not None:
             arguments += ["-overwrite_target_spacing", *target_spacing_mm]
@@ -97,9 +102,17 @@ class NnUNetCommands:
             arguments += ["-overwrite_plans_name", plans_name]
         self.run("nnUNetv2_plan_and_preprocess", arguments)
 
-    def extract_fingerprint(self, dataset_id: int) -> None:
-        """``nnUNetv2_extract_fingerprint -d ID -np N``."""
-        self.run("nnUNetv2_extract_fingerprint", ["-d", dataset_id, "-np", self.num_processes])
+    def extract_fingerprint(self, dataset_id: int, verify_integrity: bool = False) -> None:
+        """``nnUNetv2_extract_fingerprint -d ID -np N [--verify_dataset_integrity]``, or with
+        ``intensity_samples`` set, nnU-Net's extraction drawing that many intensities
+        (``python -m nnunet_diffrefine.workspace.fingerprint``); an existing fingerprint is kept."""
+        arguments = ["-d", dataset_id, "-np", self.num_processes]
+        arguments += ["--verify_dataset_integrity"] if verify_integrity else []
+        if self.intensity_samples is None:
+            self.run("nnUNetv2_extract_fingerprint", arguments)
+        else:
+            arguments += ["--intensity-samples", self.intensity_samples]
+            self.run(sys.executable, ["-m", "nnunet_diffrefine.workspace.fingerprint", *arguments])
 
     def plan_experiment(self, dataset_id: int, arguments: Sequence[str] = ()) -> None:
         """``nnUNetv2_plan_experiment -d ID ARGUMENTS`` (e.g. ``-overwrite_target_spacing``, ``-overwrite_plans_name``)."""
