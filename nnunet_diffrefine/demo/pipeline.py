@@ -284,17 +284,24 @@ def _places(paths: DemoPaths) -> dict[str, Path]:
     }
 
 
-def build_stages(config: DemoConfig, environment: Mapping[str, str] | None = None):
-    """The demo's stages in order, and the places worth showing the user (``list[Stage]``, ``{label: Path}``).
-    ``environment``: what nnU-Net's commands inherit (the command line passes its own)."""
-    paths = DemoPaths.of(config)
-    nnunet = NnUNetCommands(
+def demo_commands(
+    config: DemoConfig, paths: DemoPaths, environment: Mapping[str, str] | None
+) -> NnUNetCommands:
+    """nnU-Net's commands in the demo's folders, with its process count and fingerprint draws."""
+    return NnUNetCommands(
         paths.folders,
         dict(environment or {}),
         config.num_processes,
         echo=False,
         intensity_samples=config.intensity_samples,
     )
+
+
+def build_stages(config: DemoConfig, environment: Mapping[str, str] | None = None):
+    """The demo's stages in order, and the places worth showing the user (``list[Stage]``, ``{label: Path}``).
+    ``environment``: what nnU-Net's commands inherit (the command line passes its own)."""
+    paths = DemoPaths.of(config)
+    nnunet = demo_commands(config, paths, environment)
     refiner_done = paths.model(MEDNEXT) / "fold_0" / f"refiner_{REFINER}" / "refiner_final.pth"
     schedule = config.describe_schedule
     stages = [
