@@ -3,7 +3,8 @@
 Usage: python benchmarks/bench_refinement.py [--work DIR] [--seed 0] [--phenotype adult]
        [--profile realistic|classic] [--num-train 24]
        [--num-test 16] [--shape 48] [--folds 3] [--epochs 40] [--iters 25] [--refiner-epochs 20]
-       [--refiner-iters 25] [--uncertainty-samples 4] [-o benchmarks/results/refinement_realistic]
+       [--refiner-iters 25] [--uncertainty-samples 4] [--intensity-samples N]
+       [-o benchmarks/results/refinement_realistic]
 
 The default profile is ``realistic`` (phantoms calibrated against real BraTS cases: a per-voxel
 classifier and stock nnU-Net score on them as on the real cases); the committed
