@@ -62,7 +62,7 @@ class DemoConfig:
     num_folds: int = 2
     epochs: int = 10
     """Base models: ``epochs`` x ``iterations``. With the refiner's 3 trainings (the gate's 2-fold inner
-    cross-validation and the final one) the demo took 13 min 51 s on 2 cores: 16 epochs and 8
+    cross-validation and the final one) the demo's stages took 13 min 8 s on 2 cores: 16 epochs and 8
     refiner epochs of 20 iterations took 24 min (MedNeXt 506 s, CorrDiff 689 s)."""
     iterations: int = 25
     refiner_preset: str = "cpu"
