@@ -153,7 +153,6 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         s = settings(a)
-        s.work.mkdir(parents=True, exist_ok=True)
         benchmark = HeldOutBenchmark(s, workspace(s.work, nnUNet_def_n_proc="1"), REPO)
     except InputError as e:
         raise SystemExit(f"bench_refinement: {e}") from None

@@ -163,7 +163,6 @@ def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
     try:
         s = settings(a)
-        s.work.mkdir(parents=True, exist_ok=True)
         benchmark = CrossValBenchmark(s, workspace(s.work, nnUNet_def_n_proc="1"), REPO)
         if a.report_only:
             write_report(benchmark, a)

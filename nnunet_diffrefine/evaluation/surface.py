@@ -61,7 +61,7 @@ def neighbour_code_normals() -> np.ndarray:
     Built on first use from scikit-image's Lorensen marching cubes (the triangulation DeepMind's table
     was made from) on each code's 2 x 2 x 2 cube of minority corners: one area vector
     ``cross(b - a, c - a) / 2`` per triangle, at most four per code, zero rows after them. Built here
-    rather than read from MONAI's copy because importing MONAI (and with it torch) takes 5-15 s in every
+    rather than read from MONAI's copy because importing MONAI (and with it torch) took 15-24 s in every
     evaluation process, the table 0.1 s; ``test_surfel_areas_are_the_marching_cubes_areas_and_monais_table``
     checks that both give the same areas.
     """
