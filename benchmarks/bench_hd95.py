@@ -1,9 +1,13 @@
 """Speed and exactness of our HD95 (BraTS / DeepMind definition) on 240 x 240 x 155 cases.
 
-Usage: python benchmarks/bench_hd95.py [--cases 3] [--repeats 3] [-o benchmarks/results/hd95_speed.json]
+Usage: python benchmarks/bench_hd95.py [--prediction perturbed|untrained] [--cases 3] [--repeats 3]
+       [-o benchmarks/results/hd95_speed.json]
 
-For each case: a synthetic reference label map (``generate_case``, BraTS grid at 1 mm) and a prediction
-made by shifting it, dilating the whole tumor and eroding the enhancing tumor. Times
+For each case: a synthetic reference label map (``generate_case``, BraTS grid at 1 mm) and a prediction:
+``perturbed`` (a plausible one) shifts it, dilates the whole tumor and erodes the enhancing tumor;
+``untrained`` (what a model after a few iterations writes) is speckle of random labels over 15 % of
+the brain, most of its surfels far from the reference surface (there ours also reports its time without
+the distance-transform path, lookups and k-d tree only: ``ours_lookup_tree_s``). Times
 ``nnunet_diffrefine.evaluation.hd95`` over WT/TC/ET against MONAI's
 ``compute_hausdorff_distance(percentile=95, spacing=...)`` over the same three regions (best of
 ``--repeats``, warm), and reports the largest absolute difference of our HD95 from a reference
@@ -53,6 +57,27 @@ def perturbed(labels: np.ndarray, k: int) -> np.ndarray:
     return pred
 
 
+def untrained(labels: np.ndarray, brain: np.ndarray, k: int) -> np.ndarray:
+    """Speckle: random labels 1-3 on 15 % of the ``brain`` voxels (seeded by ``k``)."""
+    rng = np.random.default_rng(100 + k)
+    speckle = brain & (rng.random(labels.shape) < 0.15)
+    pred = np.zeros_like(labels)
+    pred[speckle] = rng.integers(1, 4, size=int(speckle.sum()))
+    return pred
+
+
+def without_transform(preds: list, refs: list, spacing: tuple) -> list[float]:
+    """Ours with the distance-transform path priced out (lookups and k-d tree only)."""
+    from nnunet_diffrefine.evaluation import surface
+
+    saved = surface._TRANSFORM_COST_PER_VOXEL
+    surface._TRANSFORM_COST_PER_VOXEL = float("inf")
+    try:
+        return ours_hd95(preds, refs, spacing)
+    finally:
+        surface._TRANSFORM_COST_PER_VOXEL = saved
+
+
 def reference_hd95(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float, float]) -> float:
     """DeepMind's definition, implemented differently from ours (see the module docstring)."""
     table = create_table_neighbour_code_to_surface_area(spacing)[0].numpy().astype(np.float64)
@@ -99,6 +124,7 @@ def monai_hd95(y_pred: torch.Tensor, y_ref: torch.Tensor, spacing: tuple) -> lis
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prediction", choices=("perturbed", "untrained"), default="perturbed")
     parser.add_argument("--cases", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("-o", default=str(Path(__file__).parent / "results" / "hd95_speed.json"))
@@ -112,7 +138,10 @@ def main() -> None:
         case = generate_case(SynthConfig(shape=SHAPE, seed=k), 0)
         generate_s = time.perf_counter() - start
         ref_labels, spacing = case.labels, tuple(float(s) for s in case.spacing)
-        pred_labels = perturbed(ref_labels, k)
+        if args.prediction == "untrained":
+            pred_labels = untrained(ref_labels, case.images[0] > 0, k)
+        else:
+            pred_labels = perturbed(ref_labels, k)
         refs = [region_mask(ref_labels, REGIONS[n]) for n in names]
         preds = [region_mask(pred_labels, REGIONS[n]) for n in names]
         y_pred = torch.from_numpy(np.stack(preds)[None])
@@ -121,6 +150,9 @@ def main() -> None:
         ours_hd95(preds[:1], refs[:1], spacing)  # warm-up: loads the normals table
         monai_hd95(y_pred, y_ref, spacing)
         ours_s, ours = best_time(args.repeats, ours_hd95, preds, refs, spacing)
+        if args.prediction == "untrained":
+            lookup_tree_s, lookup_tree = best_time(args.repeats, without_transform, preds, refs, spacing)
+            assert lookup_tree == ours, "every path gives the same distances"
         monai_s, monai = best_time(args.repeats, monai_hd95, y_pred, y_ref, spacing)
         regions = [REGIONS[n] for n in names]
         eval_s, _ = best_time(1, evaluate_arrays, pred_labels, ref_labels, spacing, regions)
@@ -143,6 +175,7 @@ def main() -> None:
                 "hd95_monai_mm": dict(zip(names, monai)),
                 "ours_s": round(ours_s, 4),
                 "monai_s": round(monai_s, 4),
+                **({"ours_lookup_tree_s": round(lookup_tree_s, 4)} if args.prediction == "untrained" else {}),
                 "all_metrics_s": round(eval_s, 4),
             }
         )
@@ -151,6 +184,7 @@ def main() -> None:
     ratio = monai_total / ours_total
     result = {
         "benchmark": "HD95 over WT/TC/ET: ours (BraTS/DeepMind definition) vs MONAI compute_hausdorff_distance",
+        "prediction": args.prediction,
         "shape_zyx": list(SHAPE),
         "cases": args.cases,
         "repeats": args.repeats,

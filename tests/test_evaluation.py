@@ -197,25 +197,68 @@ def test_hd95_matches_brute_force_on_random_masks(seed):
     np.testing.assert_allclose(np.sum(distances.ref_areas), np.sum(ref_areas), rtol=1e-12)
 
 
+class PathCounter:
+    """Counts the far-point paths of ``surface._distances_to`` (the real functions still run)."""
+
+    def __init__(self, monkeypatch) -> None:
+        from nnunet_diffrefine.evaluation import surface
+
+        self.calls = {"tree": 0, "transform": 0}
+
+        def counted(name, function):
+            def wrapper(*args, **kwargs):
+                self.calls[name] += 1
+                return function(*args, **kwargs)
+
+            return wrapper
+
+        monkeypatch.setattr(surface, "cKDTree", counted("tree", surface.cKDTree))
+        monkeypatch.setattr(
+            surface, "distance_transform_edt", counted("transform", surface.distance_transform_edt)
+        )
+
+
+def assert_every_surfel_distance_is_the_nearest_of_all_pairs(pred, ref, spacing) -> None:
+    distances = surface_distances(pred, ref, spacing)
+    pred_points, _ = brute_surfels(pred, spacing)
+    ref_points, _ = brute_surfels(ref, spacing)
+    expected_pred_to_ref = nearest(pred_points, ref_points)
+    np.testing.assert_allclose(np.sort(distances.pred_to_ref), np.sort(expected_pred_to_ref), rtol=1e-12)
+    np.testing.assert_allclose(
+        np.sort(distances.ref_to_pred), np.sort(nearest(ref_points, pred_points)), rtol=1e-12
+    )
+
+
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 1.0, 1.5), (5.0, 0.5, 1.2)])
-def test_every_surfel_distance_matches_all_pairs_near_and_far(spacing):
+def test_every_surfel_distance_matches_all_pairs_near_and_far(spacing, monkeypatch):
     # near surfels are answered by the window lookup, far ones (the lone blob) by the k-d tree
     ref = random_blobs(11)
     pred = np.zeros_like(ref)
     pred[1:, :, 2:] = ref[:-1, :, :-2]
     pred[15:19, 2:6, 22:27] = True
-    distances = surface_distances(pred, ref, spacing)
-    pred_points, _ = brute_surfels(pred, spacing)
-    ref_points, _ = brute_surfels(ref, spacing)
-    expected_pred_to_ref = nearest(pred_points, ref_points)
     from nnunet_diffrefine.evaluation.surface import _LOOKUP_RADIUS
 
     # both paths are exercised: some distances lie beyond what the window lookup can certify
-    assert expected_pred_to_ref.max() > (_LOOKUP_RADIUS + 1) * min(spacing)
-    np.testing.assert_allclose(np.sort(distances.pred_to_ref), np.sort(expected_pred_to_ref), rtol=1e-12)
-    np.testing.assert_allclose(
-        np.sort(distances.ref_to_pred), np.sort(nearest(ref_points, pred_points)), rtol=1e-12
-    )
+    far = nearest(brute_surfels(pred, spacing)[0], brute_surfels(ref, spacing)[0])
+    assert far.max() > (_LOOKUP_RADIUS + 1) * min(spacing)
+    paths = PathCounter(monkeypatch)
+    assert_every_surfel_distance_is_the_nearest_of_all_pairs(pred, ref, spacing)
+    assert paths.calls["tree"] >= 1 and paths.calls["transform"] == 0
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 1.0, 1.5)])
+def test_a_noisy_prediction_far_from_the_reference_takes_the_distance_transform_and_stays_exact(
+    spacing, monkeypatch
+):
+    # an untrained model's output: speckle over the whole grid around one small lesion; most of its
+    # surfels are far from the lesion, so the window lookups would fail for nearly all of them
+    rng = np.random.default_rng(5)
+    pred = rng.random(SHAPE) < 0.15
+    ref = box(SHAPE, (8, 12), (9, 14), (10, 15))
+    paths = PathCounter(monkeypatch)
+    assert_every_surfel_distance_is_the_nearest_of_all_pairs(pred, ref, spacing)
+    assert paths.calls["transform"] >= 1
+    assert hd95(pred, ref, spacing) == pytest.approx(brute_hd95(pred, ref, spacing), rel=1e-9)
 
 
 def test_hd95_of_a_shifted_slab_is_the_shift_in_mm():

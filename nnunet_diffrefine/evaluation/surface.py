@@ -20,7 +20,10 @@ for two boolean masks on a ``(Z, Y, X)`` grid with voxel spacing ``(z, y, x)`` i
    transform of the other surfel map; here a lookup in the few corners around each surfel answers
    those whose nearest surfel is provably close, and a k-d tree (``scipy.spatial.cKDTree``) of the
    other surfels the rest -- the same distances, at a cost that grows with the surface instead of
-   the volume (about 3x less time than the distance transform on a BraTS whole tumor).
+   the volume (about 3x less time than the distance transform on a BraTS whole tumor). When many
+   surfels are far from the other surface (a poor prediction: an untrained model's speckle), the
+   distance transform (``scipy.ndimage.distance_transform_edt``, exact) is cheaper and answers them:
+   2.4x less time than lookups and tree on such a BraTS case at 1 mm.
 4. **Robust Hausdorff distance.** In each direction the distances are sorted (ties by area, as the
    scorer's ``sorted(zip(distances, areas))``); the 95th percentile is the first distance at which
    the cumulative area fraction ``cumsum(areas) / sum(areas)`` reaches 0.95 (``searchsorted``, left);
@@ -29,7 +32,7 @@ for two boolean masks on a ``(Z, Y, X)`` grid with voxel spacing ``(z, y, x)`` i
    one empty -> the penalty (374 mm); ``"nan"`` (nnU-Net): NaN when either mask is empty.
 
 Speed: everything runs on the union bounding box of the two masks padded by one voxel, and each
-direction needs one window lookup and at most one k-d tree query. MONAI's
+direction needs one window lookup and at most one k-d tree query or distance transform. MONAI's
 ``compute_hausdorff_distance`` differs by definition (it takes the voxels on the mask edges,
 unweighted, instead of area-weighted surfels).
 """
@@ -42,6 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import distance_transform_edt
 from scipy.spatial import cKDTree
 
 from nnunet_diffrefine.evaluation.conventions import (
@@ -166,8 +170,14 @@ def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float
     )
 
 
-# corners searched on the grid around each point before the k-d tree is asked (3: a 7 x 7 x 7 window)
+# corners searched on the grid around each point before the other paths are asked (3: a 7 x 7 x 7 window)
 _LOOKUP_RADIUS = 3
+# relative costs of one window lookup, one voxel of the distance transform and one k-d tree query
+# (measured on a BraTS case at 1 mm, 2 cores: about 16 ns, 0.24 us and 3.6 us)
+_LOOKUP_COST, _TRANSFORM_COST_PER_VOXEL, _TREE_COST_PER_QUERY = 1, 15, 225
+# the nearest offsets always looked up before a costlier path is considered (most surfels of a good
+# prediction are found by then; a poor one loses at most these lookups)
+_FIRST_LOOKUPS = 27
 
 
 def _distances_to(target: np.ndarray, points: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
@@ -175,10 +185,12 @@ def _distances_to(target: np.ndarray, points: np.ndarray, spacing: tuple[float, 
     (both boolean ``(Z, Y, X)`` corner grids), in the C order of ``points``; ``inf`` if ``target`` is
     empty.
 
-    Exact in two steps: the window of +-``_LOOKUP_RADIUS`` corners around each point is searched
-    nearest offset first; a corner found at distance ``d <= (radius + 1) * min(spacing)`` is the nearest
-    (every corner outside the window is at least that far), and the points left over ask a k-d tree
-    of all target corners. Both report ``|(p - t) * spacing|``, so the value is the same either way.
+    Exact, by whichever of three paths costs least for the points left (all report
+    ``|(p - t) * spacing|``): the window of +-``_LOOKUP_RADIUS`` corners around each point, searched
+    nearest offset first (a corner found at ``d <= (radius + 1) * min(spacing)`` is the nearest: every
+    corner outside the window is at least that far); a k-d tree of all target corners; or, when many
+    points are far from the target (a poor prediction: most of a noisy mask's surfels), scipy's exact
+    Euclidean distance transform of the whole grid.
     """
     sp = np.asarray(spacing, dtype=np.float64)
     corners = np.argwhere(points)  # C order, as boolean indexing
@@ -193,14 +205,22 @@ def _distances_to(target: np.ndarray, points: np.ndarray, spacing: tuple[float, 
     offsets = np.array(list(itertools.product(range(-radius, radius + 1), repeat=3)))
     offset_mm = np.sqrt(np.sum((offsets * sp) ** 2, axis=1))
     certain = (radius + 1) * sp.min()
+    lookups = [k for k in np.argsort(offset_mm, kind="stable") if offset_mm[k] <= certain]
+    transform_cost = target.size * _TRANSFORM_COST_PER_VOXEL
     todo = np.arange(len(corners))
-    for k in np.argsort(offset_mm, kind="stable"):
-        if offset_mm[k] > certain or todo.size == 0:
+    for done, k in enumerate(lookups):
+        if todo.size == 0:
+            break
+        if done >= _FIRST_LOOKUPS and todo.size * (len(lookups) - done) * _LOOKUP_COST > transform_cost:
             break
         hit = flat_target[flat_points[todo] + offsets[k] @ strides]
         out[todo[hit]] = offset_mm[k]
         todo = todo[~hit]
-    if todo.size:
+    if todo.size and todo.size * _TREE_COST_PER_QUERY > transform_cost:
+        # distance to the nearest True corner at every corner of the grid, exact (Maurer et al. 2003)
+        transform = distance_transform_edt(~target, sampling=sp)
+        out[todo] = transform[tuple(corners[todo].T)]
+    elif todo.size:
         target_corners = np.argwhere(target)
         # an unbalanced tree builds several times faster and queries as fast on surfel point clouds
         tree = cKDTree(target_corners * sp, balanced_tree=False, compact_nodes=False)
