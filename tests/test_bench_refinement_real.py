@@ -71,7 +71,10 @@ def test_missing_real_cases_and_bad_settings_are_one_clear_error(tmp_path):
             crossval.CrossValSettings(work=tmp_path, real_root=tmp_path, **bad)
 
 
-@pytest.mark.parametrize("name", ["refinement_real", "refinement_real_ddpm", "refinement_realistic_phantoms"])
+@pytest.mark.parametrize(
+    "name",
+    ["refinement_real", "refinement_real_ddpm", "refinement_real_innercv", "refinement_realistic_phantoms"],
+)
 def test_the_committed_pages_are_rendered_from_their_json(name):
     """``--report-only`` writes the same page from the same record: the committed .md is the committed
     .json rendered by today's code."""
