@@ -218,7 +218,8 @@ class PathCounter:
         )
 
 
-def assert_every_surfel_distance_is_the_nearest_of_all_pairs(pred, ref, spacing) -> None:
+def assert_every_surfel_distance_is_the_nearest_of_all_pairs(pred, ref, spacing) -> np.ndarray:
+    """Checks ``surface_distances`` against all pairs; returns the prediction-to-reference distances."""
     distances = surface_distances(pred, ref, spacing)
     pred_points, _ = brute_surfels(pred, spacing)
     ref_points, _ = brute_surfels(ref, spacing)
@@ -227,6 +228,7 @@ def assert_every_surfel_distance_is_the_nearest_of_all_pairs(pred, ref, spacing)
     np.testing.assert_allclose(
         np.sort(distances.ref_to_pred), np.sort(nearest(ref_points, pred_points)), rtol=1e-12
     )
+    return expected_pred_to_ref
 
 
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 1.0, 1.5), (5.0, 0.5, 1.2)])
@@ -238,11 +240,10 @@ def test_every_surfel_distance_matches_all_pairs_near_and_far(spacing, monkeypat
     pred[15:19, 2:6, 22:27] = True
     from nnunet_diffrefine.evaluation.surface import _LOOKUP_RADIUS
 
-    # both paths are exercised: some distances lie beyond what the window lookup can certify
-    far = nearest(brute_surfels(pred, spacing)[0], brute_surfels(ref, spacing)[0])
-    assert far.max() > (_LOOKUP_RADIUS + 1) * min(spacing)
     paths = PathCounter(monkeypatch)
-    assert_every_surfel_distance_is_the_nearest_of_all_pairs(pred, ref, spacing)
+    expected_pred_to_ref = assert_every_surfel_distance_is_the_nearest_of_all_pairs(pred, ref, spacing)
+    # both paths are exercised: some distances lie beyond what the window lookup can certify
+    assert expected_pred_to_ref.max() > (_LOOKUP_RADIUS + 1) * min(spacing)
     assert paths.calls["tree"] >= 1 and paths.calls["transform"] == 0
 
 
