@@ -19,7 +19,7 @@ ALLOWED = {
     "networks": {"utils"},
     "losses": set(),
     "evaluation": {"utils", "data"},
-    "refine": {"utils", "data", "networks", "losses", "workspace"},
+    "refine": {"utils", "data", "evaluation", "networks", "losses", "workspace"},
     "training": {"utils", "data", "networks", "losses", "refine", "workspace"},
     "report": {"utils", "data", "evaluation"},
     "benchmark": {"utils", "data", "evaluation", "refine", "training", "workspace"},

@@ -1,8 +1,9 @@
 """The validation gate: a refiner is applied only where cross-validated cases show a gain.
 
 Known answers for the decision (a channel that every case improves is applied, one that gets worse or
-changes by noise is not), the blend itself, the inner cross-validation (every case refined by a
-refiner that never saw it), and ``refine_preprocessed`` applying the gate per channel.
+changes by noise is not, nor one whose Dice gain comes with a worse HD95), the blend itself, the inner
+cross-validation (every case refined by a refiner that never saw it), and ``refine_preprocessed``
+applying the gate per channel.
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ import pytest
 import torch
 from refiner_cases import LABELS, REGIONS, sphere_case
 
-from nnunet_diffrefine.refine.gate import ALL_CLASSES, BLENDS, Gate, blend_gains, channel_dice, decide_gate
+from nnunet_diffrefine.evaluation.surface import hd95
+from nnunet_diffrefine.refine.gate import (
+    ALL_CLASSES,
+    BLENDS,
+    Gate,
+    blend_gains,
+    blend_hd95_changes,
+    channel_dice,
+    decide_gate,
+)
 from nnunet_diffrefine.refine.registry import create_refiner, refiner_settings
 from nnunet_diffrefine.refine.run import refine_preprocessed
 from nnunet_diffrefine.refine.train import cross_validated_gains
@@ -64,6 +74,57 @@ def test_the_gate_applies_the_refiner_only_where_every_case_shows_a_gain():
     assert restored == gate
     lines = gate.describe({"0": "WT", "1": "TC", "2": "ET"})
     assert lines[0].startswith("WT: applied with lambda") and lines[1].startswith("TC: not applied")
+
+
+def _ball(shape, centre, radius) -> np.ndarray:
+    grid = np.indices(shape)
+    return sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius**2
+
+
+def test_blend_hd95_changes_are_each_blends_hd95_minus_the_priors():
+    shape, spacing = (24, 24, 24), (2.0, 1.0, 1.5)
+    tumour = _ball(shape, (8, 12, 12), 5)
+    target = np.stack([tumour, tumour, np.zeros(shape, bool)]).astype(np.float32)
+    prior = target.copy()
+    prior[:, 10:] = 0  # the prior misses the tumour's upper part
+    refined = target.copy()
+    refined[0, 20:23, 2:5, 2:5] = 1  # channel 0: the missing part and a false blob far from the tumour
+    refined[1] = 0.3 * target[1] + 0.7 * prior[1]  # channel 1: half way (only lambda 1 crosses 0.5)
+    changes = blend_hd95_changes(prior, refined, target, True, spacing)
+    assert changes.shape == (len(BLENDS), 3)
+    base = [hd95(prior[c] > 0.5, target[c] > 0.5, spacing, "nan") for c in range(2)]
+    for j, lam in enumerate(BLENDS):
+        blend = (1 - lam) * prior + lam * refined
+        for c in range(2):
+            assert changes[j, c] == pytest.approx(hd95(blend[c] > 0.5, target[c] > 0.5, spacing) - base[c])
+    assert np.isnan(changes[:, 2]).all(), "an empty reference leaves HD95 undefined: Dice judges it"
+    gains = blend_gains(prior, refined, target, True)
+    assert gains[-1, 0] > 0 and changes[-1, 0] > 10, "a Dice gain bought with a far blob"
+    assert changes[0].tolist()[:2] == [0.0, 0.0]
+
+
+def test_a_dice_gain_that_worsens_hd95_beyond_the_tolerance_is_not_applied():
+    cases = [f"c{i}" for i in range(10)]
+    gains = {
+        c: np.tile([[0.0, 0.0], [0.02, 0.02], [0.04, 0.04], [0.05, 0.05], [0.06, 0.06]], 1) for c in cases
+    }
+    worse = {c: np.array([[0.0, 0.0], [0.5, 0.5], [1.0, 1.0], [3.0, 1.0], [8.0, 1.5]]) for c in cases}
+    gate = decide_gate(gains, True, hd95_changes=worse, hd95_tolerance_mm=2.0)
+    # channel 0: lambda 0.75 and 1 gain most Dice but are 3 and 8 mm worse: 0.5 (+1 mm) is kept;
+    # channel 1: every HD95 change is within 2 mm: lambda 1
+    assert gate.blends == {"0": 0.5, "1": 1.0}
+    assert gate.evidence["0"]["hd95_mean"]["1.0"] == pytest.approx(8.0)
+    assert gate.evidence["0"]["hd95_change"]["0.75"] == [3.0] * 10
+    far = {
+        c: np.array([[0.0, 0.0], [4.0, np.nan], [4.0, np.nan], [4.0, np.nan], [4.0, np.nan]]) for c in cases
+    }
+    refused = decide_gate(gains, True, hd95_changes=far, hd95_tolerance_mm=2.0)
+    assert refused.blends == {"0": 0.0, "1": 1.0}, "undefined HD95 changes leave the decision to Dice"
+    line = refused.describe({"0": "WT", "1": "TC"})[0]
+    assert line.startswith("WT: not applied (prior kept): its HD95 is worse by more than 2 mm"), line
+    assert "HD95 +4.00 mm" in line
+    assert decide_gate(gains, True).blends == {"0": 1.0, "1": 1.0}, "without HD95 changes Dice decides"
+    assert Gate.from_json(refused.to_json()) == refused
 
 
 def test_one_improving_case_among_others_that_are_equal_is_not_enough():
@@ -123,7 +184,9 @@ def test_inner_cross_validation_refines_every_case_with_a_refiner_that_never_saw
 
     cls.fit = recording_fit
     try:
-        gains = cross_validated_gains(cls, signature, settings, cases, tmp_path, "cpu", lambda _: None)
+        gains, hd95_changes = cross_validated_gains(
+            cls, signature, settings, cases, tmp_path, "cpu", lambda _: None, (2.0, 1.0, 1.0)
+        )
     finally:
         cls.fit = original
     assert sorted(gains) == sorted(c.case_id for c in cases)
@@ -133,6 +196,10 @@ def test_inner_cross_validation_refines_every_case_with_a_refiner_that_never_saw
         assert not trained_on & held and trained_on | held == {c.case_id for c in cases}
     units = 3 if signature.regions else 1
     assert all(np.asarray(g).shape == (len(BLENDS), units) for g in gains.values())
+    assert sorted(hd95_changes) == sorted(gains)
+    assert all(np.asarray(h, dtype=float).shape == (len(BLENDS), units) for h in hd95_changes.values())
     # finished inner folds are read back, not retrained
-    again = cross_validated_gains(cls, signature, settings, cases, tmp_path, "cpu", lambda _: None)
-    assert again == gains
+    again = cross_validated_gains(
+        cls, signature, settings, cases, tmp_path, "cpu", lambda _: None, (2.0, 1.0, 1.0)
+    )
+    assert again == (gains, hd95_changes)

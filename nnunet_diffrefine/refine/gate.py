@@ -6,18 +6,23 @@ prior ``p`` and the refined probabilities ``r`` are scored for each lambda of :d
 channel (region) for region-based outputs, on the mean foreground Dice for label-based ones (one lambda
 for every class, so the blend stays a distribution). The gain of a lambda on a case is its Dice minus the
 prior's (threshold 0.5 / argmax, both empty: 1). A lambda > 0 is kept only where the paired lower bound of
-its mean gain (percentile bootstrap over the cases, 95 %) is above 0; among those, the one with the
-largest mean gain; elsewhere lambda = 0, the prior. The :class:`Gate` (lambdas, per-case gains and their
-bounds) is saved in ``refiner.json`` and applied by ``refine``.
+its mean gain (percentile bootstrap over the cases, 95 %) is above 0 and, when HD95 changes are given, its
+mean HD95 change (mm, over the cases where both HD95s are defined) is at most a tolerance (a Dice gain
+bought with voxels far from the tumour is not a gain; the tolerance absorbs the one-voxel quantisation of
+HD95); among those, the one with the largest mean gain; elsewhere lambda = 0, the prior. The
+:class:`Gate` (lambdas, per-case gains and HD95 changes, their bounds) is saved in ``refiner.json`` and
+applied by ``refine``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from nnunet_diffrefine.evaluation.surface import hd95
 from nnunet_diffrefine.refine.metrics import masks
 from nnunet_diffrefine.utils.stats import bootstrap_ci
 
@@ -50,7 +55,9 @@ class Gate:
     """Per output unit (a region channel, or :data:`ALL_CLASSES`), the blend weight of the refiner.
 
     ``blends``: ``{unit: lambda}``; ``evidence``: ``{unit: {"gains": {lambda: [per-case gain]}, "mean":
-    {lambda: mean}, "ci95": {lambda: [low, high]}, "cases": [...]}}`` (lambdas as strings, JSON keys)."""
+    {lambda: mean}, "ci95": {lambda: [low, high]}, "cases": [...]}}`` (lambdas as strings, JSON keys),
+    with ``"hd95_change"`` (``{lambda: [per-case mm or None]}``), ``"hd95_mean"`` (``{lambda: mm or
+    None}``) and ``"hd95_tolerance_mm"`` where the gate also checked HD95."""
 
     blends: dict[str, float]
     evidence: dict = field(default_factory=dict)
@@ -85,7 +92,12 @@ class Gate:
                 if gain is not None
                 else "no evidence"
             )
+            change = ev.get("hd95_mean", {}).get(best)
+            if change is not None:
+                shown += f", HD95 {change:+.2f} mm"
             state = f"applied with lambda {blend:g}" if blend > 0 else "not applied (prior kept)"
+            if blend == 0 and _hd95_refused(ev, best):
+                state += f": its HD95 is worse by more than {ev['hd95_tolerance_mm']:g} mm"
             lines.append(f"{name}: {state}; {shown} at lambda {best} on {len(ev.get('cases', []))} cases")
         return lines
 
@@ -116,24 +128,73 @@ def blend_gains(prior: np.ndarray, refined: np.ndarray, target: np.ndarray, regi
     )
 
 
-def decide_gate(gains: dict[str, np.ndarray], regions: bool, seed: int = 0, level: float = 0.95) -> Gate:
-    """The :class:`Gate` from ``{case_id: blend_gains(...)}`` of cross-validated cases (see the module
-    docstring)."""
+def blend_hd95_changes(
+    prior: np.ndarray, refined: np.ndarray, target: np.ndarray, regions: bool, spacing: tuple[float, ...]
+) -> np.ndarray:
+    """``(len(BLENDS), units)``: HD95 (mm, at ``spacing`` ``(z, y, x)``) of each blend minus the prior's,
+    for one case; NaN where either is undefined (an empty mask: Dice judges those). Label-based outputs:
+    the mean over the foreground classes where defined."""
+    ref = masks(target, regions)
+
+    def per_channel(probabilities: np.ndarray) -> np.ndarray:
+        pred = masks(probabilities, regions)
+        return np.array([hd95(pred[c], ref[c], spacing, "nan") for c in range(pred.shape[0])])
+
+    base = per_channel(prior)
+    rows = []
+    for lam in BLENDS:
+        change = per_channel((1 - lam) * prior + lam * refined) - base
+        if not regions:
+            change = np.array([np.nanmean(change) if np.isfinite(change).any() else np.nan])
+        rows.append(change)
+    return np.stack(rows)
+
+
+def _hd95_refused(ev: dict, lam: str) -> bool:
+    """Whether ``lam`` gained Dice (lower bound above 0) but its mean HD95 change exceeds the tolerance."""
+    change, ci = ev.get("hd95_mean", {}).get(lam), ev.get("ci95", {}).get(lam)
+    tolerance = ev.get("hd95_tolerance_mm")
+    return change is not None and tolerance is not None and ci[0] > 0 and change > tolerance
+
+
+def decide_gate(
+    gains: dict[str, np.ndarray],
+    regions: bool,
+    seed: int = 0,
+    level: float = 0.95,
+    hd95_changes: dict[str, np.ndarray] | None = None,
+    hd95_tolerance_mm: float = math.inf,
+) -> Gate:
+    """The :class:`Gate` from ``{case_id: blend_gains(...)}`` of cross-validated cases and, optionally,
+    ``{case_id: blend_hd95_changes(...)}`` of the same cases (see the module docstring)."""
     if not gains:
         raise ValueError("the gate needs at least one cross-validated case")
     cases = sorted(gains)
     table = np.stack([np.asarray(gains[c], dtype=float) for c in cases])  # (cases, lambdas, units)
+    hd = None
+    if hd95_changes is not None:
+        nan = np.full(table.shape[1:], np.nan)
+        hd = np.stack([np.asarray(hd95_changes.get(c, nan), dtype=float) for c in cases])
     units = [str(c) for c in range(table.shape[2])] if regions else [ALL_CLASSES]
     blends, evidence = {}, {}
     for u, unit in enumerate(units):
         ev: dict = {"cases": cases, "gains": {}, "mean": {}, "ci95": {}}
+        if hd is not None:
+            ev.update(hd95_change={}, hd95_mean={}, hd95_tolerance_mm=hd95_tolerance_mm)
         chosen, best = 0.0, 0.0
         for j, lam in enumerate(BLENDS):
             values = table[:, j, u]
             ci, mean = bootstrap_ci(values, seed=seed, level=level), float(values.mean())
             ev["gains"][str(lam)] = [round(float(v), 6) for v in values]
             ev["mean"][str(lam)], ev["ci95"][str(lam)] = mean, ci
-            if lam > 0 and ci[0] > 0 and mean > best:
+            if hd is not None:
+                changes = hd[:, j, u]
+                ev["hd95_change"][str(lam)] = [
+                    round(float(v), 4) if np.isfinite(v) else None for v in changes
+                ]
+                defined = changes[np.isfinite(changes)]
+                ev["hd95_mean"][str(lam)] = float(defined.mean()) if defined.size else None
+            if lam > 0 and ci[0] > 0 and mean > best and not _hd95_refused(ev, str(lam)):
                 chosen, best = lam, mean
         blends[unit], evidence[unit] = chosen, ev
     return Gate(blends, evidence, regions)

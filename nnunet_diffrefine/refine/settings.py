@@ -137,6 +137,12 @@ class RefinerSettings:
         "cases decide, a weak test)",
         minimum=0,
     )
+    gate_hd95_tolerance: float | None = setting(
+        1.0,
+        "the gate keeps a blend only if its mean HD95 change on validation is at most this many voxels "
+        "(of the largest spacing); none: Dice alone decides",
+        minimum=0,
+    )
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},

@@ -21,15 +21,18 @@ Unconditional (scratch) refiners replace the prior instead of correcting it and 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.refine.base import CONFIG_FILE, WEIGHTS_FILE, DatasetSignature, TrainingCase
-from nnunet_diffrefine.refine.gate import blend_gains, decide_gate, unit_names
+from nnunet_diffrefine.refine.gate import blend_gains, blend_hd95_changes, decide_gate, unit_names
 from nnunet_diffrefine.refine.priors import PriorPrediction, out_of_fold_prediction_of
 from nnunet_diffrefine.refine.registry import refiner_class
 from nnunet_diffrefine.refine.run import load_model_context
@@ -83,6 +86,7 @@ def _training_cases(
 
 GATE_FOLDER = "gate"
 GAINS_FILE = "gains.json"
+HD95_FILE = "hd95_changes.json"
 
 
 def _clear(folder: Path, overwrite: bool) -> None:
@@ -94,12 +98,19 @@ def _clear(folder: Path, overwrite: bool) -> None:
         shutil.rmtree(folder / GATE_FOLDER, ignore_errors=True)
 
 
-def _gains(refiner, cases: list[TrainingCase], regions: bool) -> dict[str, list]:
-    """``{case: blend_gains}`` of ``refiner`` on ``cases`` (case ``i`` sampled with seed ``i``)."""
-    return {
-        c.case_id: blend_gains(c.prior, refiner.refine(c.prior, c.image, seed=i), c.target, regions).tolist()
-        for i, c in enumerate(cases)
-    }
+def _gains(
+    refiner, cases: list[TrainingCase], regions: bool, spacing: tuple[float, ...] | None = None
+) -> tuple[dict[str, list], dict[str, list]]:
+    """``{case: blend_gains}`` of ``refiner`` on ``cases`` (case ``i`` sampled with seed ``i``) and, with
+    a ``spacing`` (mm, ``(z, y, x)``), ``{case: blend_hd95_changes}`` (else empty)."""
+    gains, hd95_changes = {}, {}
+    for i, c in enumerate(cases):
+        refined = refiner.refine(c.prior, c.image, seed=i)
+        gains[c.case_id] = blend_gains(c.prior, refined, c.target, regions).tolist()
+        if spacing is not None:
+            changes = blend_hd95_changes(c.prior, refined, c.target, regions, spacing)
+            hd95_changes[c.case_id] = [[None if np.isnan(v) else float(v) for v in row] for row in changes]
+    return gains, hd95_changes
 
 
 def cross_validated_gains(
@@ -110,9 +121,12 @@ def cross_validated_gains(
     folder: Path,
     device,
     log,
-) -> dict[str, list]:
+    spacing: tuple[float, ...] | None = None,
+) -> tuple[dict[str, list], dict[str, list]]:
     """Every case refined by a refiner trained on the other ``settings.gate_folds`` - 1 inner folds
-    (case ``j`` of the sorted ids is in inner fold ``j % gate_folds``); finished folds are read back."""
+    (case ``j`` of the sorted ids is in inner fold ``j % gate_folds``): ``({case: blend_gains},
+    {case: blend_hd95_changes})`` (the second empty without a ``spacing``, mm ``(z, y, x)``); finished
+    folds are read back."""
     k = settings.gate_folds
     if k > len(cases):
         raise InputError(
@@ -121,21 +135,27 @@ def cross_validated_gains(
         )
     ordered = sorted(cases, key=lambda c: c.case_id)
     gains: dict[str, list] = {}
+    hd95_changes: dict[str, list] = {}
     for i in range(k):
         sub = folder / GATE_FOLDER / f"fold_{i}"
         held = ordered[i::k]
         if (sub / GAINS_FILE).is_file():
             gains.update(json.loads((sub / GAINS_FILE).read_text()))
+            if (sub / HD95_FILE).is_file():
+                hd95_changes.update(json.loads((sub / HD95_FILE).read_text()))
             continue
         rest = [c for j, c in enumerate(ordered) if j % k != i]
         train, val = split_train_val(rest, settings.val_fraction)
         log(f"gate fold {i}/{k}: training on {len(rest)} cases, refining {len(held)} it did not see")
         inner = cls(signature, settings, device=device)
         inner.fit(train, val, sub, log=log)
-        fold_gains = _gains(inner, held, signature.regions)
+        fold_gains, fold_hd95 = _gains(inner, held, signature.regions, spacing)
+        if spacing is not None:
+            write_json(fold_hd95, sub / HD95_FILE)
         write_json(fold_gains, sub / GAINS_FILE)
         gains.update(fold_gains)
-    return gains
+        hd95_changes.update(fold_hd95)
+    return gains, hd95_changes
 
 
 def train_refiner(
@@ -179,12 +199,23 @@ def train_refiner(
         f"iterations, lr {settings.learning_rate}, patch {list(settings.patch_size)})"
     )
     gains = None
+    spacing = None if settings.gate_hd95_tolerance is None else tuple(configuration_manager.spacing)
     if refiner.uses_prior and settings.gate_folds:
-        gains = cross_validated_gains(cls, signature, settings, cases, folder, device, log)
+        gains, hd95_changes = cross_validated_gains(
+            cls, signature, settings, cases, folder, device, log, spacing
+        )
     history = refiner.fit(train, val, folder, log=log)
     gate = None
     if refiner.uses_prior:
-        gate = decide_gate(gains or _gains(refiner, val, signature.regions), signature.regions, settings.seed)
+        if not gains:
+            gains, hd95_changes = _gains(refiner, val, signature.regions, spacing)
+        gate = decide_gate(
+            gains,
+            signature.regions,
+            settings.seed,
+            hd95_changes=None if spacing is None else hd95_changes,
+            hd95_tolerance_mm=math.inf if spacing is None else settings.gate_hd95_tolerance * max(spacing),
+        )
         for line in gate.describe(unit_names(dataset_json)):
             log(f"refiner stage: gate: {line}")
     refiner.save(
