@@ -73,7 +73,13 @@ def test_missing_real_cases_and_bad_settings_are_one_clear_error(tmp_path):
 
 @pytest.mark.parametrize(
     "name",
-    ["refinement_real", "refinement_real_ddpm", "refinement_real_innercv", "refinement_realistic_phantoms"],
+    [
+        "refinement_real",
+        "refinement_real_ddpm",
+        "refinement_real_innercv",
+        "refinement_real_medsegdiff_innercv",
+        "refinement_realistic_phantoms",
+    ],
 )
 def test_the_committed_pages_are_rendered_from_their_json(name):
     """``--report-only`` writes the same page from the same record: the committed .md is the committed
