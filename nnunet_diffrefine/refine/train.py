@@ -198,12 +198,13 @@ def train_refiner(
         f"{len(val)} ({settings.preset} preset: {settings.max_epochs} epochs x {settings.iterations_per_epoch} "
         f"iterations, lr {settings.learning_rate}, patch {list(settings.patch_size)})"
     )
-    gains = None
+    gains, cross_validated = None, False
     spacing = None if settings.gate_hd95_tolerance is None else tuple(configuration_manager.spacing)
     if refiner.uses_prior and settings.gate_folds:
         gains, hd95_changes = cross_validated_gains(
             cls, signature, settings, cases, folder, device, log, spacing
         )
+        cross_validated = True
     history = refiner.fit(train, val, folder, log=log)
     gate = None
     if refiner.uses_prior:
@@ -234,7 +235,7 @@ def train_refiner(
                 None
                 if gate is None
                 else f"{settings.gate_folds}-fold inner cross-validation"
-                if gains
+                if cross_validated
                 else "the early-stopping cases"
             ),
         },
