@@ -200,6 +200,9 @@ def train_refiner(
     )
     gains, cross_validated = None, False
     spacing = None if settings.gate_hd95_tolerance is None else tuple(configuration_manager.spacing)
+    if spacing is not None and len(spacing) != 3:
+        log("refiner stage: a 2d configuration has no fixed slice spacing: the gate checks Dice, not HD95")
+        spacing = None
     if refiner.uses_prior and settings.gate_folds:
         gains, hd95_changes = cross_validated_gains(
             cls, signature, settings, cases, folder, device, log, spacing
