@@ -105,9 +105,7 @@ def test_blend_hd95_changes_are_each_blends_hd95_minus_the_priors():
 
 def test_a_dice_gain_that_worsens_hd95_beyond_the_tolerance_is_not_applied():
     cases = [f"c{i}" for i in range(10)]
-    gains = {
-        c: np.tile([[0.0, 0.0], [0.02, 0.02], [0.04, 0.04], [0.05, 0.05], [0.06, 0.06]], 1) for c in cases
-    }
+    gains = {c: np.array([[0.0, 0.0], [0.02, 0.02], [0.04, 0.04], [0.05, 0.05], [0.06, 0.06]]) for c in cases}
     worse = {c: np.array([[0.0, 0.0], [0.5, 0.5], [1.0, 1.0], [3.0, 1.0], [8.0, 1.5]]) for c in cases}
     gate = decide_gate(gains, True, hd95_changes=worse, hd95_tolerance_mm=2.0)
     # channel 0: lambda 0.75 and 1 gain most Dice but are 3 and 8 mm worse: 0.5 (+1 mm) is kept;

@@ -143,7 +143,8 @@ def blend_hd95_changes(
     base = per_channel(prior)
     rows = []
     for lam in BLENDS:
-        change = per_channel((1 - lam) * prior + lam * refined) - base
+        # lambda 0 is the prior itself: 0 where its HD95 is defined, NaN where not
+        change = base - base if lam == 0 else per_channel((1 - lam) * prior + lam * refined) - base
         if not regions:
             change = np.array([np.nanmean(change) if np.isfinite(change).any() else np.nan])
         rows.append(change)
