@@ -22,7 +22,12 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_diffrefine.cli.main import main
-from nnunet_diffrefine.evaluation.official import OFFICIAL_GROUPS, columns_of, score_case_official
+from nnunet_diffrefine.evaluation.official import (
+    OFFICIAL_GROUPS,
+    columns_of,
+    foreground_box,
+    score_case_official,
+)
 
 BIN = Path(sys.executable).parent
 LABELS = {"gli": (1, 2, 3, 4), "ped": (1, 2, 3, 4), "mets": (1, 2, 3, 4)}
@@ -105,6 +110,39 @@ def test_known_answers_of_the_official_metrics():
     assert all(math.isnan(v) for k, v in empty.items() if k.startswith(("global", "lesionwise")))
     only_reference = score_case_official(np.zeros(shape, np.uint8), reference, (1, 1, 1), "gli")["snfh"]
     assert only_reference["global_hd95"] == 373.0 and only_reference["lesionwise_hd95_mean"] == math.inf
+
+
+def test_foreground_box_known_answer():
+    a, b = np.zeros((10, 12, 14), np.uint8), np.zeros((10, 12, 14), np.uint8)
+    assert foreground_box(a, b) is None
+    a[3, 4, 5], b[6, 11, 7] = 1, 3
+    assert foreground_box(a, b, margin=2) == (slice(1, 9), slice(2, 12), slice(3, 10))
+    assert foreground_box(a, b, margin=0) == (slice(3, 7), slice(4, 12), slice(5, 8))
+
+
+@pytest.mark.parametrize("config", sorted(LABELS))
+def test_cropping_to_the_foreground_changes_no_official_metric(config):
+    """The cases of the agreement test placed off-centre in a larger grid (the rest background, one lesion
+    touching the grid's edge), anisotropic spacing: every metric of every group as on the whole grid."""
+    pytest.importorskip("panoptica")
+    rng = np.random.default_rng(7)
+    for kind in ("normal", "missed", "spurious", "empty_prediction", "empty_reference"):
+        reference, prediction = _case(rng, LABELS[config], kind)
+        big_ref, big_pred = np.zeros((44, 60, 50), np.uint8), np.zeros((44, 60, 50), np.uint8)
+        big_ref[9:39, 0:34, 5:43], big_pred[9:39, 0:34, 5:43] = reference, prediction
+        big_pred[20:24, 0:3, 20:25] = LABELS[config][1]  # at the edge of the grid
+        cropped = score_case_official(big_pred, big_ref, SPACING_XYZ, config)
+        whole = score_case_official(big_pred, big_ref, SPACING_XYZ, config, crop=False)
+        assert cropped.keys() == whole.keys()
+        for group in whole:
+            for column, value in whole[group].items():
+                assert _same(cropped[group][column], value), (
+                    kind,
+                    group,
+                    column,
+                    cropped[group][column],
+                    value,
+                )
 
 
 @pytest.mark.parametrize("config", sorted(LABELS))

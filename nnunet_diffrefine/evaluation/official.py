@@ -102,6 +102,10 @@ METS_COLUMNS: tuple[str, ...] = (
 )
 """The columns ``brats-parse-metrics mets`` writes per label group, in its order."""
 
+CROP_MARGIN_VOXELS = 2
+"""Background kept around the foreground when a case is cropped for scoring (1 suffices: a surface voxel
+is a foreground voxel with a background neighbour)."""
+
 METS_LARGE_MM3 = 20.0
 METS_DETECTED_DSC = 0.1
 
@@ -195,13 +199,35 @@ def official_labels(config: str) -> set[int]:
     return {v for _, labels, _ in OFFICIAL_GROUPS[config] for v in labels}
 
 
+def foreground_box(*label_maps: np.ndarray, margin: int = CROP_MARGIN_VOXELS) -> tuple[slice, ...] | None:
+    """The box (one slice per axis) around every non-zero voxel of ``label_maps`` (same shape), widened by
+    ``margin`` voxels and clipped to the array; None when all are empty."""
+    foreground = np.logical_or.reduce([m != 0 for m in label_maps])
+    box = []
+    for axis in range(foreground.ndim):
+        hit = np.flatnonzero(foreground.any(axis=tuple(a for a in range(foreground.ndim) if a != axis)))
+        if hit.size == 0:
+            return None
+        box.append(
+            slice(max(int(hit[0]) - margin, 0), min(int(hit[-1]) + 1 + margin, foreground.shape[axis]))
+        )
+    return tuple(box)
+
+
 def score_case_official(
-    prediction: np.ndarray, reference: np.ndarray, spacing_xyz: tuple[float, ...], config: str
+    prediction: np.ndarray,
+    reference: np.ndarray,
+    spacing_xyz: tuple[float, ...],
+    config: str,
+    crop: bool = True,
 ) -> dict[str, dict[str, float]]:
     """Official metrics of one case: label group -> column (:data:`COLUMNS`) -> value.
 
     ``prediction``, ``reference``: label maps ``(Z, Y, X)`` as SimpleITK reads them; ``spacing_xyz``: the
-    image's ``GetSpacing()`` (mm), handed over in that order as the official scorer does.
+    image's ``GetSpacing()`` (mm), handed over in that order as the official scorer does. ``crop``: score
+    the box around both foregrounds (:func:`foreground_box`) instead of the whole grid; every metric is
+    the same (components, overlaps and surface distances only involve voxels within a voxel of the
+    foreground) and a BraTS case is scored ~10 times faster.
     """
     if prediction.shape != reference.shape:
         raise InputError(f"prediction shape {prediction.shape} differs from the reference {reference.shape}")
@@ -212,6 +238,9 @@ def score_case_official(
             raise InputError(
                 f"the {what} holds label(s) {unknown}, which the official {config} configuration does not define"
             )
+    box = foreground_box(prediction, reference) if crop else None
+    if box is not None:
+        prediction, reference = prediction[box], reference[box]
     evaluator = official_evaluator(config)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore", UserWarning)  # the global NSD's 0.5-voxel tolerance, as official
