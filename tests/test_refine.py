@@ -308,3 +308,17 @@ def test_a_refiner_variant_has_its_own_folder_and_refine_accepts_its_name(tmp_pa
     assert _refiner_folder_name("corrdiff__realonly") == "corrdiff__realonly"
     with pytest.raises(argparse.ArgumentTypeError, match="unknown refiner 'nonsense'"):
         _refiner_folder_name("nonsense__realonly")
+
+
+def test_a_2d_configuration_needs_a_3d_refiner_patch_and_says_which_flag_gives_it():
+    from nnunet_diffrefine.errors import InputError
+    from nnunet_diffrefine.refine.registry import refiner_class
+    from nnunet_diffrefine.refine.train import resolve_patch
+
+    cls = refiner_class("control")
+    unset = cls.settings_class().replace(patch_size=None)  # as train-refiner without --patch-size
+    with pytest.raises(InputError, match=r"\[32, 28\] is 2-D .*--patch-size Z,Y,X \(e.g. 32,32,28\)"):
+        resolve_patch(cls, unset, (32, 28))
+    given = unset.replace(patch_size=(16, 32, 32))
+    assert resolve_patch(cls, given, (32, 28)).patch_size == (16, 32, 32)
+    assert len(resolve_patch(cls, unset, (40, 48, 56)).patch_size) == 3

@@ -57,9 +57,16 @@ def refiner_is_trained(fold_folder: str | os.PathLike, refiner_name: str, tag: s
 
 
 def resolve_patch(cls, settings: RefinerSettings, base_patch) -> RefinerSettings:
-    """``settings`` with the base model's patch (rounded down to the refiner's multiple) where it has none."""
+    """``settings`` with the base model's patch (rounded down to the refiner's multiple) where it has none.
+
+    A 2d configuration's patch is 2-D and the refiners are 3-D: there the patch must be given."""
     if settings.patch_size is not None:
         return settings
+    if len(base_patch) != 3:
+        raise InputError(
+            f"the base model's patch {list(base_patch)} is {len(base_patch)}-D (a 2d configuration) and the "
+            f"refiners work on 3-D patches: give one with --patch-size Z,Y,X (e.g. 32,{base_patch[-2]},{base_patch[-1]})"
+        )
     multiple = cls.patch_multiple_of(settings)
     return settings.replace(
         patch_size=tuple(max(multiple, (int(p) // multiple) * multiple) for p in base_patch)
