@@ -136,6 +136,20 @@ def test_one_improving_case_among_others_that_are_equal_is_not_enough():
     assert not gate.applied_anywhere, "a mean gain whose lower bound is 0 keeps the prior"
 
 
+def test_five_cases_that_all_gain_are_too_few_six_are_enough():
+    gain = np.array([[0.0], [0.01], [0.02], [0.03], [0.04]])  # every lambda > 0 gains, on every case
+    few = decide_gate({f"c{i}": gain + 0.001 * i for i in range(5)}, True)
+    assert few.blends == {"0": 0.0}
+    assert few.evidence["0"]["ci95"]["1.0"][0] > 0, "the bootstrap bound alone would have applied it"
+    line = few.describe({"0": "WT"})[0]
+    assert line.startswith("WT: not applied (prior kept): 5 cases are too few to show a gain (at least 6)"), (
+        line
+    )
+    assert decide_gate({f"c{i}": gain + 0.001 * i for i in range(6)}, True).blends == {"0": 1.0}
+    assert decide_gate({"c0": gain}, True, min_cases=1).blends == {"0": 1.0}, "a setting, explicit"
+    assert Gate.from_json(few.to_json()) == few
+
+
 def test_the_blend_is_per_channel_and_label_based_outputs_share_one_weight():
     prior = np.full((3, 2, 2, 2), 0.2, np.float32)
     refined = np.full((3, 2, 2, 2), 0.6, np.float32)

@@ -9,7 +9,9 @@ prior's (threshold 0.5 / argmax, both empty: 1). A lambda > 0 is kept only where
 its mean gain (percentile bootstrap over the cases, 95 %) is above 0 and, when HD95 changes are given, its
 mean HD95 change (mm, over the cases where both HD95s are defined) is at most a tolerance (a Dice gain
 bought with voxels far from the tumour is not a gain; the tolerance absorbs the one-voxel quantisation of
-HD95); among those, the one with the largest mean gain; elsewhere lambda = 0, the prior. The
+HD95); among those, the one with the largest mean gain; elsewhere lambda = 0, the prior. With fewer than
+:data:`MIN_CASES` cases nothing is applied: a bootstrap bound of 2-5 cases that all gain is above 0, yet
+no exact paired test (sign test, Wilcoxon) can reach two-sided 5 % on 5 cases or fewer. The
 :class:`Gate` (lambdas, per-case gains and HD95 changes, their bounds) is saved in ``refiner.json`` and
 applied by ``refine``.
 """
@@ -27,6 +29,9 @@ from nnunet_diffrefine.refine.metrics import masks
 from nnunet_diffrefine.utils.stats import bootstrap_ci
 
 BLENDS = (0.0, 0.25, 0.5, 0.75, 1.0)
+MIN_CASES = 6
+"""The fewest cross-validated cases on which a gain can be shown: 6 that all gain give a two-sided exact
+sign-test p of 2 / 2**6 = 0.031; 5 give 0.0625."""
 ALL_CLASSES = "all classes"
 
 
@@ -96,7 +101,9 @@ class Gate:
             if change is not None:
                 shown += f", HD95 {change:+.2f} mm"
             state = f"applied with lambda {blend:g}" if blend > 0 else "not applied (prior kept)"
-            if blend == 0 and _hd95_refused(ev, best):
+            if blend == 0 and _too_few(ev):
+                state += f": {len(ev['cases'])} cases are too few to show a gain (at least {ev['min_cases']})"
+            elif blend == 0 and _hd95_refused(ev, best):
                 state += f": its HD95 is worse by more than {ev['hd95_tolerance_mm']:g} mm"
             lines.append(f"{name}: {state}; {shown} at lambda {best} on {len(ev.get('cases', []))} cases")
         return lines
@@ -158,6 +165,10 @@ def _hd95_refused(ev: dict, lam: str) -> bool:
     return change is not None and tolerance is not None and ci[0] > 0 and change > tolerance
 
 
+def _too_few(ev: dict) -> bool:
+    return len(ev.get("cases", [])) < ev.get("min_cases", 0)
+
+
 def decide_gate(
     gains: dict[str, np.ndarray],
     regions: bool,
@@ -165,9 +176,11 @@ def decide_gate(
     level: float = 0.95,
     hd95_changes: dict[str, np.ndarray] | None = None,
     hd95_tolerance_mm: float = math.inf,
+    min_cases: int = MIN_CASES,
 ) -> Gate:
     """The :class:`Gate` from ``{case_id: blend_gains(...)}`` of cross-validated cases and, optionally,
-    ``{case_id: blend_hd95_changes(...)}`` of the same cases (see the module docstring)."""
+    ``{case_id: blend_hd95_changes(...)}`` of the same cases (see the module docstring); with fewer than
+    ``min_cases`` cases the prior is kept everywhere."""
     if not gains:
         raise ValueError("the gate needs at least one cross-validated case")
     cases = sorted(gains)
@@ -179,7 +192,7 @@ def decide_gate(
     units = [str(c) for c in range(table.shape[2])] if regions else [ALL_CLASSES]
     blends, evidence = {}, {}
     for u, unit in enumerate(units):
-        ev: dict = {"cases": cases, "gains": {}, "mean": {}, "ci95": {}}
+        ev: dict = {"cases": cases, "gains": {}, "mean": {}, "ci95": {}, "min_cases": min_cases}
         if hd is not None:
             ev.update(hd95_change={}, hd95_mean={}, hd95_tolerance_mm=hd95_tolerance_mm)
         chosen, best = 0.0, 0.0
@@ -195,7 +208,7 @@ def decide_gate(
                 ]
                 defined = changes[np.isfinite(changes)]
                 ev["hd95_mean"][str(lam)] = float(defined.mean()) if defined.size else None
-            if lam > 0 and ci[0] > 0 and mean > best and not _hd95_refused(ev, str(lam)):
+            if lam > 0 and ci[0] > 0 and mean > best and not _hd95_refused(ev, str(lam)) and not _too_few(ev):
                 chosen, best = lam, mean
         blends[unit], evidence[unit] = chosen, ev
     return Gate(blends, evidence, regions)

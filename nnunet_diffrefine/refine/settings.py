@@ -137,6 +137,12 @@ class RefinerSettings:
         "cases decide, a weak test)",
         minimum=0,
     )
+    gate_min_cases: int = setting(
+        6,
+        "the gate applies the refiner nowhere when fewer validation cases decide (6: the fewest on which "
+        "an exact paired test can show a gain at 5 %)",
+        minimum=1,
+    )
     gate_hd95_tolerance: float | None = setting(
         1.0,
         "the gate keeps a blend only if its mean HD95 change on validation is at most this many voxels "

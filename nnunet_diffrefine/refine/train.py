@@ -226,6 +226,7 @@ def train_refiner(
             settings.seed,
             hd95_changes=None if spacing is None else hd95_changes,
             hd95_tolerance_mm=math.inf if spacing is None else settings.gate_hd95_tolerance * max(spacing),
+            min_cases=settings.gate_min_cases,
         )
         for line in gate.describe(unit_names(dataset_json)):
             log(f"refiner stage: gate: {line}")
