@@ -71,3 +71,44 @@ def test_the_share_of_perturbed_crops_follows_the_setting():
     assert slices[1].shape == (8, 3, 8, 8)
     assert refiner_settings("corrdiff").perturbed_priors == 0.5
     assert refiner_settings("ddpm_scratch").perturbed_priors == 0.0
+
+
+@pytest.mark.parametrize("sampler", ["patches", "slices"])
+def test_crops_draw_their_prior_among_the_cases_priors_equally(sampler):
+    import dataclasses
+
+    case = sphere_case(REGIONS, 0, size=24)
+    flat = np.full_like(case.prior, 0.2)
+    case = dataclasses.replace(case, prior=flat, extra_priors=(flat + 0.1, flat + 0.2))
+    rng = np.random.default_rng(0)
+    if sampler == "patches":
+        _, priors, _ = sample_patches([case], rng, 300, (8, 8, 8), True)
+    else:
+        _, priors, _ = sample_slices([case], rng, 300, 1, (8, 8), True)
+    drawn = np.round(priors.reshape(len(priors), -1).mean(1), 3)
+    counts = {v: int((drawn == v).sum()) for v in (0.2, 0.3, 0.4)}
+    assert sum(counts.values()) == 300 and min(counts.values()) > 70, counts  # ~100 each
+
+
+def test_a_case_with_one_prior_draws_no_random_number_for_it():
+    from nnunet_diffrefine.refine.patches import training_prior
+
+    case = sphere_case(REGIONS, 0, size=24)
+    rng, untouched = np.random.default_rng(5), np.random.default_rng(5)
+    assert training_prior(case, rng) is case.prior
+    assert rng.random() == untouched.random(), "crops of runs without extra priors are as before"
+
+
+def test_checkpoint_priors_name_checkpoint_files_other_than_the_final_one():
+    from nnunet_diffrefine.errors import InputError
+
+    assert refiner_settings("control", checkpoint_priors="checkpoint_best.pth").checkpoint_priors == (
+        "checkpoint_best.pth"
+    )
+    for bad, why in (
+        ("checkpoint_final.pth", "already gives the out-of-fold priors"),
+        ("../x.pth", "not a checkpoint file name"),
+        ("best", "not a checkpoint file name"),
+    ):
+        with pytest.raises(InputError, match=why):
+            refiner_settings("corrdiff", checkpoint_priors=bad)

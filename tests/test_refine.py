@@ -322,3 +322,55 @@ def test_a_2d_configuration_needs_a_3d_refiner_patch_and_says_which_flag_gives_i
     given = unset.replace(patch_size=(16, 32, 32))
     assert resolve_patch(cls, given, (32, 28)).patch_size == (16, 32, 32)
     assert len(resolve_patch(cls, unset, (40, 48, 56)).patch_size) == 3
+
+
+@pytest.mark.slow
+def test_checkpoint_priors_are_nnunets_own_validation_and_train_the_refiner(
+    tiny_nnunet, tmp_path, monkeypatch
+):
+    """Priors of another checkpoint: predicted as nnU-Net's final validation predicts (checked against its
+    own validation files with the final checkpoint), once, and added to the refiner's training data."""
+    from nnunet_diffrefine.refine.checkpoint_priors import predict_checkpoint_priors
+    from nnunet_diffrefine.refine.registry import refiner_settings
+    from nnunet_diffrefine.refine.run import load_model_context
+    from nnunet_diffrefine.refine.train import train_refiner
+
+    env = tiny_nnunet
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
+        monkeypatch.setenv(key, env[key])
+    shared = trained_model(env, "nnUNetTrainerCustomSchedule", "nnUNetPlansCPU")
+    model = tmp_path / shared.name  # a copy: the shared model's folders stay as they are
+    (model / "fold_0").mkdir(parents=True)
+    for name in ("plans.json", "dataset.json"):
+        shutil.copy(shared / name, model)
+    for name in ("checkpoint_final.pth", "checkpoint_best.pth"):
+        shutil.copy(shared / "fold_0" / name, model / "fold_0")
+    shutil.copytree(shared / "fold_0" / "validation", model / "fold_0" / "validation")
+    context = load_model_context(model)
+    preprocessed = (
+        Path(env["nnUNet_preprocessed"])
+        / "Dataset980_TinyTrain"
+        / context.configuration_manager.data_identifier
+    )
+    cases = sorted(p.name[: -len(".npz")] for p in (model / "fold_0" / "validation").glob("*.npz"))
+
+    again = predict_checkpoint_priors(model / "fold_0", "checkpoint_final.pth", cases, preprocessed)
+    assert again == model / "fold_0" / "validation_checkpoint_final"
+    for case in cases:
+        ours = np.load(again / f"{case}.npz")["probabilities"]
+        theirs = np.load(model / "fold_0" / "validation" / f"{case}.npz")["probabilities"]
+        np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+    settings = refiner_settings("control", "tiny", checkpoint_priors="checkpoint_best.pth")
+    logged: list[str] = []
+    common = (preprocessed, context.plans_manager, context.configuration_manager, context.dataset_json)
+    folder = train_refiner(model / "fold_0", "control", *common, settings=settings, log=logged.append)
+    best = model / "fold_0" / "validation_checkpoint_best"
+    assert sorted(p.name[: -len(".npz")] for p in best.glob("*.npz")) == cases
+    config = json.loads((folder / "refiner.json").read_text())
+    assert config["checkpoint_prior_sources"] == [str(best)]
+    assert config["settings"]["checkpoint_priors"] == "checkpoint_best.pth"
+    assert any(f"{len(cases)} more training priors from checkpoint_best.pth" in line for line in logged)
+    written = {p: p.stat().st_mtime_ns for p in best.iterdir()}
+    train_refiner(model / "fold_0", "control", *common, settings=settings, overwrite=True, log=lambda _: None)
+    assert {p: p.stat().st_mtime_ns for p in best.iterdir()} == written, "predicted once, then read back"

@@ -88,6 +88,13 @@ REFINED = {
     "Control on nnU-Net, real priors only": Refined(
         "nnU-Net (stock)", "control", changes={"perturbed_priors": 0.0}, tag="realonly"
     ),
+    # more real priors: each fold's checkpoint_best.pth predicts its out-of-fold cases too (added to training)
+    "Control on nnU-Net, + checkpoint_best priors": Refined(
+        "nnU-Net (stock)", "control", changes={"checkpoint_priors": "checkpoint_best.pth"}, tag="ckptbest"
+    ),
+    "MedSegDiff (cond) on nnU-Net, + checkpoint_best priors": Refined(
+        "nnU-Net (stock)", "medsegdiff", changes={"checkpoint_priors": "checkpoint_best.pth"}, tag="ckptbest"
+    ),
     "CoMNeT (MedNeXt + CorrDiff)": Refined("MedNeXt", "corrdiff"),
     "DDPM (cond) on Swin-UNETR": Refined("Swin-UNETR", "ddpm"),
     "MedSegDiff (cond) on Swin-UNETR": Refined("Swin-UNETR", "medsegdiff"),
@@ -104,6 +111,10 @@ PAIRS += [  # is diffusion needed: each diffusion refiner against the determinis
 PAIRS += [  # is the augmentation needed: mixed priors (the default) against real priors only
     ("CorrDiff on nnU-Net, real priors only", "CorrDiff on nnU-Net"),
     ("Control on nnU-Net, real priors only", "Control (deterministic) on nnU-Net"),
+]
+PAIRS += [  # do the priors of a second checkpoint help: the final checkpoint's priors against both
+    ("Control (deterministic) on nnU-Net", "Control on nnU-Net, + checkpoint_best priors"),
+    ("MedSegDiff (cond) on nnU-Net", "MedSegDiff (cond) on nnU-Net, + checkpoint_best priors"),
 ]
 PAIRS += [(a + UNGATED, b + UNGATED) for a, b in PAIRS]  # the same questions without the gate
 DEFAULT_REFINED = tuple(r for r in REFINED if not r.endswith(UNGATED))

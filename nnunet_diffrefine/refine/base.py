@@ -83,12 +83,15 @@ class DatasetSignature:
 @dataclass
 class TrainingCase:
     """One out-of-fold case in the preprocessed space: image ``(I, Z, Y, X)``, prior probabilities
-    ``(C, Z, Y, X)`` from the base model and the target ``(C, Z, Y, X)`` (region masks or one-hot)."""
+    ``(C, Z, Y, X)`` from the base model and the target ``(C, Z, Y, X)`` (region masks or one-hot);
+    ``extra_priors``: more priors of the case ``(C, Z, Y, X)`` (other checkpoints of its fold), drawn
+    from by training crops only."""
 
     case_id: str
     image: np.ndarray
     prior: np.ndarray
     target: np.ndarray
+    extra_priors: tuple[np.ndarray, ...] = ()
 
 
 class Refiner(ABC):

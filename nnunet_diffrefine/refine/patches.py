@@ -1,7 +1,7 @@
 """Patches: random training crops from :class:`TrainingCase` arrays (3D patches and 2D axial slices),
 and the sliding window that tiles a volume (or a stack of slices) at inference.
 
-Both samplers centre two thirds of the crops on a voxel of the tumor (target) or of what the prior
+A crop's prior is one of its case's priors (:func:`training_prior`). Both samplers centre two thirds of the crops on a voxel of the tumor (target) or of what the prior
 calls tumor (probability > 0.5; for label-based data, the background channel below 0.5) and take
 the rest uniformly; arrays smaller than the crop are zero-padded
 (centred); every crop is flipped at random along each of its spatial axes. Axial slices are the
@@ -68,6 +68,14 @@ def _crop(
     return crop
 
 
+def training_prior(case: TrainingCase, rng: np.random.Generator) -> np.ndarray:
+    """The prior a training crop of ``case`` starts from: one of its priors, equally likely (no random
+    draw when it has one)."""
+    if not case.extra_priors:
+        return case.prior
+    return (case.prior, *case.extra_priors)[rng.integers(1 + len(case.extra_priors))]
+
+
 def _maybe_perturb(
     crop: list[np.ndarray], rng: np.random.Generator, perturb: float, regions: bool
 ) -> list[np.ndarray]:
@@ -95,7 +103,8 @@ def sample_patches(
     crops = []
     for _ in range(batch_size):
         case = cases[rng.integers(len(cases))]
-        crop = _crop(_pad_to([case.image, case.prior, case.target], need, regions), need, rng, regions)
+        arrays = [case.image, training_prior(case, rng), case.target]
+        crop = _crop(_pad_to(arrays, need, regions), need, rng, regions)
         crops.append(_maybe_perturb(crop, rng, perturb, regions))
     return _stack(crops)
 
@@ -118,7 +127,8 @@ def sample_slices(
     crops = []
     for _ in range(num_cases):
         case = cases[rng.integers(len(cases))]
-        arrays = _pad_to([case.image, case.prior, case.target], np.array([1, *need]), regions)
+        arrays = [case.image, training_prior(case, rng), case.target]
+        arrays = _pad_to(arrays, np.array([1, *need]), regions)
         fg_slices = np.flatnonzero(foreground(arrays[1], arrays[2], regions).any((1, 2)))
         for _ in range(slices_per_case):
             if len(fg_slices) and rng.random() < FOREGROUND_FRACTION:

@@ -288,9 +288,21 @@ class ConditionedSettings(RefinerSettings):
         minimum=0,
         maximum=1,
     )
+    checkpoint_priors: str = setting(
+        "none",
+        "other checkpoints of each fold (comma-separated, e.g. checkpoint_best.pth) whose predictions of "
+        "the out-of-fold cases are added as training priors (refine/checkpoint_priors.py); none: the "
+        "final checkpoint's only",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        from nnunet_diffrefine.refine.checkpoint_priors import checkpoint_names
+
+        try:
+            checkpoint_names(self.checkpoint_priors)
+        except InputError as e:
+            raise InputError(f"{self.label}: {e}") from None
         if self.roi_seed_threshold < self.roi_threshold:
             raise InputError(
                 f"{self.label}: roi_seed_threshold {self.roi_seed_threshold} is below roi_threshold "

@@ -32,6 +32,7 @@ import numpy as np
 
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.refine.base import CONFIG_FILE, WEIGHTS_FILE, DatasetSignature, TrainingCase
+from nnunet_diffrefine.refine.checkpoint_priors import add_checkpoint_priors, checkpoint_names
 from nnunet_diffrefine.refine.gate import blend_gains, blend_hd95_changes, decide_gate, unit_names
 from nnunet_diffrefine.refine.priors import PriorPrediction, out_of_fold_prediction_of
 from nnunet_diffrefine.refine.registry import refiner_class
@@ -196,6 +197,10 @@ def train_refiner(
     label_manager = plans_manager.get_label_manager(dataset_json)
     cases = _training_cases(sources, preprocessed_folder, plans_manager, configuration_manager, label_manager)
     settings = resolve_patch(cls, settings or cls.settings_class(), configuration_manager.patch_size)
+    checkpoints = checkpoint_names(getattr(settings, "checkpoint_priors", "none")) if cls.uses_prior else []
+    cases, checkpoint_sources = add_checkpoint_priors(
+        cases, sources, checkpoints, preprocessed_folder, plans_manager, configuration_manager, device, log
+    )
     train, val = split_train_val(cases, settings.val_fraction)
     signature = DatasetSignature.from_dataset_json(plans_manager.dataset_name, dataset_json)
     refiner = cls(signature, settings, device=device)
@@ -235,6 +240,7 @@ def train_refiner(
         extra={
             "base_checkpoint": "checkpoint_final.pth",
             "out_of_fold_sources": [str(s) for s in sources],
+            "checkpoint_prior_sources": checkpoint_sources,
             "training_priors": priors.to_json(),
             "training_cases": [c.case_id for c in train],
             "validation_cases": [c.case_id for c in val],
