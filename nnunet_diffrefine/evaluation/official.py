@@ -227,7 +227,7 @@ def score_case_official(
     image's ``GetSpacing()`` (mm), handed over in that order as the official scorer does. ``crop``: score
     the box around both foregrounds (:func:`foreground_box`) instead of the whole grid; every metric is
     the same (components, overlaps and surface distances only involve voxels within a voxel of the
-    foreground) and a BraTS case is scored ~10 times faster.
+    foreground), and less background is handled (a 240 x 240 x 155 BraTS case: 2.1 -> 1.4 s).
     """
     if prediction.shape != reference.shape:
         raise InputError(f"prediction shape {prediction.shape} differs from the reference {reference.shape}")
