@@ -4,10 +4,10 @@ and the sliding window that tiles a volume (or a stack of slices) at inference.
 A crop's prior is one of its case's priors (:func:`training_prior`). Both samplers centre two thirds
 of the crops on a voxel of the tumor (target) or of what the prior calls tumor (probability > 0.5; for
 label-based data, the background channel below 0.5) and take the rest uniformly; arrays smaller than
-the crop are zero-padded (centred); every crop is flipped at random along each of its spatial axes. Axial slices are the
-first spatial axis ``Z`` of nnU-Net's ``(C, Z, Y, X)`` arrays. The inference windows are MONAI's
-(``sliding_window_inference``: the training crop size, 25 % overlap, Gaussian blending, zero padding
-of inputs smaller than a window).
+the crop are zero-padded (centred); every crop is flipped at random along each of its spatial axes.
+Axial slices are the first spatial axis ``Z`` of nnU-Net's ``(C, Z, Y, X)`` arrays. The inference
+windows are MONAI's (``sliding_window_inference``: the training crop size, 25 % overlap, Gaussian
+blending, zero padding of inputs smaller than a window).
 """
 
 from __future__ import annotations
