@@ -79,6 +79,10 @@ REFINED = {
     "CorrDiff on nnU-Net": Refined("nnU-Net (stock)", "corrdiff"),
     "DDPM (cond) on nnU-Net": Refined("nnU-Net (stock)", "ddpm"),
     "MedSegDiff (cond) on nnU-Net": Refined("nnU-Net (stock)", "medsegdiff"),
+    # MedSegDiff's own ablation: the same trained refiner applied with the diffusion branch dropped
+    "MedSegDiff (cond) on nnU-Net, highway only (w = 0)": Refined(
+        "nnU-Net (stock)", "medsegdiff", overrides={"fusion_weight": 0.0}
+    ),
     "DDPM (scratch) on nnU-Net": Refined("nnU-Net (stock)", "ddpm_scratch"),
     "Control (deterministic) on nnU-Net": Refined("nnU-Net (stock)", "control"),
     # the augmentation ablation: trained on the real out-of-fold priors only (no perturbed priors)
@@ -108,6 +112,7 @@ PAIRS += [  # is diffusion needed: each diffusion refiner against the determinis
     ("Control (deterministic) on nnU-Net", r)
     for r in ("CorrDiff on nnU-Net", "DDPM (cond) on nnU-Net", "MedSegDiff (cond) on nnU-Net")
 ]
+PAIRS += [("MedSegDiff (cond) on nnU-Net, highway only (w = 0)", "MedSegDiff (cond) on nnU-Net")]
 PAIRS += [  # is the augmentation needed: mixed priors (the default) against real priors only
     ("CorrDiff on nnU-Net, real priors only", "CorrDiff on nnU-Net"),
     ("Control on nnU-Net, real priors only", "Control (deterministic) on nnU-Net"),
