@@ -343,8 +343,13 @@ def test_checkpoint_priors_are_nnunets_own_validation_and_train_the_refiner(
     (model / "fold_0").mkdir(parents=True)
     for name in ("plans.json", "dataset.json"):
         shutil.copy(shared / name, model)
-    for name in ("checkpoint_final.pth", "checkpoint_best.pth"):
-        shutil.copy(shared / "fold_0" / name, model / "fold_0")
+    import torch
+
+    shutil.copy(shared / "fold_0" / "checkpoint_final.pth", model / "fold_0")
+    final_epoch = torch.load(model / "fold_0" / "checkpoint_final.pth", weights_only=False)["current_epoch"]
+    best = torch.load(shared / "fold_0" / "checkpoint_best.pth", weights_only=False)
+    best["current_epoch"] = final_epoch  # as when the last epoch was the best: the same weights
+    torch.save(best, model / "fold_0" / "checkpoint_best.pth")
     shutil.copytree(shared / "fold_0" / "validation", model / "fold_0" / "validation")
     context = load_model_context(model)
     preprocessed = (
@@ -365,6 +370,16 @@ def test_checkpoint_priors_are_nnunets_own_validation_and_train_the_refiner(
     logged: list[str] = []
     common = (preprocessed, context.plans_manager, context.configuration_manager, context.dataset_json)
     folder = train_refiner(model / "fold_0", "control", *common, settings=settings, log=logged.append)
+    assert json.loads((folder / "refiner.json").read_text())["checkpoint_prior_sources"] == []
+    assert any(f"final checkpoint's epoch ({final_epoch}): the same weights" in line for line in logged)
+    assert not (model / "fold_0" / "validation_checkpoint_best").exists()
+
+    best["current_epoch"] = final_epoch - 1  # an earlier epoch's weights: new priors
+    torch.save(best, model / "fold_0" / "checkpoint_best.pth")
+    logged.clear()
+    folder = train_refiner(
+        model / "fold_0", "control", *common, settings=settings, overwrite=True, log=logged.append
+    )
     best = model / "fold_0" / "validation_checkpoint_best"
     assert sorted(p.name[: -len(".npz")] for p in best.glob("*.npz")) == cases
     config = json.loads((folder / "refiner.json").read_text())

@@ -46,6 +46,16 @@ def checkpoint_names(value: str) -> list[str]:
     return names
 
 
+def saved_epoch(checkpoint: str | os.PathLike) -> int | None:
+    """The epoch nnU-Net saved ``checkpoint`` at (its ``current_epoch``; None where unreadable)."""
+    import torch
+
+    try:
+        return torch.load(checkpoint, map_location="cpu", weights_only=False).get("current_epoch")
+    except (OSError, RuntimeError, EOFError, AttributeError):
+        return None
+
+
 def checkpoint_prior_folder(fold_folder: str | os.PathLike, checkpoint: str) -> Path:
     """``fold_N/validation_<checkpoint without .pth>``."""
     return Path(fold_folder) / f"validation_{checkpoint[: -len('.pth')]}"
@@ -121,8 +131,10 @@ def add_checkpoint_priors(
     log: Callable[[str], None] = print,
 ) -> tuple[list[TrainingCase], list[str]]:
     """``cases`` (read from the out-of-fold folders ``sources``, each ``fold_N/validation``) with the
-    priors of ``checkpoints`` of the fold that validated them as ``extra_priors`` (in the preprocessed
-    space), and the folders they came from. A fold without a checkpoint adds nothing from it (said)."""
+        priors of ``checkpoints`` of the fold that validated them as ``extra_priors`` (in the preprocessed
+        space), and the folders they came from. A fold without a checkpoint, or whose checkpoint was saved at
+    the final checkpoint's epoch (nnU-Net's ``checkpoint_best.pth`` when the last epoch was the best: the
+    same weights), adds nothing from it (said)."""
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
     if not checkpoints:
@@ -138,6 +150,13 @@ def add_checkpoint_priors(
         for checkpoint in checkpoints:
             if not (fold_folder / checkpoint).is_file():
                 log(f"refiner stage: {fold_folder / checkpoint} does not exist: no priors from it")
+                continue
+            epoch = saved_epoch(fold_folder / checkpoint)
+            if epoch is not None and epoch == saved_epoch(fold_folder / FINAL_CHECKPOINT):
+                log(
+                    f"refiner stage: {fold_folder / checkpoint} was saved at the final checkpoint's epoch "
+                    f"({epoch}): the same weights, no new priors from it"
+                )
                 continue
             folder = predict_checkpoint_priors(fold_folder, checkpoint, ids, preprocessed_folder, device)
             dataset = infer_dataset_class(str(preprocessed_folder))(str(preprocessed_folder), ids)
