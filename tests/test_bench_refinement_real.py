@@ -78,6 +78,7 @@ def test_missing_real_cases_and_bad_settings_are_one_clear_error(tmp_path):
         "refinement_real_ddpm",
         "refinement_real_innercv",
         "refinement_real_medsegdiff_innercv",
+        "refinement_real_medsegdiff_ablations",
         "refinement_realistic_phantoms",
     ],
 )
