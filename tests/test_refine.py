@@ -330,6 +330,8 @@ def test_checkpoint_priors_are_nnunets_own_validation_and_train_the_refiner(
 ):
     """Priors of another checkpoint: predicted as nnU-Net's final validation predicts (checked against its
     own validation files with the final checkpoint), once, and added to the refiner's training data."""
+    import torch
+
     from nnunet_diffrefine.refine.checkpoint_priors import predict_checkpoint_priors
     from nnunet_diffrefine.refine.registry import refiner_settings
     from nnunet_diffrefine.refine.run import load_model_context
@@ -343,8 +345,6 @@ def test_checkpoint_priors_are_nnunets_own_validation_and_train_the_refiner(
     (model / "fold_0").mkdir(parents=True)
     for name in ("plans.json", "dataset.json"):
         shutil.copy(shared / name, model)
-    import torch
-
     shutil.copy(shared / "fold_0" / "checkpoint_final.pth", model / "fold_0")
     final_epoch = torch.load(model / "fold_0" / "checkpoint_final.pth", weights_only=False)["current_epoch"]
     best = torch.load(shared / "fold_0" / "checkpoint_best.pth", weights_only=False)
@@ -380,12 +380,12 @@ def test_checkpoint_priors_are_nnunets_own_validation_and_train_the_refiner(
     folder = train_refiner(
         model / "fold_0", "control", *common, settings=settings, overwrite=True, log=logged.append
     )
-    best = model / "fold_0" / "validation_checkpoint_best"
-    assert sorted(p.name[: -len(".npz")] for p in best.glob("*.npz")) == cases
+    predicted = model / "fold_0" / "validation_checkpoint_best"
+    assert sorted(p.name[: -len(".npz")] for p in predicted.glob("*.npz")) == cases
     config = json.loads((folder / "refiner.json").read_text())
-    assert config["checkpoint_prior_sources"] == [str(best)]
+    assert config["checkpoint_prior_sources"] == [str(predicted)]
     assert config["settings"]["checkpoint_priors"] == "checkpoint_best.pth"
     assert any(f"{len(cases)} more training priors from checkpoint_best.pth" in line for line in logged)
-    written = {p: p.stat().st_mtime_ns for p in best.iterdir()}
+    written = {p: p.stat().st_mtime_ns for p in predicted.iterdir()}
     train_refiner(model / "fold_0", "control", *common, settings=settings, overwrite=True, log=lambda _: None)
-    assert {p: p.stat().st_mtime_ns for p in best.iterdir()} == written, "predicted once, then read back"
+    assert {p: p.stat().st_mtime_ns for p in predicted.iterdir()} == written, "predicted once, then read back"
