@@ -13,11 +13,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nnunet_diffrefine.environment import ensure_trainer_lookup
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.refine.priors import PriorPrediction, write_prior_prediction
 from nnunet_diffrefine.utils.io import write_json
 from nnunet_diffrefine.utils.resources import Measurement, measure
+from nnunet_diffrefine.workspace.predictor import fold_predictor
 
 TIMINGS_FILE = "timings.json"
 
@@ -59,26 +59,12 @@ def predict_cases(
     """
     import torch
     from nnunetv2.inference.export_prediction import export_prediction_from_logits
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    ensure_trainer_lookup()
     output_folder = Path(output_folder)
     output_folder.mkdir(parents=True, exist_ok=True)
     timings_path = output_folder / TIMINGS_FILE
     timings: dict[str, dict] = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
-    predictor = nnUNetPredictor(
-        tile_step_size=0.5,
-        use_gaussian=True,
-        use_mirroring=use_mirroring,
-        perform_everything_on_device=device.startswith("cuda"),
-        device=torch.device(device),
-        verbose=False,
-        verbose_preprocessing=False,
-        allow_tqdm=False,
-    )
-    predictor.initialize_from_trained_model_folder(
-        str(model_folder), use_folds=(fold,), checkpoint_name="checkpoint_final.pth"
-    )
+    predictor = fold_predictor(model_folder, fold, device=device, use_mirroring=use_mirroring)
     file_ending = predictor.dataset_json["file_ending"]
     mirrored = use_mirroring and bool(predictor.allowed_mirroring_axes)
     write_prior_prediction(output_folder, PriorPrediction(mirrored, 1, f"nnU-Net predictor, fold {fold}"))

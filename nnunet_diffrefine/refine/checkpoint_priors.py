@@ -25,6 +25,7 @@ from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.refine.base import TrainingCase
 from nnunet_diffrefine.refine.spaces import original_to_preprocessed
 from nnunet_diffrefine.utils.io import atomic_output_dir
+from nnunet_diffrefine.workspace.predictor import fold_predictor
 
 FINAL_CHECKPOINT = "checkpoint_final.pth"
 
@@ -73,10 +74,7 @@ def predict_checkpoint_priors(
     grid, written whole into :func:`checkpoint_prior_folder` (kept when it already holds every case)."""
     import torch
     from nnunetv2.inference.export_prediction import export_prediction_from_logits
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
-
-    from nnunet_diffrefine.environment import ensure_trainer_lookup
 
     fold_folder = Path(fold_folder)
     out = checkpoint_prior_folder(fold_folder, checkpoint)
@@ -84,23 +82,8 @@ def predict_checkpoint_priors(
         return out
     if not (fold_folder / checkpoint).is_file():
         raise InputError(f"{fold_folder / checkpoint} does not exist")
-    ensure_trainer_lookup()
-    predictor = nnUNetPredictor(
-        tile_step_size=0.5,
-        use_gaussian=True,
-        use_mirroring=True,
-        perform_everything_on_device=device.startswith("cuda"),
-        device=torch.device(device),
-        verbose=False,
-        verbose_preprocessing=False,
-        allow_tqdm=False,
-    )
     fold = fold_folder.name[len("fold_") :]
-    predictor.initialize_from_trained_model_folder(
-        str(fold_folder.parent),
-        use_folds=(int(fold) if fold.isdigit() else fold,),
-        checkpoint_name=checkpoint,
-    )
+    predictor = fold_predictor(fold_folder.parent, int(fold) if fold.isdigit() else fold, checkpoint, device)
     dataset = infer_dataset_class(str(preprocessed_folder))(str(preprocessed_folder), list(case_ids))
     with atomic_output_dir(out, overwrite=True) as tmp:
         for case in case_ids:
