@@ -60,6 +60,10 @@ BAD_INPUTS = {
         "refine -i {tmp}/pred -o {tmp}/out -d 5 --images {tmp}/gt --pp-min-size -5",
         "--pp-min-size",
     ),
+    "refine negative band": (
+        "refine -i {tmp}/pred -o {tmp}/out -d 5 --images {tmp}/gt --change-band -2",
+        "--change-band",
+    ),
     "refine negative fold": ("refine -i {tmp}/pred -o {tmp}/out -d 5 --images {tmp}/gt -f -1", "-f"),
     "refine unknown refiner": (
         "refine -i {tmp}/pred -o {tmp}/out -d 5 --images {tmp}/gt --refiner magic",

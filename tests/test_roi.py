@@ -10,7 +10,7 @@ import pytest
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.refine.base import DatasetSignature
 from nnunet_diffrefine.refine.registry import create_refiner, refiner_settings
-from nnunet_diffrefine.refine.roi import refine_in_roi, roi_box, tumor_regions
+from nnunet_diffrefine.refine.roi import change_band, refine_in_roi, roi_box, tumor_regions
 
 SETTINGS = SimpleNamespace(roi=True, roi_threshold=0.05, roi_margin=2, patch_size=(4, 4, 4))
 
@@ -133,3 +133,83 @@ def test_conditioned_refiners_use_the_roi_and_scratch_ones_cannot():
         assert create_refiner(name, signature).settings.roi is False
         with pytest.raises(InputError, match="never sees the prior"):
             create_refiner(name, signature, refiner_settings(name, roi=True))
+
+
+def _brute_force_band(mask: np.ndarray, width: float) -> np.ndarray:
+    """Voxels within ``width`` of a voxel on the other side of the mask's boundary, by checking every pair."""
+    points = np.argwhere(np.ones_like(mask))
+    inside, outside = np.argwhere(mask), np.argwhere(~mask)
+    band = np.zeros(mask.shape, bool)
+    for p in points:
+        others = outside if mask[tuple(p)] else inside
+        if len(others) and np.sqrt(((others - p) ** 2).sum(1)).min() <= width:
+            band[tuple(p)] = True
+    return band
+
+
+@pytest.mark.parametrize("width", [1, 1.5, 3])
+def test_change_band_is_every_voxel_within_width_of_the_boundary_per_region(width):
+    rng = np.random.default_rng(0)
+    prior = np.full((3, 9, 10, 11), 0.1, np.float32)
+    prior[0, 2:7, 3:8, 2:9] = 0.9
+    prior[1] = np.where(rng.random((9, 10, 11)) > 0.8, 0.7, 0.2)  # a scattered mask
+    # channel 2 (e.g. ET) is empty: no boundary, no band
+    band = change_band(prior, True, width)
+    for c in (0, 1):
+        assert np.array_equal(band[c], _brute_force_band(prior[c] > 0.5, width)), c
+    assert not band[2].any()
+    assert not change_band(np.full_like(prior, 0.9), True, width).any()  # full masks have no boundary
+
+
+def test_change_band_of_label_outputs_is_the_foregrounds_for_every_channel():
+    prior = np.zeros((4, 9, 10, 11), np.float32)
+    prior[0] = 1.0
+    prior[:, 2:7, 3:8, 2:9] = 0.0
+    prior[2, 2:7, 3:8, 2:9] = 1.0  # label 2 inside, background outside
+    band = change_band(prior, False, 2)
+    expected = _brute_force_band(prior.argmax(0) != 0, 2)
+    assert all(np.array_equal(band[c], expected) for c in range(4))
+
+
+def test_refine_in_roi_with_a_change_band_keeps_the_prior_outside_it():
+    prior, image = _prior(), np.ones((4, 20, 30, 40), dtype=np.float32)
+
+    def refine(p, i):
+        return np.clip(p + 0.5, 0, 1), np.full_like(p, 0.5)
+
+    banded = SimpleNamespace(**{**vars(SETTINGS), "change_band": 2})
+    free, _ = refine_in_roi(refine, prior, image, True, SETTINGS, ("prior", "zero"))
+    refined, spread = refine_in_roi(refine, prior, image, True, banded, ("prior", "zero"))
+    band = change_band(prior, True, 2)
+    assert band[0].any() and not band[1:].any()  # only channel 0 has a mask
+    assert np.array_equal(refined[band], free[band]) and np.all(spread[band] == 0.5)
+    assert np.array_equal(refined[~band], prior[~band]) and not spread[~band].any()
+    # the box of the roi grows the mask by up to 2 voxels; the band lets changes reach 2 voxels out only
+    changed = np.argwhere((refined[0] > 0.5) != (prior[0] > 0.5))
+    inside = np.argwhere(prior[0] > 0.5)
+    assert len(changed) and max(np.sqrt(((inside - p) ** 2).sum(1)).min() for p in changed) <= 2
+    # a saved refiner takes the band as an inference override, and refuses a negative width
+    signature = DatasetSignature("Dataset999_Phantoms", 4, 3, True, {})
+    settings = create_refiner("control", signature).settings
+    assert settings.change_band is None and settings.replace(change_band=3).change_band == 3
+    with pytest.raises(InputError, match="change_band"):
+        settings.replace(change_band=-1)
+
+
+@pytest.mark.parametrize("name", ["control", "corrdiff", "ddpm", "medsegdiff"])
+def test_every_conditioned_refiner_keeps_the_prior_outside_its_change_band(name, monkeypatch):
+    signature = DatasetSignature("Dataset999_Phantoms", 4, 3, True, {})
+    settings = refiner_settings(name, "tiny", patch_size=(4, 8, 8), change_band=1)
+    refiner = create_refiner(name, signature, settings)
+    inner = "_branches_volume" if name == "medsegdiff" else "_refine_volume"
+
+    def everything_changes(prior, image, seed):  # a refiner that moves every voxel of its box
+        moved = np.clip(prior + 0.5, 0, 1).astype(np.float32)
+        return (moved, moved, np.full_like(prior, 0.5)) if name == "medsegdiff" else (moved, moved * 0 + 0.5)
+
+    monkeypatch.setattr(refiner, inner, everything_changes)
+    prior = _prior()
+    refined = refiner.refine(prior, np.ones((4, *prior.shape[1:]), np.float32))
+    band = change_band(prior, True, 1)
+    assert band.any() and np.array_equal(refined[~band], prior[~band])
+    assert np.all(refined[band] >= prior[band] + 0.09)  # moved within the band (clipped at 1)

@@ -85,6 +85,13 @@ REFINED = {
     ),
     "DDPM (scratch) on nnU-Net": Refined("nnU-Net (stock)", "ddpm_scratch"),
     "Control (deterministic) on nnU-Net": Refined("nnU-Net (stock)", "control"),
+    # the same trained refiners allowed to change the prior only within 3 voxels of its boundary (roi.py)
+    "Control (deterministic) on nnU-Net, 3-voxel band": Refined(
+        "nnU-Net (stock)", "control", overrides={"change_band": 3}
+    ),
+    "MedSegDiff (cond) on nnU-Net, 3-voxel band": Refined(
+        "nnU-Net (stock)", "medsegdiff", overrides={"change_band": 3}
+    ),
     # the augmentation ablation: trained on the real out-of-fold priors only (no perturbed priors)
     "CorrDiff on nnU-Net, real priors only": Refined(
         "nnU-Net (stock)", "corrdiff", changes={"perturbed_priors": 0.0}, tag="realonly"
@@ -113,6 +120,9 @@ PAIRS += [  # is diffusion needed: each diffusion refiner against the determinis
     for r in ("CorrDiff on nnU-Net", "DDPM (cond) on nnU-Net", "MedSegDiff (cond) on nnU-Net")
 ]
 PAIRS += [("MedSegDiff (cond) on nnU-Net, highway only (w = 0)", "MedSegDiff (cond) on nnU-Net")]
+PAIRS += [  # are the far changes what costs HD95: each refiner against itself restricted to a band
+    (r, f"{r}, 3-voxel band") for r in ("Control (deterministic) on nnU-Net", "MedSegDiff (cond) on nnU-Net")
+]
 PAIRS += [  # is the augmentation needed: mixed priors (the default) against real priors only
     ("CorrDiff on nnU-Net, real priors only", "CorrDiff on nnU-Net"),
     ("Control on nnU-Net, real priors only", "Control (deterministic) on nnU-Net"),

@@ -10,6 +10,7 @@ from nnunet_diffrefine.cli.arguments import (
     add_flag,
     add_model_arguments,
     add_overwrite,
+    non_negative_float,
     non_negative_int,
     positive_int,
 )
@@ -29,9 +30,12 @@ def run(args: argparse.Namespace) -> int:
     from nnunet_diffrefine.refine.postprocess import PostprocessConfig
     from nnunet_diffrefine.refine.run import RefineOptions, refine_folder
 
-    overrides = {
-        k: v for k, v in (("inference_steps", args.steps), ("num_samples", args.num_samples)) if v is not None
-    }
+    given = (
+        ("inference_steps", args.steps),
+        ("num_samples", args.num_samples),
+        ("change_band", args.change_band),
+    )
+    overrides = {k: v for k, v in given if v is not None}
     postprocess = PostprocessConfig(
         enabled=not args.no_postprocess,
         min_component_voxels=args.pp_min_size,
@@ -94,6 +98,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=None,
         help="samples per case, averaged (default: the refiner's)",
+    )
+    p.add_argument(
+        "--change-band",
+        type=non_negative_float,
+        default=None,
+        metavar="VOXELS",
+        help="change the prior only within this many voxels of its mask's boundary, per region (default: "
+        "the refiner's setting change_band, none unless trained with it)",
     )
     add_flag(
         p,

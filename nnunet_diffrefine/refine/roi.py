@@ -16,6 +16,13 @@ is returned unchanged (and a standard deviation of 0); no region leaves the whol
 The price: a tumor the prior never gives more than 0.5, more than 16 voxels from a region it does,
 cannot be recovered; ``roi: false`` refines the whole volume. The unconditional (scratch) refiners
 never look at the prior, so they always work on the whole volume.
+
+The setting ``change_band`` (off by default) narrows this further: the refined map may differ from the
+prior only within that many voxels (Euclidean) of the boundary of the prior's mask (threshold 0.5), per
+region channel for region-based outputs and of the whole foreground for label-based ones; elsewhere the
+prior is returned (and a standard deviation of 0). A refiner can then move boundaries but not add
+structures far from what the prior segments, which bounds how far a new false voxel can lie from the
+prior's mask; a region the prior leaves empty stays empty.
 """
 
 from __future__ import annotations
@@ -77,10 +84,47 @@ def refine_in_roi(
     """Run ``refine(prior, image)`` (returning ``(C, Z, Y, X)`` arrays) on the region of interest only.
 
     ``settings``: the refiner's (``roi``, ``roi_threshold``, ``roi_seed_threshold``, ``roi_margin``,
-    ``patch_size``); ``outside``
-    says what each output holds outside the region: ``"prior"`` or ``"zero"``. Without ``roi`` (or
-    with it false) the whole volume is refined.
+    ``patch_size``, ``change_band``); ``outside`` says what each output holds outside the region (and
+    outside the change band): ``"prior"`` or ``"zero"``. Without ``roi`` (or with it false) the whole
+    volume is refined.
     """
+    outputs = _refine_in_box(refine, prior, image, regions, settings, outside)
+    width = getattr(settings, "change_band", None)
+    if width is None:
+        return outputs
+    keep = ~change_band(prior, regions, width)
+    restricted = []
+    for out, fill in zip(outputs, outside):
+        out = out.copy()
+        out[keep] = prior[keep] if fill == "prior" else 0
+        restricted.append(out)
+    return tuple(restricted)
+
+
+def change_band(prior: np.ndarray, regions: bool, width: float) -> np.ndarray:
+    """``(C, Z, Y, X)`` bool: voxels within ``width`` voxels (Euclidean) of the boundary of the prior's
+    mask (``prior`` ``(C, Z, Y, X)``, threshold 0.5), on both sides of it: per channel for region-based
+    outputs, the foreground's (one band for every channel) for label-based ones. An empty or full mask has
+    no boundary, so no band."""
+    from scipy.ndimage import distance_transform_edt
+
+    masks = prior > 0.5 if regions else (prior.argmax(0) != 0)[None]
+    band = np.zeros(masks.shape, bool)
+    for c, mask in enumerate(masks):
+        if mask.any() and not mask.all():
+            # inside: distance to the nearest background voxel; outside: to the nearest mask voxel
+            band[c] = np.where(mask, distance_transform_edt(mask), distance_transform_edt(~mask)) <= width
+    return band if regions else np.broadcast_to(band, prior.shape)
+
+
+def _refine_in_box(
+    refine: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]],
+    prior: np.ndarray,
+    image: np.ndarray,
+    regions: bool,
+    settings,
+    outside: Sequence[str],
+) -> tuple[np.ndarray, ...]:
     if not getattr(settings, "roi", False):
         return refine(prior, image)
     box = roi_box(

@@ -272,6 +272,12 @@ class ConditionedSettings(RefinerSettings):
         maximum=1,
     )
     roi_margin: int = setting(16, "voxels added on every side of the box", minimum=0)
+    change_band: float | None = setting(
+        None,
+        "the refined map may differ from the prior only within this many voxels of the boundary of the "
+        "prior's mask (per region; refine/roi.py); none: anywhere in the region of interest",
+        minimum=0,
+    )
     boundary_weight: float = setting(
         2.0,
         "extra weight of the segmentation loss within 2 voxels of the prior's boundary (0 with "
