@@ -8,6 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,3 +89,21 @@ def test_the_committed_pages_are_rendered_from_their_json(name):
     results = REPO / "benchmarks" / "results"
     record = json.loads((results / f"{name}.json").read_text())
     assert markdown(record) == (results / f"{name}.md").read_text()
+
+
+def test_the_page_lists_each_folds_gate_decision_where_the_record_has_it():
+    from nnunet_diffrefine.refine.gate import decide_gate
+
+    gains = {
+        f"case{i}": [[0.0, 0.0], [0.01, -0.01], [0.02, -0.02], [0.02, -0.03], [0.03, -0.05]] for i in range(6)
+    }
+    gate = decide_gate({c: np.asarray(g) + 0.001 * i for i, (c, g) in enumerate(gains.items())}, True)
+    lines = gate.describe({"0": "WT", "1": "TC"})
+    record = json.loads(
+        (REPO / "benchmarks" / "results" / "refinement_real_medsegdiff_ablations.json").read_text()
+    )
+    row = next(iter(record["refiners"]))
+    record["refiners"][row]["0"]["gate_decision"] = lines
+    page = markdown(record)
+    assert lines[0].startswith("WT: applied with lambda 1") and lines[1].startswith("TC: not applied")
+    assert f"  - fold 0: {lines[0]}" in page and f"  - fold 0: {lines[1]}" in page

@@ -440,10 +440,14 @@ def evaluate_row(b: CrossValBenchmark, row: str) -> dict[str, dict[str, float]] 
 
 
 def refiner_details(b: CrossValBenchmark, row: str) -> dict:
-    """Per fold: the refiner's early-stopping validation Dice (prior -> refined), its gate, its cases,
-    settings and MedSegDiff's fusion weight."""
+    """Per fold: the refiner's early-stopping validation Dice (prior -> refined), its gate (the blends and,
+    per region, the lines ``refine`` prints: applied or not, the validation gain and HD95 change), its
+    cases, settings and MedSegDiff's fusion weight."""
     import torch
 
+    from nnunet_diffrefine.refine.gate import Gate, unit_names
+
+    names = unit_names(json.loads((b.raw / "dataset.json").read_text()))
     out = {}
     for f in b.folds:
         folder = b.refiner_folder(row, f)
@@ -457,6 +461,7 @@ def refiner_details(b: CrossValBenchmark, row: str) -> dict:
             "best_epoch": config.get("best_epoch"),
             "fusion_weight": extra.get("fusion_weight"),
             "gate": (config.get("gate") or {}).get("blends"),
+            "gate_decision": Gate.from_json(config["gate"]).describe(names) if config.get("gate") else None,
             "training_cases": config["training_cases"],
             "validation_cases": config["validation_cases"],
             "settings": config["settings"],

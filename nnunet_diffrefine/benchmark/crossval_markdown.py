@@ -58,6 +58,7 @@ def _refiners(record: dict) -> list[str]:
             for f, d in folds.items()
         )
         lines.append(f"- {row}: {shown}")
+        lines += [f"  - fold {f}: {line}" for f, d in folds.items() for line in d.get("gate_decision") or []]
     return lines
 
 
