@@ -133,6 +133,8 @@ def test_conditioned_refiners_use_the_roi_and_scratch_ones_cannot():
         assert create_refiner(name, signature).settings.roi is False
         with pytest.raises(InputError, match="never sees the prior"):
             create_refiner(name, signature, refiner_settings(name, roi=True))
+        with pytest.raises(InputError, match="change_band"):
+            create_refiner(name, signature, refiner_settings(name, change_band=2))
 
 
 def _brute_force_band(mask: np.ndarray, width: float) -> np.ndarray:

@@ -128,10 +128,11 @@ class Refiner(ABC):
         patch, multiple = self.settings.patch_size, self.patch_multiple
         if patch is not None and any(p % multiple for p in self.patch_axes(patch)):
             raise InputError(f"{self.name}: the patch size {list(patch)} must be a multiple of {multiple}")
-        if not self.uses_prior and getattr(self.settings, "roi", False):
-            raise InputError(
-                f"{self.name}: an unconditional refiner cannot use roi (it never sees the prior)"
-            )
+        for name in ("roi", "change_band"):
+            if not self.uses_prior and getattr(self.settings, name, None) not in (None, False):
+                raise InputError(
+                    f"{self.name}: an unconditional refiner cannot use {name} (it never sees the prior)"
+                )
 
     def build(self) -> None:  # noqa: B027 - refiners without weights build nothing
         """Create the networks (called under ``torch.manual_seed(settings.seed)``)."""
