@@ -92,6 +92,10 @@ REFINED = {
     "MedSegDiff (cond) on nnU-Net, 3-voxel band": Refined(
         "nnU-Net (stock)", "medsegdiff", overrides={"change_band": 3}
     ),
+    # the band set at training too, so that early stopping and the inner-CV gate decide on banded outputs
+    "MedSegDiff (cond) on nnU-Net, trained in a 3-voxel band": Refined(
+        "nnU-Net (stock)", "medsegdiff", changes={"change_band": 3.0}, tag="band3"
+    ),
     # the augmentation ablation: trained on the real out-of-fold priors only (no perturbed priors)
     "CorrDiff on nnU-Net, real priors only": Refined(
         "nnU-Net (stock)", "corrdiff", changes={"perturbed_priors": 0.0}, tag="realonly"
@@ -123,6 +127,7 @@ PAIRS += [("MedSegDiff (cond) on nnU-Net, highway only (w = 0)", "MedSegDiff (co
 PAIRS += [  # are the far changes what costs HD95: each refiner against itself restricted to a band
     (r, f"{r}, 3-voxel band") for r in ("Control (deterministic) on nnU-Net", "MedSegDiff (cond) on nnU-Net")
 ]
+PAIRS += [("MedSegDiff (cond) on nnU-Net", "MedSegDiff (cond) on nnU-Net, trained in a 3-voxel band")]
 PAIRS += [  # is the augmentation needed: mixed priors (the default) against real priors only
     ("CorrDiff on nnU-Net, real priors only", "CorrDiff on nnU-Net"),
     ("Control on nnU-Net, real priors only", "Control (deterministic) on nnU-Net"),
