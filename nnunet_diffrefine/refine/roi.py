@@ -88,7 +88,18 @@ def refine_in_roi(
     outside the change band): ``"prior"`` or ``"zero"``. Without ``roi`` (or with it false) the whole
     volume is refined.
     """
-    outputs = _refine_in_box(refine, prior, image, regions, settings, outside)
+    box = _box(prior, regions, settings)
+    if box is not None and all(s.stop - s.start == n for s, n in zip(box, prior.shape[1:])):
+        outputs = tuple(refine(prior, image))
+    else:
+        outputs = tuple(_filled(prior, outside))
+        if box is not None:
+            inner = refine(
+                np.ascontiguousarray(prior[(slice(None), *box)]),
+                np.ascontiguousarray(image[(slice(None), *box)]),
+            )
+            for full, part in zip(outputs, inner):
+                full[(slice(None), *box)] = part
     width = getattr(settings, "change_band", None)
     if width is None:
         return outputs
@@ -99,6 +110,25 @@ def refine_in_roi(
         out[keep] = prior[keep] if fill == "prior" else 0
         restricted.append(out)
     return tuple(restricted)
+
+
+def _box(prior: np.ndarray, regions: bool, settings) -> tuple[slice, ...] | None:
+    """The slices ``refine_in_roi`` refines: the whole volume without ``roi``, else :func:`roi_box`."""
+    if not getattr(settings, "roi", False):
+        return tuple(slice(0, n) for n in prior.shape[1:])
+    return roi_box(
+        prior,
+        regions,
+        settings.patch_size or prior.shape[1:],
+        settings.roi_threshold,
+        settings.roi_margin,
+        getattr(settings, "roi_seed_threshold", None),
+    )
+
+
+def _filled(prior: np.ndarray, outside: Sequence[str]) -> list[np.ndarray]:
+    """One ``(C, Z, Y, X)`` float32 array per output: the prior (``"prior"``) or zeros (``"zero"``)."""
+    return [prior.astype(np.float32, copy=True) if o == "prior" else np.zeros_like(prior) for o in outside]
 
 
 def change_band(prior: np.ndarray, regions: bool, width: float) -> np.ndarray:
@@ -115,35 +145,3 @@ def change_band(prior: np.ndarray, regions: bool, width: float) -> np.ndarray:
             # inside: distance to the nearest background voxel; outside: to the nearest mask voxel
             band[c] = np.where(mask, distance_transform_edt(mask), distance_transform_edt(~mask)) <= width
     return band if regions else np.broadcast_to(band, prior.shape)
-
-
-def _refine_in_box(
-    refine: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]],
-    prior: np.ndarray,
-    image: np.ndarray,
-    regions: bool,
-    settings,
-    outside: Sequence[str],
-) -> tuple[np.ndarray, ...]:
-    if not getattr(settings, "roi", False):
-        return refine(prior, image)
-    box = roi_box(
-        prior,
-        regions,
-        settings.patch_size or prior.shape[1:],
-        settings.roi_threshold,
-        settings.roi_margin,
-        getattr(settings, "roi_seed_threshold", None),
-    )
-    full_box = box is not None and all(s.stop - s.start == n for s, n in zip(box, prior.shape[1:]))
-    if full_box:
-        return refine(prior, image)
-    filled = [prior.astype(np.float32, copy=True) if o == "prior" else np.zeros_like(prior) for o in outside]
-    if box is None:
-        return tuple(filled)
-    inner = refine(
-        np.ascontiguousarray(prior[(slice(None), *box)]), np.ascontiguousarray(image[(slice(None), *box)])
-    )
-    for full, part in zip(filled, inner):
-        full[(slice(None), *box)] = part
-    return tuple(filled)
