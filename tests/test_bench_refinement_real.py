@@ -38,6 +38,20 @@ def test_every_refined_row_refines_a_base_row_and_each_has_an_ungated_twin():
     assert refiner_settings("corrdiff", "cpu").perturbed_priors > 0, "the default trains on mixed priors"
 
 
+def test_rows_trained_differently_never_share_a_refiner_folder_and_their_changes_are_settings():
+    from nnunet_diffrefine.refine.registry import refiner_settings
+
+    trained_as: dict[tuple[str, str], dict] = {}
+    for row, spec in crossval.REFINED.items():
+        refiner_settings(spec.refiner, "cpu", **spec.changes)  # raises on an unknown or ill-typed setting
+        key = (spec.prior, spec.folder_name)
+        assert trained_as.setdefault(key, spec.changes) == spec.changes, f"{row} would reuse {key}'s refiner"
+    banded = crossval.REFINED["MedSegDiff (cond) on nnU-Net, trained in a 3-voxel band"]
+    assert banded.folder_name == "medsegdiff__band3"
+    assert refiner_settings("medsegdiff", "cpu", **banded.changes).change_band == 3
+    assert refiner_settings("medsegdiff", "cpu").change_band is None, "the band is off by default"
+
+
 def test_the_written_command_line_reproduces_the_arguments():
     argv = ["--epochs", "40", "--bases", "nnU-Net (stock)", "--refined", "CorrDiff on nnU-Net"]
     argv += ["CorrDiff on nnU-Net (gate off)", "--gate-folds", "0", "--refiner-patch", "48", "48", "48"]
