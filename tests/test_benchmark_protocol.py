@@ -206,3 +206,35 @@ def test_held_out_settings_reject_unknown_rows_and_too_few_folds(tmp_path):
     for bad in ({"folds": 1}, {"bases": ("U-Net",)}, {"profile": "smooth"}, {"phenotype": "feline"}):
         with pytest.raises(InputError):
             HeldOutSettings(work=tmp_path, **bad)
+
+
+def test_phantom_rows_refine_base_rows_and_rows_trained_differently_never_share_a_refiner_folder(tmp_path):
+    from nnunet_diffrefine.benchmark.heldout import (
+        BASES,
+        PAIRS,
+        REFINED,
+        TABLES,
+        HeldOutBenchmark,
+        HeldOutSettings,
+    )
+    from nnunet_diffrefine.refine.registry import refiner_settings
+    from nnunet_diffrefine.workspace import NnUNetCommands, NnUNetFolders
+
+    trained_as: dict[tuple[str, str], dict] = {}
+    for row, spec in REFINED.items():
+        assert spec.prior in BASES and not spec.force, row
+        refiner_settings(spec.refiner, "cpu", **spec.changes)  # raises on an unknown or ill-typed setting
+        key = (spec.prior, spec.folder_name)
+        assert trained_as.setdefault(key, spec.changes) == spec.changes, f"{row} would reuse {key}'s refiner"
+    for a, b in PAIRS:
+        assert REFINED[a].prior == REFINED[b].prior, (a, b)
+    assert all(n in BASES or n in REFINED for names in TABLES.values() for n in names)
+    ablation = REFINED["MedSegDiff (cond), real priors only"]
+    assert ablation.changes == {"perturbed_priors": 0.0}
+    assert refiner_settings("medsegdiff", "cpu").perturbed_priors > 0, "the default trains on mixed priors"
+    folders = NnUNetFolders(tmp_path / "raw", tmp_path / "pre", tmp_path / "results")
+    b = HeldOutBenchmark(HeldOutSettings(work=tmp_path / "work"), NnUNetCommands(folders))
+    assert b.refiner_folder("MedSegDiff (cond), real priors only").name == "refiner_medsegdiff__realonly"
+    assert b.refiner_folder("MedSegDiff (cond), highway only (w = 0)") == b.refiner_folder(
+        "MedSegDiff (cond)"
+    )

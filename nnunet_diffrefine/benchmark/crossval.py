@@ -30,10 +30,11 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_diffrefine.benchmark.models import fold_trained, train_fold
+from nnunet_diffrefine.benchmark.refined import Refined
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.workspace import NnUNetCommands, StageRunner, git_commit
 
@@ -55,24 +56,6 @@ BASES = {  # row -> (trainer, plans preset architecture), in order of priority
     "Res U-Net": ("ResUNetTrainer", "resunet"),
     "SegResNet": ("SegResNetTrainer", "segresnet"),
 }
-
-
-@dataclass(frozen=True)
-class Refined:
-    """A refined row: ``refiner`` on ``prior``'s out-of-fold priors, trained with ``changes`` to the cpu
-    preset (saved as ``refiner_<refiner>__<tag>`` when given) and applied with inference ``overrides``;
-    ``force``: applied everywhere, whatever its validation gate says."""
-
-    prior: str
-    refiner: str
-    overrides: dict = field(default_factory=dict)
-    force: bool = False
-    changes: dict = field(default_factory=dict)
-    tag: str | None = None
-
-    @property
-    def folder_name(self) -> str:
-        return self.refiner + (f"__{self.tag}" if self.tag else "")
 
 
 REFINED = {

@@ -41,6 +41,7 @@ from pathlib import Path
 from nnunet_diffrefine.benchmark import rows as rows_lib
 from nnunet_diffrefine.benchmark.models import fold_trained, train_fold
 from nnunet_diffrefine.benchmark.protocol import protocol_problems
+from nnunet_diffrefine.benchmark.refined import Refined
 from nnunet_diffrefine.benchmark.scores import per_case_scores, uncertainty_auroc
 from nnunet_diffrefine.errors import InputError
 from nnunet_diffrefine.evaluation.folder import dataset_regions, evaluate_folder
@@ -54,14 +55,24 @@ BASES = {  # row -> (trainer, plans preset architecture); run in this order (che
     "SegResNet": ("SegResNetTrainer", "segresnet"),
     "Swin-UNETR": ("SwinUNETRTrainer", "swinunetr"),
 }
-REFINED = {  # row -> (prior row, refiner, inference overrides)
-    "DDPM (scratch)": ("Swin-UNETR", "ddpm_scratch", {}),
-    "DDPM (cond)": ("Swin-UNETR", "ddpm", {}),
-    "MedSegDiff (scratch)": ("Swin-UNETR", "medsegdiff_scratch", {}),
-    "MedSegDiff (cond)": ("Swin-UNETR", "medsegdiff", {}),
-    "MedSegDiff (cond), highway only (w = 0)": ("Swin-UNETR", "medsegdiff", {"fusion_weight": 0.0}),
-    "CoMNeT (MedNeXt + CorrDiff, fold ensemble)": ("MedNeXt", "corrdiff", {}),
-    "Control (deterministic)": ("Swin-UNETR", "control", {}),
+COMNET = "CoMNeT (MedNeXt + CorrDiff, fold ensemble)"
+REFINED = {  # row -> what it refines, with which refiner, trained and applied with which changes
+    "DDPM (scratch)": Refined("Swin-UNETR", "ddpm_scratch"),
+    "DDPM (cond)": Refined("Swin-UNETR", "ddpm"),
+    "MedSegDiff (scratch)": Refined("Swin-UNETR", "medsegdiff_scratch"),
+    "MedSegDiff (cond)": Refined("Swin-UNETR", "medsegdiff"),
+    "MedSegDiff (cond), highway only (w = 0)": Refined(
+        "Swin-UNETR", "medsegdiff", overrides={"fusion_weight": 0.0}
+    ),
+    COMNET: Refined("MedNeXt", "corrdiff"),
+    "Control (deterministic)": Refined("Swin-UNETR", "control"),
+    # the augmentation ablation: trained on the real out-of-fold priors only (no perturbed priors)
+    "Control (deterministic), real priors only": Refined(
+        "Swin-UNETR", "control", changes={"perturbed_priors": 0.0}, tag="realonly"
+    ),
+    "MedSegDiff (cond), real priors only": Refined(
+        "Swin-UNETR", "medsegdiff", changes={"perturbed_priors": 0.0}, tag="realonly"
+    ),
 }
 TABLES = {
     "Ke et al., Table 3 layout": [
@@ -71,11 +82,21 @@ TABLES = {
         *list(REFINED)[:5],
         "Control (deterministic)",
     ],
-    "Evans et al. (CoMNeT), Table 2 layout": ["nnU-Net (stock)", "SegResNet", "MedNeXt", list(REFINED)[5]],
+    "Evans et al. (CoMNeT), Table 2 layout": ["nnU-Net (stock)", "SegResNet", "MedNeXt", COMNET],
+    "Augmentation ablation: real out-of-fold priors only against real + perturbed priors": [
+        "Swin-UNETR",
+        "Control (deterministic)",
+        "Control (deterministic), real priors only",
+        "MedSegDiff (cond)",
+        "MedSegDiff (cond), real priors only",
+    ],
 }
 PAIRS = [("DDPM (scratch)", "DDPM (cond)"), ("MedSegDiff (scratch)", "MedSegDiff (cond)")]
 PAIRS += [("MedSegDiff (cond), highway only (w = 0)", "MedSegDiff (cond)")]
 PAIRS += [("Control (deterministic)", r) for r in ("DDPM (cond)", "MedSegDiff (cond)")]  # is diffusion needed
+PAIRS += [  # do the perturbed priors help
+    (f"{r}, real priors only", r) for r in ("Control (deterministic)", "MedSegDiff (cond)")
+]
 
 
 @dataclass(frozen=True)
@@ -205,7 +226,7 @@ class HeldOutBenchmark:
     def ensemble(self, row: str, folders: list[Path]) -> None:
         from nnunet_diffrefine.benchmark.scores import ensemble_folders
 
-        model = self.model(REFINED[row][0] if row in REFINED else row)
+        model = self.model(REFINED[row].prior if row in REFINED else row)
         dataset_json = json.loads((model / "dataset.json").read_text())
         ensemble_folders(
             folders,
@@ -215,14 +236,20 @@ class HeldOutBenchmark:
         )
 
     # --- refiners ----------------------------------------------------------------------------------------
-    def train_refiner(self, prior: str, refiner: str) -> None:
+    def train_refiner(self, row: str) -> None:
+        """Row ``row``'s refiner, trained on the out-of-fold priors of every training case."""
         from nnunet_diffrefine.refine.registry import refiner_settings
         from nnunet_diffrefine.refine.train import train_refiner_for_model
 
-        a = self.settings
+        a, spec = self.settings, REFINED[row]
         settings = refiner_settings(
-            refiner, "cpu", max_epochs=a.refiner_epochs, iterations_per_epoch=a.refiner_iters
+            spec.refiner,
+            "cpu",
+            max_epochs=a.refiner_epochs,
+            iterations_per_epoch=a.refiner_iters,
+            **spec.changes,
         )
+        prior, refiner = spec.prior, spec.refiner
         trainer = BASES[prior][0]
         train_refiner_for_model(
             self.nnunet.folders,
@@ -234,25 +261,30 @@ class HeldOutBenchmark:
             refiner,
             settings,
             self.folds,
+            tag=spec.tag,
         )
 
-    def refiner_folder(self, prior: str, refiner: str) -> Path:
-        return self.model(prior) / "fold_0" / f"refiner_{refiner}"
+    def refiner_folder(self, row: str) -> Path:
+        """Where row ``row``'s refiner is saved (one refiner for all folds: it trains on every training case)."""
+        spec = REFINED[row]
+        return self.model(spec.prior) / "fold_0" / f"refiner_{spec.folder_name}"
 
     def refine(self, row: str, fold: int, samples: int | None = None) -> Path:
         from nnunet_diffrefine.refine.postprocess import PostprocessConfig
         from nnunet_diffrefine.refine.run import RefineOptions, refine_folder
 
-        prior, refiner, overrides = REFINED[row]
+        spec = REFINED[row]
         out = self.predictions(row, fold) if samples is None else self.predictions(row, f"{fold}_uncertainty")
-        overrides = dict(overrides, **({"num_samples": samples} if samples else {}))
+        overrides = dict(spec.overrides, **({"num_samples": samples} if samples else {}))
         refine_folder(
-            self.predictions(prior, fold),
+            self.predictions(spec.prior, fold),
             out,
-            self.model(prior),
+            self.model(spec.prior),
             [0],
             self.raw / "imagesTs",
-            RefineOptions(refiner=refiner, postprocess=PostprocessConfig(enabled=False), overrides=overrides),
+            RefineOptions(
+                refiner=spec.folder_name, postprocess=PostprocessConfig(enabled=False), overrides=overrides
+            ),
         )
         return out
 
@@ -280,14 +312,14 @@ def run_base_stages(b: HeldOutBenchmark, row: str) -> None:
 def run_refiner_stages(b: HeldOutBenchmark, prior_row: str) -> None:
     """Train each refiner of one prior on its out-of-fold cases, refine each fold's test prior, ensemble."""
     s, n = b.stage, len(b.test_cases())
-    for row, (prior, refiner, overrides) in REFINED.items():
-        if prior != prior_row:
+    for row, spec in REFINED.items():
+        if spec.prior != prior_row:
             continue
-        weights = b.refiner_folder(prior, refiner) / "refiner_final.pth"
+        weights = b.refiner_folder(row) / "refiner_final.pth"
         s(
-            f"train refiner {refiner} on {prior}",
+            f"train refiner {spec.folder_name} on {spec.prior}",
             weights.is_file,
-            lambda p=prior, r=refiner: b.train_refiner(p, r),
+            lambda r=row: b.train_refiner(r),
         )
         for f in b.folds:
             folder = b.predictions(row, f)
@@ -295,9 +327,12 @@ def run_refiner_stages(b: HeldOutBenchmark, prior_row: str) -> None:
         folders = [b.predictions(row, f) for f in b.folds]
         ensembled = b.predictions(row, "ensemble") / "dataset.json"
         s(f"ensemble {row}", ensembled.is_file, lambda r=row, fs=folders: b.ensemble(r, fs))
-        if (
-            not overrides and refiner != "control" and b.settings.uncertainty_samples > 1
-        ):  # control: deterministic
+        if (  # the control is deterministic; the ablations are about Dice
+            not spec.overrides
+            and not spec.tag
+            and spec.refiner != "control"
+            and b.settings.uncertainty_samples > 1
+        ):
             folder = b.predictions(row, "0_uncertainty")
             s(
                 f"uncertainty {row}",
@@ -346,7 +381,7 @@ def evaluate_rows(b: HeldOutBenchmark) -> dict[str, dict[str, dict[str, float]]]
 
 def row_record(row: str, scores: dict, seed: int) -> dict:
     """One entry of ``rows``: the means and, for a refined row, the paired differences to its prior."""
-    prior = REFINED[row][0] if row in REFINED else None
+    prior = REFINED[row].prior if row in REFINED else None
     return rows_lib.row_record(row, scores[row], REGIONS, prior, scores.get(prior), seed)
 
 
@@ -367,15 +402,15 @@ def refiner_details(b: HeldOutBenchmark) -> dict:
 
     details = {}
     dataset_json = json.loads((b.raw / "dataset.json").read_text())
-    for row, (prior, refiner, overrides) in REFINED.items():
-        folder = b.refiner_folder(prior, refiner)
-        if overrides or not (folder / "refiner.json").is_file():
+    for row, spec in REFINED.items():
+        folder, prior = b.refiner_folder(row), spec.prior
+        if spec.overrides or not (folder / "refiner.json").is_file():
             continue
         config = json.loads((folder / "refiner.json").read_text())
         extra = torch.load(folder / "refiner_final.pth", map_location="cpu", weights_only=True)["extra_state"]
         uncertain = b.predictions(row, "0_uncertainty")
         details[row] = {
-            "refiner": refiner,
+            "refiner": spec.folder_name,
             "settings": config["settings"],
             "fusion_weight": extra.get("fusion_weight"),
             "uncertainty_auroc": uncertainty_auroc(
@@ -415,7 +450,7 @@ def targets(rows: dict[str, dict], details: dict) -> list[dict]:
         if r in rows and stock is not None:
             gap = rows[r]["mean_dice"] - stock
             target(f"{r} at most 0.05 below stock nnU-Net", gap >= -0.05, f"{gap:+.3f}")
-    comnet = rows.get(list(REFINED)[5])
+    comnet = rows.get(COMNET)
     if comnet:
         target(
             "CoMNeT: >= +0.01 mean Dice over MedNeXt, CI above 0, HD95 not worse (its paired CI reaches 0 or below)",
@@ -432,7 +467,7 @@ def targets(rows: dict[str, dict], details: dict) -> list[dict]:
             msd["delta_hd95_ci95"][1] < 0,
             f"{delta_ci(msd, 'hd95')} mm, Wilcoxon p {msd['wilcoxon_p_hd95']:.3f}",
         )
-    for r in ("DDPM (cond)", "MedSegDiff (cond)", list(REFINED)[5]):
+    for r in ("DDPM (cond)", "MedSegDiff (cond)", COMNET):
         if r in rows:
             target(
                 f"{r} does no harm (delta Dice >= -0.005)",

@@ -58,7 +58,12 @@ def markdown(record: dict) -> str:
         record["summary"],
         "",
     ]
+    shown: set[str] = set()
     for title, names in TABLES.items():
+        present = [n for n in names if n in rows]
+        if set(present) <= shown:  # nothing a table above did not show (e.g. a run without the ablation)
+            continue
+        shown.update(present)
         lines += [f"## {title}", "", *_table(rows, names), ""]
     if record["comparisons"]:
         lines += [
