@@ -95,6 +95,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="inner cross-validation folds that decide where each refiner is applied (0: its early-stopping "
         "cases decide)",
     )
+    p.add_argument(
+        "--keep-checkpoints",
+        nargs="*",
+        type=int,
+        default=[],
+        metavar="EPOCH",
+        help="base models also keep their weights after these epochs (checkpoint_epoch_N.pth): the priors of "
+        "the rows '..., + earlier checkpoints' priors'",
+    )
     p.add_argument("--bases", nargs="+", choices=list(BASES), default=list(BASES)[:3])
     p.add_argument(
         "--refined",
@@ -131,6 +140,7 @@ def settings(a: argparse.Namespace) -> CrossValSettings:
         refiner_patch=tuple(a.refiner_patch) if a.refiner_patch else None,
         refiner_set=tuple(a.refiner_set),
         gate_folds=a.gate_folds,
+        keep_checkpoints=tuple(a.keep_checkpoints),
         bases=tuple(a.bases),
         refined=tuple(a.refined),
         seed=a.seed,

@@ -15,6 +15,7 @@ variable                                  meaning                               
 ``DIFFREFINE_WARMUP_EPOCHS``              base trainers: linear warm-up epochs (capped at epochs - 1)    5
 ``DIFFREFINE_LR``                         base trainers: peak learning rate                              1e-4 AdamW; stock 1e-2
 ``DIFFREFINE_SAVE_EVERY``                 base trainers: epochs between ``checkpoint_latest.pth``        50
+``DIFFREFINE_KEEP_CHECKPOINTS``           base trainers: epochs whose weights are also kept, e.g. 30,40  none
 ``DIFFREFINE_REFINER_PRESET``             ``<Network><Refiner>Trainer``: the refiner's preset            ``paper``
 ``DIFFREFINE_REFINER_EPOCHS``             ... its ``max_epochs``                                         the preset's
 ``DIFFREFINE_REFINER_ITERS``              ... its ``iterations_per_epoch``                               the preset's
@@ -50,6 +51,7 @@ TRAINER_SCHEDULE_VARIABLES = {  # nnU-Net trainer attribute -> variable
     "warmup_epochs": "DIFFREFINE_WARMUP_EPOCHS",
     "initial_lr": "DIFFREFINE_LR",
     "save_every": "DIFFREFINE_SAVE_EVERY",
+    "keep_checkpoints": "DIFFREFINE_KEEP_CHECKPOINTS",
 }
 REFINER_PRESET_VARIABLE = "DIFFREFINE_REFINER_PRESET"
 REFINER_VARIABLES = {  # refiner setting -> variable
@@ -90,11 +92,17 @@ class TrainerSchedule:
     warmup_epochs: int | None = None
     initial_lr: float | None = None
     save_every: int | None = None
+    keep_checkpoints: tuple[int, ...] | None = None
+    """epochs (counted from 1) after which the weights are also saved as ``checkpoint_epoch_<N>.pth``"""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value, variable = getattr(self, f.name), TRAINER_SCHEDULE_VARIABLES[f.name]
             if value is None:
+                continue
+            if f.name == "keep_checkpoints":
+                if not value or any(epoch < 1 for epoch in value):
+                    raise InputError(f"{variable}={','.join(map(str, value))} must name epochs >= 1")
                 continue
             if f.name == "initial_lr":
                 if not 0 < value < float("inf"):
@@ -104,22 +112,31 @@ class TrainerSchedule:
             if value < minimum:
                 raise InputError(f"{variable}={value} must be >= {minimum}")
 
-    def overrides(self) -> dict[str, int | float]:
+    def overrides(self) -> dict[str, int | float | tuple[int, ...]]:
         """``{trainer attribute: value}`` for every value that is set."""
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
     def environment(self) -> dict[str, str]:
         """The variables that give this schedule to ``nnUNetv2_train`` (the inverse of :func:`trainer_schedule`)."""
-        return {TRAINER_SCHEDULE_VARIABLES[k]: str(v) for k, v in self.overrides().items()}
+        return {
+            TRAINER_SCHEDULE_VARIABLES[k]: ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+            for k, v in self.overrides().items()
+        }
 
 
 def trainer_schedule(environ: Mapping[str, str] | None = None) -> TrainerSchedule:
     """The :class:`TrainerSchedule` the ``DIFFREFINE_*`` schedule variables set (empty ones are unset)."""
     env = _environ(environ)
-    values: dict[str, int | float] = {}
+    values: dict[str, int | float | tuple[int, ...]] = {}
     for attribute, variable in TRAINER_SCHEDULE_VARIABLES.items():
         raw = env.get(variable)
         if raw is None or raw == "":
+            continue
+        if attribute == "keep_checkpoints":
+            try:
+                values[attribute] = tuple(sorted({int(v) for v in raw.split(",") if v.strip()}))
+            except ValueError:
+                raise InputError(f"{variable}={raw!r} is not a comma-separated list of epochs") from None
             continue
         kind = float if attribute == "initial_lr" else int
         try:

@@ -43,7 +43,10 @@ def test_rows_trained_differently_never_share_a_refiner_folder_and_their_changes
 
     trained_as: dict[tuple[str, str], dict] = {}
     for row, spec in crossval.REFINED.items():
-        refiner_settings(spec.refiner, "cpu", **spec.changes)  # raises on an unknown or ill-typed setting
+        changes = dict(spec.changes)
+        if changes.get("checkpoint_priors") == crossval.KEPT_CHECKPOINTS:
+            changes["checkpoint_priors"] = "checkpoint_epoch_30.pth,checkpoint_epoch_40.pth"
+        refiner_settings(spec.refiner, "cpu", **changes)  # raises on an unknown or ill-typed setting
         key = (spec.prior, spec.folder_name)
         assert trained_as.setdefault(key, spec.changes) == spec.changes, f"{row} would reuse {key}'s refiner"
     banded = crossval.REFINED["MedSegDiff (cond) on nnU-Net, trained in a 3-voxel band"]
@@ -123,3 +126,28 @@ def test_the_page_lists_each_folds_gate_decision_where_the_record_has_it():
     page = markdown(record)
     assert lines[0].startswith("WT: applied with lambda 1") and lines[1].startswith("TC: not applied")
     assert f"  - fold 0: {lines[0]}" in page and f"  - fold 0: {lines[1]}" in page
+
+
+def test_rows_on_earlier_snapshots_need_the_snapshots_kept_and_name_the_missing_one(tmp_path):
+    row = "MedSegDiff (cond) on nnU-Net, + earlier checkpoints' priors"
+    assert row not in crossval.DEFAULT_REFINED, "a default run keeps no snapshots"
+    with pytest.raises(InputError, match="--keep-checkpoints"):
+        bench.settings(bench.parse_args(["--work", str(tmp_path), "--refined", row]))
+    with pytest.raises(InputError, match="keep_checkpoints"):
+        bench.settings(
+            bench.parse_args(["--epochs", "50", "--keep-checkpoints", "50", "--work", str(tmp_path)])
+        )
+    argv = ["--epochs", "50", "--keep-checkpoints", "30", "40", "--refined", row, "--work", str(tmp_path)]
+    b = crossval.CrossValBenchmark(bench.settings(bench.parse_args(argv)), bench.workspace(tmp_path))
+    assert b.schedule.environment("nnUNetTrainerCustomSchedule")["DIFFREFINE_KEEP_CHECKPOINTS"] == "30,40"
+    model = b.model("nnU-Net (stock)")
+    for fold in (1, 2):
+        (model / f"fold_{fold}").mkdir(parents=True)
+        (model / f"fold_{fold}" / "checkpoint_epoch_30.pth").write_bytes(b"")
+    (model / "fold_1" / "checkpoint_epoch_40.pth").write_bytes(b"")
+    with pytest.raises(InputError, match="fold_2/checkpoint_epoch_40.pth does not exist"):
+        b.training_changes(row, 0)
+    (model / "fold_2" / "checkpoint_epoch_40.pth").write_bytes(b"")
+    changes = b.training_changes(row, 0)
+    assert changes["checkpoint_priors"] == "checkpoint_epoch_30.pth,checkpoint_epoch_40.pth"
+    assert crossval.REFINED[row].folder_name == "medsegdiff__ckptkept"

@@ -58,6 +58,19 @@ def test_the_schedule_is_typed_validated_and_round_trips_through_the_environment
     with pytest.raises(InputError, match="DIFFREFINE_LR=-1.0 must be a positive number"):
         env.trainer_schedule({"DIFFREFINE_LR": "-1"})
     assert env.trainer_schedule({"DIFFREFINE_WARMUP_EPOCHS": "0"}).warmup_epochs == 0
+    kept = env.trainer_schedule({"DIFFREFINE_KEEP_CHECKPOINTS": "40, 30,40"})
+    assert kept.keep_checkpoints == (30, 40) and kept.environment() == {
+        "DIFFREFINE_KEEP_CHECKPOINTS": "30,40"
+    }
+    assert (
+        CPUSchedule(keep_checkpoints=(30,)).environment("MedNeXtTrainer")["DIFFREFINE_KEEP_CHECKPOINTS"]
+        == "30"
+    )
+    assert "DIFFREFINE_KEEP_CHECKPOINTS" not in CPUSchedule().environment("MedNeXtTrainer")
+    with pytest.raises(InputError, match="DIFFREFINE_KEEP_CHECKPOINTS='30;40' is not a comma-separated"):
+        env.trainer_schedule({"DIFFREFINE_KEEP_CHECKPOINTS": "30;40"})
+    with pytest.raises(InputError, match="DIFFREFINE_KEEP_CHECKPOINTS=0,5 must name epochs >= 1"):
+        env.trainer_schedule({"DIFFREFINE_KEEP_CHECKPOINTS": "0,5"})
 
 
 def test_the_refiner_stage_and_the_other_variables():

@@ -325,6 +325,27 @@ def test_a_2d_configuration_needs_a_3d_refiner_patch_and_says_which_flag_gives_i
 
 
 @pytest.mark.slow
+def test_a_trainer_keeps_the_snapshots_it_is_told_to_and_they_give_new_priors(tiny_nnunet, tmp_path):
+    """``DIFFREFINE_KEEP_CHECKPOINTS``: nnU-Net's trainer also saves the weights after the named epochs
+    (``current_epoch`` as nnU-Net counts it), never one for the last epoch (``checkpoint_final.pth`` is it),
+    and the checkpoint-priors code does not take the snapshot for the final weights."""
+    import torch
+
+    from nnunet_diffrefine.refine.checkpoint_priors import saved_epoch
+
+    env = dict(tiny_nnunet, nnUNet_results=str(tmp_path / "results"), DIFFREFINE_KEEP_CHECKPOINTS="1,3")
+    done = nnunet_train(env, "nnUNetTrainerCustomSchedule", "nnUNetPlansCPU", epochs=3)
+    assert "DIFFREFINE_KEEP_CHECKPOINTS': (1, 3)" in done.stdout, "the schedule line names the snapshots"
+    fold = next((tmp_path / "results").glob("*/nnUNetTrainerCustomSchedule__*/fold_0"))
+    assert sorted(p.name for p in fold.glob("checkpoint_epoch_*.pth")) == ["checkpoint_epoch_1.pth"]
+    assert saved_epoch(fold / "checkpoint_epoch_1.pth") == 1
+    assert saved_epoch(fold / "checkpoint_final.pth") != 1
+    snapshot = torch.load(fold / "checkpoint_epoch_1.pth", weights_only=False)["network_weights"]
+    final = torch.load(fold / "checkpoint_final.pth", weights_only=False)["network_weights"]
+    assert any(not torch.equal(snapshot[k], final[k]) for k in final), "two more epochs changed the weights"
+
+
+@pytest.mark.slow
 def test_checkpoint_priors_are_nnunets_own_validation_and_train_the_refiner(
     tiny_nnunet, tmp_path, monkeypatch
 ):

@@ -58,6 +58,9 @@ BASES = {  # row -> (trainer, plans preset architecture), in order of priority
 }
 
 
+KEPT_CHECKPOINTS = (
+    "kept"  # a checkpoint_priors value: the snapshots --keep-checkpoints makes the base models keep
+)
 REFINED = {
     "CorrDiff on nnU-Net": Refined("nnU-Net (stock)", "corrdiff"),
     "DDPM (cond) on nnU-Net": Refined("nnU-Net (stock)", "ddpm"),
@@ -93,6 +96,14 @@ REFINED = {
     "MedSegDiff (cond) on nnU-Net, + checkpoint_best priors": Refined(
         "nnU-Net (stock)", "medsegdiff", changes={"checkpoint_priors": "checkpoint_best.pth"}, tag="ckptbest"
     ),
+    # earlier snapshots of each fold (--keep-checkpoints N ...: checkpoint_epoch_N.pth) predict its
+    # out-of-fold cases too: priors with the errors of a less trained model (checkpoint_best is mostly the last)
+    "Control on nnU-Net, + earlier checkpoints' priors": Refined(
+        "nnU-Net (stock)", "control", changes={"checkpoint_priors": KEPT_CHECKPOINTS}, tag="ckptkept"
+    ),
+    "MedSegDiff (cond) on nnU-Net, + earlier checkpoints' priors": Refined(
+        "nnU-Net (stock)", "medsegdiff", changes={"checkpoint_priors": KEPT_CHECKPOINTS}, tag="ckptkept"
+    ),
     "CoMNeT (MedNeXt + CorrDiff)": Refined("MedNeXt", "corrdiff"),
     "DDPM (cond) on Swin-UNETR": Refined("Swin-UNETR", "ddpm"),
     "MedSegDiff (cond) on Swin-UNETR": Refined("Swin-UNETR", "medsegdiff"),
@@ -118,9 +129,12 @@ PAIRS += [  # is the augmentation needed: mixed priors (the default) against rea
 PAIRS += [  # do the priors of a second checkpoint help: the final checkpoint's priors against both
     ("Control (deterministic) on nnU-Net", "Control on nnU-Net, + checkpoint_best priors"),
     ("MedSegDiff (cond) on nnU-Net", "MedSegDiff (cond) on nnU-Net, + checkpoint_best priors"),
+    ("Control (deterministic) on nnU-Net", "Control on nnU-Net, + earlier checkpoints' priors"),
+    ("MedSegDiff (cond) on nnU-Net", "MedSegDiff (cond) on nnU-Net, + earlier checkpoints' priors"),
 ]
 PAIRS += [(a + UNGATED, b + UNGATED) for a, b in PAIRS]  # the same questions without the gate
-DEFAULT_REFINED = tuple(r for r in REFINED if not r.endswith(UNGATED))
+NEEDS_KEPT = {r for r, spec in REFINED.items() if spec.changes.get("checkpoint_priors") == KEPT_CHECKPOINTS}
+DEFAULT_REFINED = tuple(r for r in REFINED if not r.endswith(UNGATED) and r not in NEEDS_KEPT)
 
 
 @dataclass(frozen=True)
@@ -145,6 +159,7 @@ class CrossValSettings:
     refiner_patch: tuple[int, int, int] | None = None
     refiner_set: tuple[str, ...] = ()
     gate_folds: int = 2
+    keep_checkpoints: tuple[int, ...] = ()
     bases: tuple[str, ...] = tuple(BASES)[:3]
     refined: tuple[str, ...] = DEFAULT_REFINED
     seed: int = 0
@@ -157,6 +172,15 @@ class CrossValSettings:
             raise InputError(f"unknown rows {unknown}; bases: {list(BASES)}; refined: {list(REFINED)}")
         if self.folds < 2:
             raise InputError(f"cross-validation needs at least 2 folds, got {self.folds}")
+        if NEEDS_KEPT & set(self.refined) and not self.keep_checkpoints:
+            raise InputError(
+                f"rows {sorted(NEEDS_KEPT & set(self.refined))} train on the base model's snapshots: "
+                "name the epochs to keep (--keep-checkpoints N [N ...])"
+            )
+        if any(not 1 <= n < self.epochs for n in self.keep_checkpoints):
+            raise InputError(
+                f"keep_checkpoints {list(self.keep_checkpoints)}: epochs from 1 to {self.epochs - 1}"
+            )
         for item in self.refiner_set:
             name, _, assignment = item.partition(":")
             key, equals, _ = assignment.partition("=")
@@ -185,7 +209,9 @@ class CrossValBenchmark:
         self.pre = nnunet.folders.preprocessed / self.name
         self.results = nnunet.folders.results / self.name
         self.source_plans = f"nnUNetPlans{str(settings.spacing).replace('.', 'p')}mm"
-        self.schedule = CPUSchedule(epochs=settings.epochs, iterations=settings.iters)
+        self.schedule = CPUSchedule(
+            epochs=settings.epochs, iterations=settings.iters, keep_checkpoints=settings.keep_checkpoints
+        )
         self.folds = list(range(settings.folds))
         self.stage = StageRunner(self.work / "state.json", repo)
 
@@ -297,7 +323,7 @@ class CrossValBenchmark:
             gate_folds=s.gate_folds,
             patch_size=tuple(s.refiner_patch) if s.refiner_patch else None,
             **self.refiner_changes(spec.refiner),
-            **spec.changes,
+            **self.training_changes(row, fold),
         )
         train_refiner_for_model(
             self.nnunet.folders,
@@ -312,6 +338,28 @@ class CrossValBenchmark:
             overwrite=True,
             tag=spec.tag,
         )
+
+    def training_changes(self, row: str, fold: int) -> dict:
+        """Row ``row``'s changes to the refiner's settings, with ``checkpoint_priors`` "kept" resolved to the
+        snapshots the base model kept (``keep_checkpoints``), which every fold that gives fold ``fold``'s
+        refiner its priors must hold."""
+        spec = REFINED[row]
+        if spec.changes.get("checkpoint_priors") != KEPT_CHECKPOINTS:
+            return spec.changes
+        names = [f"checkpoint_epoch_{n}.pth" for n in self.settings.keep_checkpoints]
+        if not names:
+            raise InputError(
+                f"{row!r} needs the base model's snapshots: run with --keep-checkpoints N [N ...]"
+            )
+        for other in (f for f in self.folds if f != fold):
+            for name in names:
+                path = self.model(spec.prior) / f"fold_{other}" / name
+                if not path.is_file():
+                    raise InputError(
+                        f"{path} does not exist: fold {other} was trained without keeping epoch "
+                        f"{name[len('checkpoint_epoch_') : -len('.pth')]} (train it again with --keep-checkpoints)"
+                    )
+        return {**spec.changes, "checkpoint_priors": ",".join(names)}
 
     def refiner_changes(self, refiner: str) -> dict[str, str]:
         """The ``refiner_set`` items of ``refiner`` (typed and checked by its settings class)."""

@@ -22,6 +22,8 @@ AMP is used only on CUDA, as in nnU-Net.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
@@ -63,6 +65,7 @@ class ScheduleFromEnvironmentMixin:
     ``DIFFREFINE_*`` schedule variables over them."""
 
     warmup_epochs: int = 5
+    keep_checkpoints: tuple[int, ...] = ()
 
     def __init__(
         self,
@@ -86,6 +89,18 @@ class ScheduleFromEnvironmentMixin:
     def on_train_start(self) -> None:
         super().on_train_start()  # type: ignore[misc]
         self.log_schedule()
+
+    def on_epoch_end(self) -> None:
+        """nnU-Net's epoch end, after keeping this epoch's weights as ``checkpoint_epoch_<N>.pth`` when ``N``
+        (epochs finished, counted from 1) is in ``keep_checkpoints``: earlier snapshots of a fold, whose
+        out-of-fold predictions are more real priors for a refiner (``checkpoint_priors``); nnU-Net itself
+        keeps only the best, the latest and the final weights. Saved before nnU-Net's own checkpoints, so
+        its ``current_epoch`` says N, as ``checkpoint_latest.pth`` saved after epoch N does."""
+        finished = self.current_epoch + 1  # type: ignore[attr-defined]
+        if finished in self.keep_checkpoints and finished < self.num_epochs:  # type: ignore[attr-defined]
+            folder = self.output_folder  # type: ignore[attr-defined]
+            self.save_checkpoint(os.path.join(folder, f"checkpoint_epoch_{finished}.pth"))  # type: ignore[attr-defined]
+        super().on_epoch_end()  # type: ignore[misc]
 
     def log_schedule(self) -> None:
         set_vars = {v: getattr(self, a) for a, v in SCHEDULE_VARIABLES.items() if hasattr(self, a)}

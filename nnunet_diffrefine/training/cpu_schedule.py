@@ -32,6 +32,8 @@ class CPUSchedule:
     save_every: int = 5
     adamw_lr: float = 1e-3
     stock_sgd_lr: float = 1e-1
+    keep_checkpoints: tuple[int, ...] = ()
+    """epochs whose weights are kept too (``checkpoint_epoch_<N>.pth``: more priors for a refiner)"""
 
     @property
     def total_iterations(self) -> int:
@@ -47,6 +49,7 @@ class CPUSchedule:
             warmup_epochs=self.warmup_epochs,
             initial_lr=lr,
             save_every=self.save_every,
+            keep_checkpoints=tuple(self.keep_checkpoints) or None,
         ).environment()
 
     def to_json(self) -> dict:
