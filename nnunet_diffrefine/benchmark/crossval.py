@@ -141,7 +141,8 @@ DEFAULT_REFINED = tuple(r for r in REFINED if not r.endswith(UNGATED) and r not 
 class CrossValSettings:
     """One run: ``data`` (a key of :data:`DATA`) read from ``real_root`` or synthesised
     (``num_phantoms``), ``folds``-fold cross-validation at ``spacing`` mm; base models ``epochs`` x
-    ``iters`` iterations per fold; refiners (cpu preset) ``refiner_epochs`` x ``refiner_iters`` on a
+    ``iters`` iterations per fold, also keeping their weights after the ``keep_checkpoints`` epochs (the
+    priors of the rows that name :data:`KEPT_CHECKPOINTS`); refiners (cpu preset) ``refiner_epochs`` x ``refiner_iters`` on a
     ``refiner_patch`` (voxels; None: the base model's), with ``refiner_set`` items ``REFINER:KEY=VALUE``,
     and a gate decided by ``gate_folds`` inner folds (0: the refiner's early-stopping cases); ``seed`` of
     the phantoms and of the bootstrap intervals."""
