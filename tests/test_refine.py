@@ -325,10 +325,11 @@ def test_a_2d_configuration_needs_a_3d_refiner_patch_and_says_which_flag_gives_i
 
 
 @pytest.mark.slow
-def test_a_trainer_keeps_the_snapshots_it_is_told_to_and_they_give_new_priors(tiny_nnunet, tmp_path):
+def test_a_trainer_keeps_the_snapshots_it_is_told_to_and_never_the_last_epoch(tiny_nnunet, tmp_path):
     """``DIFFREFINE_KEEP_CHECKPOINTS``: nnU-Net's trainer also saves the weights after the named epochs
-    (``current_epoch`` as nnU-Net counts it), never one for the last epoch (``checkpoint_final.pth`` is it),
-    and the checkpoint-priors code does not take the snapshot for the final weights."""
+    (``current_epoch`` as nnU-Net counts it), never one for the last epoch (``checkpoint_final.pth`` is it);
+    a snapshot's epoch and weights differ from the final checkpoint's, so the checkpoint-priors code
+    (which skips a checkpoint saved at the final epoch) takes it."""
     import torch
 
     from nnunet_diffrefine.refine.checkpoint_priors import saved_epoch

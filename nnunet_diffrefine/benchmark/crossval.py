@@ -58,9 +58,8 @@ BASES = {  # row -> (trainer, plans preset architecture), in order of priority
 }
 
 
-KEPT_CHECKPOINTS = (
-    "kept"  # a checkpoint_priors value: the snapshots --keep-checkpoints makes the base models keep
-)
+# a checkpoint_priors value of a row: the snapshots --keep-checkpoints makes the base models keep
+KEPT_CHECKPOINTS = "kept"
 REFINED = {
     "CorrDiff on nnU-Net": Refined("nnU-Net (stock)", "corrdiff"),
     "DDPM (cond) on nnU-Net": Refined("nnU-Net (stock)", "ddpm"),
@@ -347,19 +346,16 @@ class CrossValBenchmark:
         spec = REFINED[row]
         if spec.changes.get("checkpoint_priors") != KEPT_CHECKPOINTS:
             return spec.changes
-        names = [f"checkpoint_epoch_{n}.pth" for n in self.settings.keep_checkpoints]
-        if not names:
-            raise InputError(
-                f"{row!r} needs the base model's snapshots: run with --keep-checkpoints N [N ...]"
-            )
+        epochs = self.settings.keep_checkpoints  # not empty: CrossValSettings checks it for such rows
         for other in (f for f in self.folds if f != fold):
-            for name in names:
-                path = self.model(spec.prior) / f"fold_{other}" / name
+            for epoch in epochs:
+                path = self.model(spec.prior) / f"fold_{other}" / f"checkpoint_epoch_{epoch}.pth"
                 if not path.is_file():
                     raise InputError(
-                        f"{path} does not exist: fold {other} was trained without keeping epoch "
-                        f"{name[len('checkpoint_epoch_') : -len('.pth')]} (train it again with --keep-checkpoints)"
+                        f"{path} does not exist: fold {other} was trained without keeping epoch {epoch} "
+                        "(train it again with --keep-checkpoints)"
                     )
+        names = [f"checkpoint_epoch_{epoch}.pth" for epoch in epochs]
         return {**spec.changes, "checkpoint_priors": ",".join(names)}
 
     def refiner_changes(self, refiner: str) -> dict[str, str]:
