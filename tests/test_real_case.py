@@ -4,6 +4,11 @@ report. Checks what a user relies on: the outputs have the source's geometry (si
 direction), only the convention's labels, and the report's volumes are the voxel counts times the
 voxel volume.
 
+The case is cropped first to its tumour's bounding box plus a 16-voxel margin (108 x 112 x 92 of its
+155 x 240 x 240 voxels, every file alike, with SimpleITK, which moves the origin with the crop): an
+eighth of the voxels for every stage, and a source whose origin is not the original's, so the geometry
+check also shows that the origin is carried through.
+
 The case is read from ``../shared/real/brats2018`` (override: ``NNUNET_DIFFREFINE_REAL_DATA``); the
 test says so and is skipped when the real cases are not there. Nothing of it is written outside
 ``tmp_path``.
@@ -26,6 +31,7 @@ REAL = Path(os.environ.get("NNUNET_DIFFREFINE_REAL_DATA", REPO.parent / "shared"
 CASE = "Brats18_2013_11_1"
 DATASET, NAME = 985, "RealOne"
 TRAINER, PLANS = "nnUNetTrainerCustomSchedule", "nnUNetPlans4mmCPU"
+MARGIN = 16  # voxels around the tumour kept by the crop
 
 
 class InProcessCli:
@@ -53,6 +59,20 @@ class InProcessCli:
         return out
 
 
+class Timed:
+    """Prints the seconds a call took (shown with ``pytest -s``), as :class:`InProcessCli` does."""
+
+    def __init__(self, label: str, capsys) -> None:
+        self.label, self.capsys = label, capsys
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc) -> None:
+        with self.capsys.disabled():
+            print(f"{time.perf_counter() - self.start:6.1f} s  {self.label}")
+
+
 def _model_args() -> list[str]:
     return ["-d", str(DATASET), "-tr", TRAINER, "-p", PLANS, "-f", "0"]
 
@@ -64,6 +84,20 @@ def _geometry(path: Path) -> tuple:
 
 def _same_geometry(a: tuple, b: tuple) -> bool:
     return a[0] == b[0] and all(np.allclose(x, y, atol=1e-4) for x, y in zip(a[1:], b[1:]))
+
+
+def _crop_to_tumour(case: Path, out: Path, margin: int = MARGIN) -> None:
+    """Every ``<case>_*.nii.gz`` of ``case`` cropped alike to the segmentation's bounding box plus
+    ``margin`` voxels (clipped to the image), written to ``out``."""
+    seg = sitk.ReadImage(str(case / f"{CASE}_seg.nii.gz"))
+    foreground = np.argwhere(sitk.GetArrayFromImage(seg) > 0)  # (N, 3) as z, y, x
+    low = np.maximum(foreground.min(axis=0) - margin, 0)[::-1]  # x, y, z
+    high = np.minimum(foreground.max(axis=0) + margin + 1, sitk.GetArrayFromImage(seg).shape)[::-1]
+    out.mkdir(parents=True)
+    for path in sorted(case.glob(f"{CASE}_*.nii.gz")):
+        image = sitk.ReadImage(str(path))
+        cropped = image[int(low[0]) : int(high[0]), int(low[1]) : int(high[1]), int(low[2]) : int(high[2])]
+        sitk.WriteImage(cropped, str(out / path.name))
 
 
 @pytest.fixture(scope="module")
@@ -83,15 +117,15 @@ def test_a_real_case_through_every_stage(real_case, tmp_path, monkeypatch, capsy
     env = isolated_nnunet_env(tmp_path)
     cli = InProcessCli(env, monkeypatch, capsys)
     source = tmp_path / "source"
-    source.mkdir()
-    (source / CASE).symlink_to(real_case, target_is_directory=True)
+    _crop_to_tumour(real_case, source / CASE)
     cli("convert", "-i", str(source), "-d", str(DATASET), "-n", NAME, "--challenge", "brats2021")
     raw = Path(env["nnUNet_raw"]) / f"Dataset{DATASET}_{NAME}"
     case = json.loads((raw / "conversion_report.json").read_text())["train"][0]
 
     # a tiny model: planned by nnU-Net at 4 mm, two training iterations; it validates on its training case
     nnunet = nnunet_commands(env)
-    nnunet.plan_and_preprocess(DATASET, target_spacing_mm=(4, 4, 4), plans_name="nnUNetPlans4mm")
+    with Timed("nnUNetv2_plan_and_preprocess", capsys):
+        nnunet.plan_and_preprocess(DATASET, target_spacing_mm=(4, 4, 4), plans_name="nnUNetPlans4mm")
     pre = Path(env["nnUNet_preprocessed"]) / f"Dataset{DATASET}_{NAME}"
     (pre / "splits_final.json").write_text(json.dumps([{"train": [case], "val": [case]}]))
     write_plans_preset(
@@ -100,9 +134,11 @@ def test_a_real_case_through_every_stage(real_case, tmp_path, monkeypatch, capsy
     schedule = dict(
         DIFFREFINE_NUM_EPOCHS="1", DIFFREFINE_ITERS_PER_EPOCH="2", DIFFREFINE_VAL_ITERS_PER_EPOCH="1"
     )
-    nnunet.train(DATASET, 0, TRAINER, PLANS, resume=False, extra_environment=schedule)
+    with Timed("nnUNetv2_train", capsys):
+        nnunet.train(DATASET, 0, TRAINER, PLANS, resume=False, extra_environment=schedule)
     pred = tmp_path / "pred"
-    nnunet.predict(raw / "imagesTr", pred, DATASET, [0], TRAINER, PLANS, mirroring=False, workers=0)
+    with Timed("nnUNetv2_predict", capsys):
+        nnunet.predict(raw / "imagesTr", pred, DATASET, [0], TRAINER, PLANS, mirroring=False, workers=0)
 
     cli("train-refiner", *_model_args(), "--refiner", "control", "--preset", "tiny")
     refined = tmp_path / "refined"
@@ -119,7 +155,9 @@ def test_a_real_case_through_every_stage(real_case, tmp_path, monkeypatch, capsy
     printed = cli(*refine, "--prior-disable-tta")
     assert "refine: fold 0: " in printed, "the gate's decision is printed"
 
-    source_geometry = _geometry(real_case / f"{CASE}_t1.nii.gz")
+    source_geometry = _geometry(source / CASE / f"{CASE}_t1.nii.gz")
+    original = _geometry(real_case / f"{CASE}_t1.nii.gz")
+    assert source_geometry[0] != original[0] and source_geometry[2] != original[2], "the source was cropped"
     for folder in (pred, refined):
         assert _same_geometry(_geometry(folder / f"{case}.nii.gz"), source_geometry), folder
         labels = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{case}.nii.gz")))
