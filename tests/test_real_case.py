@@ -49,18 +49,16 @@ class InProcessCli:
     def __call__(self, *args: str) -> str:
         from nnunet_diffrefine.cli.main import main
 
-        start = time.perf_counter()
-        self.capsys.readouterr()
-        code = main(list(args))
-        out, err = self.capsys.readouterr()
+        with Timed(f"nnunet-diffrefine {args[0]}", self.capsys):
+            self.capsys.readouterr()
+            code = main(list(args))
+            out, err = self.capsys.readouterr()
         assert code == 0, f"nnunet-diffrefine {' '.join(args)} failed:\n{out[-3000:]}\n{err[-3000:]}"
-        with self.capsys.disabled():
-            print(f"{time.perf_counter() - start:6.1f} s  nnunet-diffrefine {args[0]}")
         return out
 
 
 class Timed:
-    """Prints the seconds a call took (shown with ``pytest -s``), as :class:`InProcessCli` does."""
+    """Prints the seconds a block took (shown with ``pytest -s``)."""
 
     def __init__(self, label: str, capsys) -> None:
         self.label, self.capsys = label, capsys
@@ -89,10 +87,10 @@ def _same_geometry(a: tuple, b: tuple) -> bool:
 def _crop_to_tumour(case: Path, out: Path, margin: int = MARGIN) -> None:
     """Every ``<case>_*.nii.gz`` of ``case`` cropped alike to the segmentation's bounding box plus
     ``margin`` voxels (clipped to the image), written to ``out``."""
-    seg = sitk.ReadImage(str(case / f"{CASE}_seg.nii.gz"))
-    foreground = np.argwhere(sitk.GetArrayFromImage(seg) > 0)  # (N, 3) as z, y, x
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(case / f"{CASE}_seg.nii.gz")))
+    foreground = np.argwhere(labels > 0)  # (N, 3) as z, y, x
     low = np.maximum(foreground.min(axis=0) - margin, 0)[::-1]  # x, y, z
-    high = np.minimum(foreground.max(axis=0) + margin + 1, sitk.GetArrayFromImage(seg).shape)[::-1]
+    high = np.minimum(foreground.max(axis=0) + margin + 1, labels.shape)[::-1]
     out.mkdir(parents=True)
     for path in sorted(case.glob(f"{CASE}_*.nii.gz")):
         image = sitk.ReadImage(str(path))
