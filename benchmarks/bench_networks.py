@@ -1,13 +1,15 @@
 """Parameters and forward+backward seconds per training iteration of every network, at a 64^3 patch.
 
 Usage: python benchmarks/bench_networks.py [--patch 64] [--batch 2] [--iters 3] [--preset default cpu]
+       [--networks NAME ...] [--memory-format contiguous channels_last_3d]
        [-o benchmarks/results/networks_cpu]
 
 Networks: MedNeXt (with GRN, deep supervision), Swin-UNETR, residual U-Net, SegResNet as the trainers
 build them from the plans (``default``: the papers' sizes; ``cpu``: the small-CPU preset), and stock
 nnU-Net's PlainConvUNet planned for the same patch (nnU-Net's own topology rules). One iteration =
 forward, DSC++ + BCE loss on three region channels, backward, AdamW step, batch of 2, 4 input
-channels. Writes ``OUT.json`` and ``OUT.md``.
+channels. ``--memory-format channels_last_3d`` runs network and input in that layout (the same
+numbers, another kernel path), to see whether it pays on this CPU. Writes ``OUT.json`` and ``OUT.md``.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ def stock_nnunet(patch: int, cpu: bool) -> torch.nn.Module:
     )
 
 
+MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last_3d": torch.channels_last_3d}
+
+
 def our_network(key: str, cpu: bool) -> torch.nn.Module:
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
@@ -70,11 +75,17 @@ def our_network(key: str, cpu: bool) -> torch.nn.Module:
     )
 
 
-def time_iterations(network: torch.nn.Module, patch: int, batch: int, iters: int) -> dict:
+def time_iterations(
+    network: torch.nn.Module, patch: int, batch: int, iters: int, memory_format: str = "contiguous"
+) -> dict:
+    """Seconds (median over ``iters`` after one warm-up) and peak RSS (MB) of one training iteration
+    on a ``(batch, 4, patch, patch, patch)`` input, network and input in ``memory_format``."""
     loss_fn = dsc_pp_bce(regions=True)
+    layout = MEMORY_FORMATS[memory_format]
+    network.to(memory_format=layout)
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4, weight_decay=1e-5)
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, 4, patch, patch, patch, generator=generator)
+    x = torch.randn(batch, 4, patch, patch, patch, generator=generator).contiguous(memory_format=layout)
     y = (torch.rand(batch, 3, patch, patch, patch, generator=generator) > 0.8).float()
     network.train()
 
@@ -105,6 +116,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--preset", nargs="+", default=["default", "cpu"], choices=["default", "cpu"])
+    parser.add_argument("--networks", nargs="+", help="only these rows (names as in the table)")
+    parser.add_argument("--memory-format", nargs="+", default=["contiguous"], choices=list(MEMORY_FORMATS))
     parser.add_argument("-o", default=str(Path(__file__).parent / "results" / "networks_cpu"))
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -115,22 +128,30 @@ def main() -> None:
         builders.update(
             {ARCHITECTURES[k].plans_suffix: (lambda k=k, cpu=cpu: our_network(k, cpu)) for k in ARCHITECTURES}
         )
+        unknown = set(args.networks or []) - set(builders)
+        if unknown:
+            parser.error(f"unknown networks {sorted(unknown)}; choose from {sorted(builders)}")
         for name, build in builders.items():
-            network = build()
-            params = sum(p.numel() for p in network.parameters())
-            start = time.perf_counter()
-            timing = time_iterations(network, args.patch, args.batch, args.iters)
-            rows.append(
-                {
-                    "network": name,
-                    "preset": preset,
-                    "parameters": params,
-                    **timing,
-                    "wall_s": round(time.perf_counter() - start, 1),
-                }
-            )
-            print(rows[-1], flush=True)
-            del network
+            if args.networks and name not in args.networks:
+                continue
+            for memory_format in args.memory_format:
+                torch.manual_seed(0)
+                network = build()
+                params = sum(p.numel() for p in network.parameters())
+                start = time.perf_counter()
+                timing = time_iterations(network, args.patch, args.batch, args.iters, memory_format)
+                rows.append(
+                    {
+                        "network": name,
+                        "preset": preset,
+                        "memory_format": memory_format,
+                        "parameters": params,
+                        **timing,
+                        "wall_s": round(time.perf_counter() - start, 1),
+                    }
+                )
+                print(rows[-1], flush=True)
+                del network
     result = {
         "benchmark": "forward+backward seconds per training iteration",
         "patch": [args.patch] * 3,
@@ -146,11 +167,12 @@ def main() -> None:
         f"Forward + backward + AdamW step, batch {args.batch}, patch {args.patch}^3, 4 channels in, 3 out, "
         f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads); median of {args.iters} iterations.",
         "",
-        "| Network | Preset | Parameters | s / iteration | Peak RSS (MB) |",
-        "|---|---|---|---|---|",
+        "| Network | Preset | Memory format | Parameters | s / iteration | Peak RSS (MB) |",
+        "|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['network']} | {r['preset']} | {r['parameters']:,} | {r['seconds_per_iteration']:.2f} | {r['peak_rss_mb']:.0f} |"
+        f"| {r['network']} | {r['preset']} | {r['memory_format']} | {r['parameters']:,} | "
+        f"{r['seconds_per_iteration']:.2f} | {r['peak_rss_mb']:.0f} |"
         for r in rows
     ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -329,3 +329,36 @@ def test_load_swin_encoder_weights_from_an_nnunet_checkpoint_with_other_input_ch
         model.swinViT.layers4[0].downsample.reduction.weight,
         pretrained.swinViT.layers4[0].downsample.reduction.weight,
     )
+
+
+@pytest.mark.parametrize("key", ["mednext", "swinunetr", "resunet", "segresnet"])
+def test_channels_last_3d_changes_the_layout_not_the_arithmetic(key):
+    """The trainers put a 3D network's weights in ``channels_last_3d`` on the CPU (faster there): the loss
+    and every gradient match the contiguous network's (same weights, same batch; float tolerance)."""
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+    from nnunet_diffrefine.training.architectures import ARCHITECTURES
+
+    spec = ARCHITECTURES[key]
+    arch = spec.architecture(cpu=True)
+    networks = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        networks.append(get_network_from_plans(arch["network_class_name"], arch["arch_kwargs"], [], 4, 3))
+    contiguous, channels_last = networks
+    channels_last.to(memory_format=torch.channels_last_3d)
+    assert channels_last.state_dict().keys() == contiguous.state_dict().keys()
+    strides = [(p.stride(), q.stride()) for p, q in zip(contiguous.parameters(), channels_last.parameters())]
+    assert any(a != b for a, b in strides), "some weight changed layout"
+    x = torch.randn(1, 4, 64, 64, 64)
+    results = []
+    for network in networks:
+        out = network(x)
+        out = out[0] if isinstance(out, (list, tuple)) else out
+        loss = (out.float() ** 2).mean()
+        loss.backward()
+        grads = [p.grad.flatten() for p in network.parameters() if p.grad is not None]
+        results.append((loss.item(), torch.cat(grads)))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-4)
+    a, b = results[0][1], results[1][1]  # float sums in another order: compared as one gradient vector
+    assert a.shape == b.shape and float((a - b).norm() / a.norm()) < 1e-3

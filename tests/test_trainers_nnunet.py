@@ -49,6 +49,8 @@ def test_train_resume_predict(trainer, tiny_nnunet, tmp_path):
     for name in ("checkpoint_final.pth", "progress.png", "debug.json", "validation/summary.json"):
         assert (fold / name).is_file(), name
     assert list((fold / "validation").glob("*.npz")), "--npz keeps the validation probabilities"
+    logs = "".join(log.read_text() for log in fold.glob("training_log_*.txt"))
+    assert "network weights in memory format channels_last_3d (CPU)" in logs, "the CPU layout is used"
     saved_plans = json.loads((results / "plans.json").read_text())["configurations"]["3d_fullres"]
     assert saved_plans["architecture"]["network_class_name"] == spec.class_name
     assert all(p % spec.patch_multiple == 0 for p in saved_plans["patch_size"])

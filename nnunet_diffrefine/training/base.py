@@ -88,7 +88,21 @@ class ScheduleFromEnvironmentMixin:
 
     def on_train_start(self) -> None:
         super().on_train_start()  # type: ignore[misc]
+        self.use_channels_last_on_cpu()
         self.log_schedule()
+
+    def use_channels_last_on_cpu(self) -> None:
+        """On the CPU, a 3D network's weights go to ``torch.channels_last_3d`` (each convolution then runs
+        in that layout, same arithmetic): 30-40 % less time per training iteration for every 3D network
+        here, measured by ``benchmarks/bench_networks.py --memory-format``. The parameters stay the same
+        objects (the optimiser keeps them) and checkpoints load into either layout. Not on CUDA, where
+        it was not measured."""
+        if self.device.type != "cpu" or len(self.configuration_manager.patch_size) != 3:  # type: ignore[attr-defined]
+            return
+        self.network.to(memory_format=torch.channels_last_3d)  # type: ignore[attr-defined]
+        self.print_to_log_file(  # type: ignore[attr-defined]
+            "network weights in memory format channels_last_3d (CPU)", also_print_to_console=True
+        )
 
     def on_epoch_end(self) -> None:
         """nnU-Net's epoch end, after keeping this epoch's weights as ``checkpoint_epoch_<N>.pth`` when ``N``
