@@ -31,6 +31,11 @@ def test_every_refined_row_refines_a_base_row_and_each_has_an_ungated_twin():
     for a, b in crossval.PAIRS:
         assert a in crossval.REFINED and b in crossval.REFINED
         assert crossval.REFINED[a].prior == crossval.REFINED[b].prior
+    for a, b in crossval.BASE_PAIRS:  # the other architectures (and refiners on them) against stock nnU-Net
+        assert a == crossval.STOCK and b != a
+        assert b in crossval.BASES or crossval.REFINED[b].prior != crossval.STOCK
+    assert ("nnU-Net (stock)", "MedNeXt") in crossval.BASE_PAIRS
+    assert ("nnU-Net (stock)", "CoMNeT (MedNeXt + CorrDiff)") in crossval.BASE_PAIRS
     ablation = crossval.REFINED["CorrDiff on nnU-Net, real priors only"]
     assert ablation.changes == {"perturbed_priors": 0.0} and ablation.folder_name == "corrdiff__realonly"
     from nnunet_diffrefine.refine.registry import refiner_settings

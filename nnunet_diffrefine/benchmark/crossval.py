@@ -132,6 +132,10 @@ PAIRS += [  # do the priors of a second checkpoint help: the final checkpoint's 
     ("MedSegDiff (cond) on nnU-Net", "MedSegDiff (cond) on nnU-Net, + earlier checkpoints' priors"),
 ]
 PAIRS += [(a + UNGATED, b + UNGATED) for a, b in PAIRS]  # the same questions without the gate
+# does another architecture, or a refiner on it, beat stock nnU-Net on the same folds and cases
+STOCK = "nnU-Net (stock)"
+BASE_PAIRS = [(STOCK, b) for b in BASES if b != STOCK]
+BASE_PAIRS += [(STOCK, r) for r, spec in REFINED.items() if spec.prior != STOCK]
 NEEDS_KEPT = {r for r, spec in REFINED.items() if spec.changes.get("checkpoint_priors") == KEPT_CHECKPOINTS}
 DEFAULT_REFINED = tuple(r for r in REFINED if not r.endswith(UNGATED) and r not in NEEDS_KEPT)
 
@@ -559,7 +563,7 @@ def results_record(b: CrossValBenchmark, command: str) -> dict | None:
     }
     pairs = [
         {"a": x, "b": y, **paired_comparison(scores[x], scores[y], s.seed)}
-        for x, y in PAIRS
+        for x, y in PAIRS + BASE_PAIRS
         if x in scores and y in scores
     ]
     patches = b.patch_sizes()
