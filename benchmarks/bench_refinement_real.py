@@ -4,13 +4,15 @@ Usage: python benchmarks/bench_refinement_real.py [--data real|realistic-phantom
        [--num-phantoms 15] [--seed 0] [--work DIR] [--folds 3]
        [--spacing 2.0] [--epochs 80] [--iters 25] [--bases ROW ...] [--refined ROW ...]
        [--refiner-epochs 20] [--refiner-iters 25] [--refiner-patch Z Y X] [--refiner-set R:KEY=VALUE ...]
-       [--gate-folds 2] [--report-only] [-o benchmarks/results/refinement_real]
+       [--gate-folds 2] [--reference JSON] [--report-only] [-o benchmarks/results/refinement_real]
 
 The protocol, its rows and stages are :mod:`nnunet_diffrefine.benchmark.crossval` (cross-validated
 stacking: every case gets an out-of-fold prior, and the refiner applied to it trained only on the other
 folds' out-of-fold priors; no post-processing; paired bootstrap CIs and Wilcoxon p over all cases);
 this script takes the flags, runs the stages (each skipped when its outputs exist; trainings resume) and
-writes ``-o``.json / .md after each base model and each refined row.
+writes ``-o``.json / .md after each base model and each refined row. ``--reference`` adds the rows of an
+earlier run of the same protocol and folds from its committed JSON (per-case scores), so that a row
+trained in a later sitting is paired with them (:mod:`nnunet_diffrefine.benchmark.reference`).
 
 Data: BraTS challenge data (Menze et al., IEEE TMI 2015; Bakas et al., Scientific Data 2017; Bakas et al.,
 arXiv:1811.02629). Nothing derived from them is written into the repository except the scores in
@@ -114,6 +116,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals")
     p.add_argument(
+        "--reference",
+        metavar="JSON",
+        help="results JSON of an earlier run of the same protocol and folds (e.g. "
+        "benchmarks/results/refinement_real_run8.json): its rows that this run does not score are added to "
+        "the results and paired with this run's by case; refused when any protocol setting differs",
+    )
+    p.add_argument(
         "--report-only", action="store_true", help="only rewrite the results from what the work folder holds"
     )
     p.add_argument("-o", default=None, help="results file without suffix (default: by --data)")
@@ -162,7 +171,7 @@ def command_line(a: argparse.Namespace) -> str:
 
 def write_report(b: CrossValBenchmark, a: argparse.Namespace) -> None:
     """Score every finished row and write ``-o``.json / .md."""
-    record = results_record(b, command_line(a))
+    record = results_record(b, command_line(a), Path(a.reference) if a.reference else None)
     if record is None:
         print("nothing to report yet")
         return

@@ -540,9 +540,12 @@ def _summary(b: CrossValBenchmark, patches: dict, command: str) -> str:
     )
 
 
-def results_record(b: CrossValBenchmark, command: str) -> dict | None:
+def results_record(b: CrossValBenchmark, command: str, reference: Path | None = None) -> dict | None:
     """Every finished row scored: the phantom benchmark's JSON fields plus ``data``; ``command`` is the
-    command line that reproduces the run. None before the folds exist."""
+    command line that reproduces the run. With ``reference`` (an earlier run's results JSON of the same
+    protocol and folds, :mod:`~nnunet_diffrefine.benchmark.reference`), its rows that this run did not
+    score are added and paired with this run's by case. None before the folds exist."""
+    from nnunet_diffrefine.benchmark.reference import imported_rows, read_reference
     from nnunet_diffrefine.benchmark.rows import learning_curves, paired_comparison, row_record
 
     s = b.settings
@@ -550,23 +553,52 @@ def results_record(b: CrossValBenchmark, command: str) -> dict | None:
         return None
     candidates = [r for r in BASES if r in s.bases] + [r for r in REFINED if r in s.refined]
     scores = {row: sc for row in candidates if (sc := evaluate_row(b, row)) is not None}
+    details = {  # an ungated row shares its refiners with the gated one
+        row: d
+        for row in scores
+        if row in REFINED and not row.endswith(UNGATED) and (d := refiner_details(b, row))
+    }
+    patches = b.patch_sizes()
+    curves = learning_curves({r: b.model(r) for r in BASES if r in s.bases}, b.folds)
+    settings = {
+        **s.to_json(),
+        "target_spacing_mm": [s.spacing] * 3,
+        "patch_size": patches,
+        "cpu_schedule": b.schedule.to_json(),
+        "num_cases": len(b.cases()),
+        "folds": b.splits(),
+    }
+    stage_seconds = dict(b.stage.seconds)
+    if reference is not None:
+        ref = read_reference(reference, settings)
+        extra = imported_rows(ref, set(scores), set(b.cases()), Path(reference))
+        unknown = [r for r in extra["scores"] if r not in BASES and r not in REFINED]
+        if unknown:
+            raise InputError(f"{reference}: rows {unknown} are not rows of this benchmark")
+        scores.update(extra["scores"])
+        details.update(extra["refiners"])
+        curves.update(extra["learning_curves"])
+        patches.update(extra["patch_size"])
+        stage_seconds.update({f"{k} (reference)": v for k, v in extra["stage_seconds"].items()})
+        settings["reference"] = {
+            "file": Path(reference).name,
+            "commit": ref["commit"],
+            "rows": list(extra["scores"]),
+        }
+    order = [r for r in BASES if r in scores] + [r for r in REFINED if r in scores]
+    scores = {r: scores[r] for r in order}
+    curves = {r: curves[r] for r in order if r in curves}
     prior_of = {row: REFINED[row].prior if row in REFINED else None for row in scores}
     rows = [
         row_record(row, sc, REGIONS, prior_of[row], scores.get(prior_of[row]), s.seed)
         for row, sc in scores.items()
         if prior_of[row] is None or prior_of[row] in scores
     ]
-    details = {  # an ungated row shares its refiners with the gated one
-        row: d
-        for row in scores
-        if row in REFINED and not row.endswith(UNGATED) and (d := refiner_details(b, row))
-    }
     pairs = [
         {"a": x, "b": y, **paired_comparison(scores[x], scores[y], s.seed)}
         for x, y in PAIRS + BASE_PAIRS
         if x in scores and y in scores
     ]
-    patches = b.patch_sizes()
     return {
         "data": "brats2018-real" if s.data == "real" else f"realistic-phantoms-seed{s.seed}",
         "seed": s.seed,
@@ -574,20 +606,13 @@ def results_record(b: CrossValBenchmark, command: str) -> dict | None:
         "stage_commits": b.stage.commits,
         "dataset": b.name,
         "dataset_id": b.dataset_id,
-        "settings": {
-            **s.to_json(),
-            "target_spacing_mm": [s.spacing] * 3,
-            "patch_size": patches,
-            "cpu_schedule": b.schedule.to_json(),
-            "num_cases": len(b.cases()),
-            "folds": b.splits(),
-        },
+        "settings": settings,
         "summary": _summary(b, patches, command),
         "rows": rows,
         "comparisons": pairs,
         "refiners": details,
         "per_case": scores,
-        "learning_curves": learning_curves({r: b.model(r) for r in BASES if r in s.bases}, b.folds),
+        "learning_curves": curves,
         "protocol_problems": protocol_problems(b, details),
-        "stage_seconds": b.stage.seconds,
+        "stage_seconds": stage_seconds,
     }

@@ -74,6 +74,17 @@ def _targets(refined: list[dict]) -> list[str]:
     return lines
 
 
+def _reference_line(record: dict) -> list[str]:
+    ref = record["settings"].get("reference")
+    if not ref:
+        return []
+    return [
+        f"Rows read from `{ref['file']}` (an earlier run of the same protocol on the same folds, commit "
+        f"{ref['commit'][:7]}; their per-case scores, paired here by case): {', '.join(ref['rows'])}.",
+        "",
+    ]
+
+
 def markdown(record: dict) -> str:
     """The page: the rows, the paired comparisons, each refiner's validation and gate, the base models'
     learning curves, the targets, the protocol check, stage wall times and the data's citation."""
@@ -85,6 +96,7 @@ def markdown(record: dict) -> str:
         "",
         record["summary"],
         "",
+        *_reference_line(record),
         "| Model | prior | Dice TC | Dice WT | Dice ET | Dice Avg | HD95 Avg (mm) ↓ | Δ Dice vs prior [95 % CI] "
         "| Wilcoxon p | Δ HD95 (mm) [95 % CI] | Wilcoxon p (HD95) |",
         "|" + "---|" * 11,
