@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_diffrefine.benchmark.reference import imported_rows, read_reference, reference_problems
+from nnunet_diffrefine.benchmark.reference import imported_folds, read_reference, reference_problems
 from nnunet_diffrefine.benchmark.rows import paired_comparison, row_record
 from nnunet_diffrefine.errors import InputError
 
@@ -56,21 +56,39 @@ def test_every_protocol_difference_is_named_and_the_file_refused(run8, tmp_path)
         read_reference(tmp_path / "other.json", later)
 
 
-def test_imported_rows_pair_by_case_to_the_numbers_of_the_run_that_scored_them(run8):
-    stock, mednext = "nnU-Net (stock)", "MedNeXt"
-    cases = set(run8["per_case"][stock])
-    extra = imported_rows(run8, {mednext}, cases, RUN8)
-    assert mednext not in extra["scores"] and stock in extra["scores"]
-    assert set(extra["learning_curves"]) == {stock}
+def _split(run8: dict, row: str) -> dict[int, dict]:
+    """``row``'s committed per-case scores of run 8, per fold."""
+    return {
+        k: {c: run8["per_case"][row][c] for c in split["val"]}
+        for k, split in enumerate(run8["settings"]["folds"])
+    }
+
+
+def test_imported_folds_pair_by_case_to_the_numbers_of_the_run_that_scored_them(run8):
+    stock, mednext, splits = "nnU-Net (stock)", "MedNeXt", run8["settings"]["folds"]
+    extra = imported_folds(run8, {mednext: {0, 1, 2}}, splits, RUN8)
+    assert mednext not in extra["scores"] and extra["scores"][stock] == _split(run8, stock)
+    assert set(extra["learning_curves"]) == {stock} and set(extra["learning_curves"][stock]) == {
+        "0",
+        "1",
+        "2",
+    }
     # the stages of the imported rows only, matched exactly (not a row whose name extends another's)
     assert "train nnU-Net (stock) fold 0" in extra["stage_seconds"]
     assert not any(k.startswith("train MedNeXt") for k in extra["stage_seconds"])
-    only = imported_rows(run8, set(run8["per_case"]) - {"CorrDiff on nnU-Net"}, cases, RUN8)
+    others = {r: {0, 1, 2} for r in run8["per_case"] if r != "CorrDiff on nnU-Net"}
+    only = imported_folds(run8, others, splits, RUN8)
     assert set(only["stage_seconds"]) == {
         f"{kind} CorrDiff on nnU-Net fold {f}" for kind in ("train refiner", "refine") for f in range(3)
     }
+    # a run that trained MedNeXt's fold 1 itself imports folds 0 and 2 only
+    part = imported_folds(run8, {**others, "CorrDiff on nnU-Net": {0, 1, 2}, mednext: {1}}, splits, RUN8)
+    assert set(part["scores"]) == {mednext} and set(part["scores"][mednext]) == {0, 2}
+    assert set(part["learning_curves"][mednext]) == {"0", "2"}
+    assert set(part["stage_seconds"]) == {"train MedNeXt fold 0", "train MedNeXt fold 2"}
     # a row of this run paired with an imported one gives the pair the reference itself wrote
-    pair = paired_comparison(extra["scores"][stock], run8["per_case"][mednext], run8["seed"])
+    stock_scores = {c: v for fold in extra["scores"][stock].values() for c, v in fold.items()}
+    pair = paired_comparison(stock_scores, run8["per_case"][mednext], run8["seed"])
     written = next(c for c in run8["comparisons"] if (c["a"], c["b"]) == (stock, mednext))
     assert json.loads(json.dumps(pair)) == {k: v for k, v in written.items() if k not in ("a", "b")}
     row = row_record(
@@ -78,55 +96,77 @@ def test_imported_rows_pair_by_case_to_the_numbers_of_the_run_that_scored_them(r
         run8["per_case"]["CorrDiff on nnU-Net"],
         ("TC", "WT", "ET"),
         stock,
-        extra["scores"][stock],
+        stock_scores,
         run8["seed"],
     )
     assert json.loads(json.dumps(row)) == next(r for r in run8["rows"] if r["name"] == "CorrDiff on nnU-Net")
     with pytest.raises(InputError, match="holds other cases than this run"):
-        imported_rows(run8, {mednext}, cases - {sorted(cases)[0]}, RUN8)
+        imported_folds(run8, {}, [splits[0], splits[1], {**splits[2], "val": splits[2]["val"][1:]}], RUN8)
+    broken = {**run8, "partial_per_case": {"Swin-UNETR": {"1": _split(run8, stock)[0]}}}
+    with pytest.raises(InputError, match="'Swin-UNETR' fold 1 holds other cases than this run's fold 1"):
+        imported_folds(broken, {}, splits, RUN8)
 
 
-def test_a_run_of_another_base_model_is_paired_with_the_referenced_rows(run8, tmp_path, monkeypatch):
-    """``results_record`` of a run that scored only "Res U-Net" (here: MedNeXt's committed scores under
-    that name) with run 8 as reference: run 8's rows added, Res U-Net paired with stock nnU-Net, and the
-    page names where the imported rows come from."""
+def _run(tmp_path: Path, run8: dict, bases: tuple, epochs: int | None = None):
+    """A benchmark on run 8's protocol and cases in ``tmp_path`` (no data: scores are patched in)."""
     import sys
 
     sys.path.insert(0, str(RUN8.parents[2] / "benchmarks"))
     from _setup import workspace
 
     from nnunet_diffrefine.benchmark import crossval
-    from nnunet_diffrefine.benchmark.crossval_markdown import markdown
 
     s = run8["settings"]
     settings = crossval.CrossValSettings(
         work=tmp_path,
         real_root=tmp_path,
-        epochs=s["epochs"],
+        epochs=epochs or s["epochs"],
         refiner_patch=tuple(s["refiner_patch"]),
         refiner_set=tuple(s["refiner_set"]),
-        bases=("Res U-Net",),
+        bases=bases,
         refined=(),
     )
     b = crossval.CrossValBenchmark(settings, workspace(tmp_path))
-    (b.raw / "labelsTr").mkdir(parents=True)
+    (b.raw / "labelsTr").mkdir(parents=True, exist_ok=True)
     for case in run8["per_case"]["MedNeXt"]:
         (b.raw / "labelsTr" / f"{case}.nii.gz").touch()
-    b.pre.mkdir(parents=True)
+    b.pre.mkdir(parents=True, exist_ok=True)
     (b.pre / "splits_final.json").write_text(json.dumps(b.splits()))
-    own = {"Res U-Net": run8["per_case"]["MedNeXt"]}
-    monkeypatch.setattr(crossval, "evaluate_row", lambda b, row: own.get(row))
+    return b
+
+
+def test_a_base_model_trained_over_two_runs_is_paired_with_the_referenced_rows(run8, tmp_path, monkeypatch):
+    """A first run scores "Swin-UNETR" on fold 0 only (here: MedNeXt's committed scores under that name),
+    referencing run 8: the row is kept per fold, not in the table. A second run scores folds 1 and 2 and
+    references the first: the row is complete, paired with stock nnU-Net exactly as run 8 paired MedNeXt,
+    and the pages say where each part comes from."""
+    from nnunet_diffrefine.benchmark import crossval
+    from nnunet_diffrefine.benchmark.crossval_markdown import markdown
+
+    swin, stock = "Swin-UNETR", "nnU-Net (stock)"
+    mednext = _split(run8, "MedNeXt")
+    own: dict = {}
+    monkeypatch.setattr(crossval, "evaluate_folds", lambda b, row: own.get(row, {}))
     monkeypatch.setattr("nnunet_diffrefine.benchmark.rows.learning_curves", lambda models, folds: {})
 
-    record = crossval.results_record(b, "python benchmarks/bench_refinement_real.py", RUN8)
-    names = [r["name"] for r in record["rows"]]
-    assert names[:3] == ["nnU-Net (stock)", "MedNeXt", "Res U-Net"] and len(names) == len(run8["rows"]) + 1
-    pair = next(c for c in record["comparisons"] if (c["a"], c["b"]) == ("nnU-Net (stock)", "Res U-Net"))
-    written = next(c for c in run8["comparisons"] if (c["a"], c["b"]) == ("nnU-Net (stock)", "MedNeXt"))
+    own[swin] = {0: mednext[0]}
+    first = crossval.results_record(_run(tmp_path / "a", run8, (swin,)), "", RUN8)
+    assert swin not in first["per_case"] and first["partial_per_case"] == {swin: {"0": mednext[0]}}
+    assert [r["name"] for r in first["rows"]] == [r["name"] for r in run8["rows"]]
+    assert first["settings"]["reference"]["rows"][stock] == [0, 1, 2]
+    assert "- Swin-UNETR: fold 0 of 3 (5 cases)" in markdown(first)
+    (tmp_path / "first.json").write_text(json.dumps(first))
+
+    own[swin] = {1: mednext[1], 2: mednext[2]}
+    second = crossval.results_record(_run(tmp_path / "b", run8, (swin,)), "", tmp_path / "first.json")
+    names = [r["name"] for r in second["rows"]]
+    assert names[:3] == [stock, "MedNeXt", swin] and len(names) == len(run8["rows"]) + 1
+    assert "partial_per_case" not in second
+    assert second["settings"]["reference"]["rows"][swin] == [0]
+    pair = next(c for c in second["comparisons"] if (c["a"], c["b"]) == (stock, swin))
+    written = next(c for c in run8["comparisons"] if (c["a"], c["b"]) == (stock, "MedNeXt"))
     assert {**pair, "b": "MedNeXt"} == written
-    assert record["settings"]["reference"]["rows"] == list(run8["per_case"])
-    assert record["refiners"].keys() == run8["refiners"].keys() and record["protocol_problems"] == []
-    assert "Rows read from `refinement_real_run8.json`" in markdown(record)
-    settings80 = crossval.CrossValSettings(**{**settings.__dict__, "epochs": 80})
+    assert second["refiners"].keys() == run8["refiners"].keys() and second["protocol_problems"] == []
+    assert "Rows read from `first.json`" in markdown(second) and "Swin-UNETR (fold 0)" in markdown(second)
     with pytest.raises(InputError, match="epochs: 50 there, 80 here"):
-        crossval.results_record(crossval.CrossValBenchmark(settings80, b.nnunet), "", RUN8)
+        crossval.results_record(_run(tmp_path / "c", run8, (swin,), epochs=80), "", RUN8)

@@ -444,19 +444,19 @@ def run_stages(b: CrossValBenchmark, report: Callable[[], None]) -> None:
 
 
 # --- results ---------------------------------------------------------------------------------------------
-def evaluate_row(b: CrossValBenchmark, row: str) -> dict[str, dict[str, float]] | None:
-    """Per-case scores of ``row`` over every case (each fold's cases from its own folder), or None
-    while a fold is missing. Scores are cached in the work folder until the predictions change."""
+def evaluate_folds(b: CrossValBenchmark, row: str) -> dict[int, dict[str, dict[str, float]]]:
+    """Per finished fold, the per-case scores of ``row`` on that fold's cases (from its own folder); folds
+    not finished are left out. Scores are cached in the work folder until the predictions change."""
     from nnunet_diffrefine.benchmark.scores import per_case_scores
     from nnunet_diffrefine.evaluation.folder import dataset_regions, evaluate_folder
 
     dataset_json = json.loads((b.raw / "dataset.json").read_text())
     _, names, _ = dataset_regions(dataset_json)
-    scores: dict[str, dict[str, float]] = {}
+    scores: dict[int, dict[str, dict[str, float]]] = {}
     for f, split in enumerate(b.splits()):
         folder = b.prior_folder(row, f)
         if not (b.trained(row, f) if row in BASES else b.refined_complete(row, f)):
-            return None
+            continue
         cache = b.work / "scores" / row.replace(" ", "_") / f"fold_{f}.json"
         newest = max(p.stat().st_mtime for p in folder.glob("*.nii.gz"))
         if cache.is_file() and cache.stat().st_mtime > newest:
@@ -472,7 +472,7 @@ def evaluate_row(b: CrossValBenchmark, row: str) -> dict[str, dict[str, float]] 
                 progress=False,
                 cases=split["val"],
             )
-        scores.update(per_case_scores(summary, names))
+        scores[f] = per_case_scores(summary, names)
     return scores
 
 
@@ -543,19 +543,20 @@ def _summary(b: CrossValBenchmark, patches: dict, command: str) -> str:
 def results_record(b: CrossValBenchmark, command: str, reference: Path | None = None) -> dict | None:
     """Every finished row scored: the phantom benchmark's JSON fields plus ``data``; ``command`` is the
     command line that reproduces the run. With ``reference`` (an earlier run's results JSON of the same
-    protocol and folds, :mod:`~nnunet_diffrefine.benchmark.reference`), its rows that this run did not
-    score are added and paired with this run's by case. None before the folds exist."""
-    from nnunet_diffrefine.benchmark.reference import imported_rows, read_reference
+    protocol and folds, :mod:`~nnunet_diffrefine.benchmark.reference`), the rows and folds it scored and
+    this run did not are added, and every complete row is paired with the others by case. Rows with only
+    some folds scored are kept per fold in ``partial_per_case``. None before the folds exist."""
+    from nnunet_diffrefine.benchmark.reference import imported_folds, read_reference
     from nnunet_diffrefine.benchmark.rows import learning_curves, paired_comparison, row_record
 
     s = b.settings
     if not (b.pre / "splits_final.json").is_file():
         return None
     candidates = [r for r in BASES if r in s.bases] + [r for r in REFINED if r in s.refined]
-    scores = {row: sc for row in candidates if (sc := evaluate_row(b, row)) is not None}
+    folds = {row: fs for row in candidates if (fs := evaluate_folds(b, row))}
     details = {  # an ungated row shares its refiners with the gated one
         row: d
-        for row in scores
+        for row in folds
         if row in REFINED and not row.endswith(UNGATED) and (d := refiner_details(b, row))
     }
     patches = b.patch_sizes()
@@ -571,23 +572,26 @@ def results_record(b: CrossValBenchmark, command: str, reference: Path | None = 
     stage_seconds = dict(b.stage.seconds)
     if reference is not None:
         ref = read_reference(reference, settings)
-        extra = imported_rows(ref, set(scores), set(b.cases()), Path(reference))
+        extra = imported_folds(ref, {r: set(fs) for r, fs in folds.items()}, b.splits(), Path(reference))
         unknown = [r for r in extra["scores"] if r not in BASES and r not in REFINED]
         if unknown:
             raise InputError(f"{reference}: rows {unknown} are not rows of this benchmark")
-        scores.update(extra["scores"])
-        details.update(extra["refiners"])
-        curves.update(extra["learning_curves"])
-        patches.update(extra["patch_size"])
+        for field, into in (("scores", folds), ("refiners", details), ("learning_curves", curves)):
+            for row, per_fold in extra[field].items():
+                into.setdefault(row, {}).update(per_fold)
+        patches.update({r: p for r, p in extra["patch_size"].items() if r not in patches})
         stage_seconds.update({f"{k} (reference)": v for k, v in extra["stage_seconds"].items()})
         settings["reference"] = {
             "file": Path(reference).name,
             "commit": ref["commit"],
-            "rows": list(extra["scores"]),
+            "rows": {row: sorted(per_fold) for row, per_fold in extra["scores"].items()},
         }
-    order = [r for r in BASES if r in scores] + [r for r in REFINED if r in scores]
-    scores = {r: scores[r] for r in order}
-    curves = {r: curves[r] for r in order if r in curves}
+    order = [r for r in BASES if r in folds] + [r for r in REFINED if r in folds]
+    complete = [r for r in order if set(folds[r]) == set(b.folds)]
+    scores = {r: {c: v for f in sorted(folds[r]) for c, v in folds[r][f].items()} for r in complete}
+    partial = {r: {str(f): folds[r][f] for f in sorted(folds[r])} for r in order if r not in complete}
+    curves = {r: {str(f): curves[r][f] for f in sorted(curves[r], key=int)} for r in order if r in curves}
+    details = {r: {str(f): details[r][f] for f in sorted(details[r], key=int)} for r in order if r in details}
     prior_of = {row: REFINED[row].prior if row in REFINED else None for row in scores}
     rows = [
         row_record(row, sc, REGIONS, prior_of[row], scores.get(prior_of[row]), s.seed)
@@ -612,6 +616,7 @@ def results_record(b: CrossValBenchmark, command: str, reference: Path | None = 
         "comparisons": pairs,
         "refiners": details,
         "per_case": scores,
+        **({"partial_per_case": partial} if partial else {}),
         "learning_curves": curves,
         "protocol_problems": protocol_problems(b, details),
         "stage_seconds": stage_seconds,

@@ -74,13 +74,40 @@ def _targets(refined: list[dict]) -> list[str]:
     return lines
 
 
+def _partial(record: dict) -> list[str]:
+    """Rows with only some folds scored: which folds, and their mean Dice next to stock nnU-Net's on the
+    same cases (no CI: a row is compared in the table only once every fold is scored)."""
+    from nnunet_diffrefine.benchmark.crossval import STOCK
+
+    lines = ["", "Rows in progress (not every fold trained yet; not in the table):", ""]
+    stock = record["per_case"].get(STOCK, {})
+    for row, folds in record["partial_per_case"].items():
+        cases = [c for per_case in folds.values() for c in per_case]
+        mean = sum(folds[f][c]["dice"] for f in folds for c in folds[f]) / len(cases)
+        line = f"- {row}: fold {', '.join(folds)} of {len(record['settings']['folds'])} ({len(cases)} cases), mean Dice {mean:.3f}"
+        if stock and row != STOCK:
+            line += f"; {STOCK} on the same cases {sum(stock[c]['dice'] for c in cases) / len(cases):.3f}"
+        lines.append(line)
+    return lines
+
+
 def _reference_line(record: dict) -> list[str]:
     ref = record["settings"].get("reference")
     if not ref:
         return []
     return [
         f"Rows read from `{ref['file']}` (an earlier run of the same protocol on the same folds, commit "
-        f"{ref['commit'][:7]}; their per-case scores, paired here by case): {', '.join(ref['rows'])}.",
+        f"{ref['commit'][:7]}; their per-case scores, paired here by case): "
+        + "; ".join(
+            row
+            + (
+                ""
+                if len(folds) == len(record["settings"]["folds"])
+                else f" (fold {', '.join(map(str, folds))})"
+            )
+            for row, folds in ref["rows"].items()
+        )
+        + ".",
         "",
     ]
 
@@ -102,13 +129,20 @@ def markdown(record: dict) -> str:
         "|" + "---|" * 11,
         *[_row_line(r) for r in record["rows"]],
     ]
+    if record.get("partial_per_case"):
+        lines += _partial(record)
     if record["comparisons"]:
         lines += _comparisons(record)
     if record["refiners"]:
         lines += _refiners(record)
     if record["learning_curves"]:
         lines += ["", "## Learning curves (nnU-Net's validation pseudo-Dice; per epoch in the JSON)", ""]
-        lines += curve_table(record["learning_curves"])
+        partial = record.get("partial_per_case", {})
+        named = {  # a row still missing folds: its curves are those of the folds it has
+            (f"{row} (fold {', '.join(folds)} only)" if row in partial else row): folds
+            for row, folds in record["learning_curves"].items()
+        }
+        lines += curve_table(named)
     refined = [r for r in record["rows"] if r["prior"] is not None]
     if refined:
         lines += _targets(refined)

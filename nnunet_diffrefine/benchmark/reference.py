@@ -2,9 +2,11 @@
 
 A base model that takes hours per row on 2 CPU cores cannot always be trained in the same sitting as the
 rows it is compared with, and the work folder (trained models, real-derived priors) cannot be kept in the
-repository. What can be kept is each row's per-case scores. A run given ``--reference FILE`` adds the rows
-of ``FILE`` that it did not run itself, with their per-case scores, refiner details and learning curves,
-and pairs every row of both by case (paired bootstrap CI, Wilcoxon p), which is sound only when both runs
+repository. What can be kept is each row's per-case scores. A run given ``--reference FILE`` adds what
+``FILE`` scored and it did not: whole rows, or the folds of a row that it trained only in part (a model that
+needs more than one sitting trains a fold or two at a time; rows still missing folds are kept in the
+record's ``partial_per_case`` for the next run), with their refiner details and learning curves, and pairs
+every complete row of both by case (paired bootstrap CI, Wilcoxon p), which is sound only when both runs
 followed the same protocol on the same folds: :func:`reference_problems` lists every setting that
 differs, and :func:`read_reference` refuses such a file.
 """
@@ -77,24 +79,47 @@ def read_reference(path: Path, settings: dict) -> dict:
     return record
 
 
-def imported_rows(reference: dict, own_rows: set[str], cases: set[str], path: Path) -> dict:
-    """The reference's rows that this run did not score itself: ``{"scores", "refiners",
-    "learning_curves", "patch_size", "stage_seconds"}``, each keyed by row (stage times: those of
-    the imported rows' stages). Every imported row must hold exactly ``cases``."""
-    rows = [r for r in reference["per_case"] if r not in own_rows]
-    for row in rows:
-        if set(reference["per_case"][row]) != cases:
+def imported_folds(reference: dict, own: dict[str, set[int]], splits: list[dict], path: Path) -> dict:
+    """What the reference scored that this run did not (``own``: the folds of each row this run scored):
+    ``{"scores": {row: {fold: {case: scores}}}, "refiners": {row: {fold: details}}, "learning_curves":
+    {row: {fold: curves}}, "patch_size": {row: patch}, "stage_seconds": {stage: s}}``, from its complete
+    rows (``per_case``) and its rows with only some folds scored (``partial_per_case``). The cases of
+    every imported fold must be exactly that fold's cases in ``splits``."""
+    fold_of = {case: k for k, split in enumerate(splits) for case in split["val"]}
+    found: dict[str, dict[int, dict]] = {}
+    for row, per_case in reference["per_case"].items():
+        if set(per_case) != set(fold_of):
             raise InputError(f"{path}: row {row!r} holds other cases than this run")
+        for case, scores in per_case.items():
+            found.setdefault(row, {}).setdefault(fold_of[case], {})[case] = scores
+    for row, folds in reference.get("partial_per_case", {}).items():
+        for f, per_case in folds.items():
+            if not 0 <= int(f) < len(splits) or set(per_case) != set(splits[int(f)]["val"]):
+                raise InputError(f"{path}: row {row!r} fold {f} holds other cases than this run's fold {f}")
+            found.setdefault(row, {})[int(f)] = per_case
+    scores = {
+        row: {f: sc for f, sc in sorted(folds.items()) if f not in own.get(row, set())}
+        for row, folds in found.items()
+    }
+    scores = {row: folds for row, folds in scores.items() if folds}
 
-    wanted = {f"{kind} {row}" for row in rows for kind in ("train", "train refiner", "refine")}
+    def _folds_of(field: dict) -> dict:
+        return {
+            row: {f: v for f, v in field[row].items() if int(f) in scores[row]}
+            for row in scores
+            if row in field and any(int(f) in scores[row] for f in field[row])
+        }
 
-    def _stage_of(stage: str) -> bool:
-        return stage.rsplit(" fold ", 1)[0] in wanted
-
+    wanted = {
+        f"{kind} {row} fold {f}"
+        for row, folds in scores.items()
+        for f in folds
+        for kind in ("train", "train refiner", "refine")
+    }
     return {
-        "scores": {r: reference["per_case"][r] for r in rows},
-        "refiners": {r: d for r, d in reference.get("refiners", {}).items() if r in rows},
-        "learning_curves": {r: c for r, c in reference.get("learning_curves", {}).items() if r in rows},
-        "patch_size": {r: p for r, p in reference["settings"].get("patch_size", {}).items() if r in rows},
-        "stage_seconds": {k: v for k, v in reference.get("stage_seconds", {}).items() if _stage_of(k)},
+        "scores": scores,
+        "refiners": _folds_of(reference.get("refiners", {})),
+        "learning_curves": _folds_of(reference.get("learning_curves", {})),
+        "patch_size": {r: p for r, p in reference["settings"].get("patch_size", {}).items() if r in scores},
+        "stage_seconds": {k: v for k, v in reference.get("stage_seconds", {}).items() if k in wanted},
     }
