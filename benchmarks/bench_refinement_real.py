@@ -1,7 +1,7 @@
 """The refinement benchmark on real MRI: the BraTS 2018 cases in ``shared/real/brats2018``.
 
 Usage: python benchmarks/bench_refinement_real.py [--data real|realistic-phantoms] [--real-root DIR]
-       [--num-phantoms 15] [--seed 0] [--work DIR] [--folds 3]
+       [--num-phantoms 15] [--seed 0] [--work DIR] [--folds 3] [--run-folds K ...]
        [--spacing 2.0] [--epochs 80] [--iters 25] [--bases ROW ...] [--refined ROW ...]
        [--refiner-epochs 20] [--refiner-iters 25] [--refiner-patch Z Y X] [--refiner-set R:KEY=VALUE ...]
        [--gate-folds 2] [--reference JSON] [--report-only] [-o benchmarks/results/refinement_real]
@@ -71,6 +71,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--num-phantoms", type=int, default=15, help="with --data realistic-phantoms")
     p.add_argument("--folds", type=int, default=3)
+    p.add_argument(
+        "--run-folds",
+        type=int,
+        nargs="+",
+        metavar="K",
+        help="train and refine only these folds in this sitting (a model too slow for one sitting: the other "
+        "folds come from a later run, which names this run's results as --reference; default: every fold)",
+    )
     p.add_argument("--spacing", type=float, default=2.0, help="isotropic target spacing in mm")
     p.add_argument("--epochs", type=int, default=80, help="base models: epochs of --iters iterations")
     p.add_argument("--iters", type=int, default=25)
@@ -153,6 +161,7 @@ def settings(a: argparse.Namespace) -> CrossValSettings:
         bases=tuple(a.bases),
         refined=tuple(a.refined),
         seed=a.seed,
+        run_folds=tuple(a.run_folds) if a.run_folds else None,
     )
 
 

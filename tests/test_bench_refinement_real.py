@@ -63,6 +63,7 @@ def test_rows_trained_differently_never_share_a_refiner_folder_and_their_changes
 def test_the_written_command_line_reproduces_the_arguments():
     argv = ["--epochs", "40", "--bases", "nnU-Net (stock)", "--refined", "CorrDiff on nnU-Net"]
     argv += ["CorrDiff on nnU-Net (gate off)", "--gate-folds", "0", "--refiner-patch", "48", "48", "48"]
+    argv += ["--run-folds", "0", "2", "--reference", "benchmarks/results/refinement_real_run8.json"]
     args = bench.parse_args(argv)
     line = bench.command_line(args)
     assert line.startswith("python benchmarks/bench_refinement_real.py ")
@@ -71,6 +72,11 @@ def test_the_written_command_line_reproduces_the_arguments():
     assert bench.command_line(bench.parse_args([])) == "python benchmarks/bench_refinement_real.py"
     s = bench.settings(args)
     assert s.refiner_patch == (48, 48, 48) and s.bases == ("nnU-Net (stock)",) and s.epochs == 40
+    assert (
+        s.run_folds == (0, 2)
+        and s.folds_to_run() == [0, 2]
+        and bench.settings(bench.parse_args([])).folds_to_run() == [0, 1, 2]
+    )
     assert "work" not in s.to_json() and s.to_json()["refined"] == tuple(args.refined)
 
 
@@ -157,3 +163,22 @@ def test_rows_on_earlier_snapshots_need_the_snapshots_kept_and_name_the_missing_
     changes = b.training_changes(row, 0)
     assert changes["checkpoint_priors"] == "checkpoint_epoch_30.pth,checkpoint_epoch_40.pth"
     assert crossval.REFINED[row].folder_name == "medsegdiff__ckptkept"
+
+
+def test_a_sitting_trains_and_refines_only_its_run_folds(tmp_path):
+    argv = ["--work", str(tmp_path), "--bases", "Swin-UNETR", "--refined", "DDPM (cond) on Swin-UNETR"]
+    b = crossval.CrossValBenchmark(
+        bench.settings(bench.parse_args([*argv, "--run-folds", "1"])), bench.workspace(tmp_path)
+    )
+    names: list[str] = []
+    b.stage = lambda name, done, run: names.append(name)
+    b.check_real_data = lambda: None
+    crossval.run_stages(b, lambda: None)
+    assert [n for n in names if " fold " in n] == [
+        "train Swin-UNETR fold 1",
+        "train refiner DDPM (cond) on Swin-UNETR fold 1",
+        "refine DDPM (cond) on Swin-UNETR fold 1",
+    ]
+    for bad in (["--run-folds", "3"], ["--run-folds", "-1"]):
+        with pytest.raises(InputError, match="run_folds"):
+            bench.settings(bench.parse_args([*argv, *bad]))

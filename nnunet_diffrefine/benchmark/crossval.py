@@ -148,7 +148,8 @@ class CrossValSettings:
     priors of the rows that name :data:`KEPT_CHECKPOINTS`); refiners (cpu preset) ``refiner_epochs`` x ``refiner_iters`` on a
     ``refiner_patch`` (voxels; None: the base model's), with ``refiner_set`` items ``REFINER:KEY=VALUE``,
     and a gate decided by ``gate_folds`` inner folds (0: the refiner's early-stopping cases); ``seed`` of
-    the phantoms and of the bootstrap intervals."""
+    the phantoms and of the bootstrap intervals; ``run_folds``: train and refine only these folds in this
+    sitting (the others from an earlier run's results, ``--reference``, or a later one; None: all)."""
 
     work: Path
     real_root: Path
@@ -167,6 +168,11 @@ class CrossValSettings:
     bases: tuple[str, ...] = tuple(BASES)[:3]
     refined: tuple[str, ...] = DEFAULT_REFINED
     seed: int = 0
+    run_folds: tuple[int, ...] | None = None
+
+    def folds_to_run(self) -> list[int]:
+        """The folds this sitting trains and refines (``run_folds``; None: every fold)."""
+        return list(range(self.folds)) if self.run_folds is None else sorted(self.run_folds)
 
     def __post_init__(self) -> None:
         if self.data not in DATA:
@@ -176,6 +182,10 @@ class CrossValSettings:
             raise InputError(f"unknown rows {unknown}; bases: {list(BASES)}; refined: {list(REFINED)}")
         if self.folds < 2:
             raise InputError(f"cross-validation needs at least 2 folds, got {self.folds}")
+        if self.run_folds is not None and (
+            not self.run_folds or any(not 0 <= f < self.folds for f in self.run_folds)
+        ):
+            raise InputError(f"run_folds {list(self.run_folds)}: folds from 0 to {self.folds - 1}")
         if NEEDS_KEPT & set(self.refined) and not self.keep_checkpoints:
             raise InputError(
                 f"rows {sorted(NEEDS_KEPT & set(self.refined))} train on the base model's snapshots: "
@@ -423,13 +433,13 @@ def run_stages(b: CrossValBenchmark, report: Callable[[], None]) -> None:
     b.stage("plan_and_preprocess", lambda: (b.pre / f"{b.source_plans}.json").is_file(), b.plan)
     b.stage("splits_and_presets", lambda: False, b.splits_and_presets)
     for row in b.settings.bases:
-        for f in b.folds:
+        for f in b.settings.folds_to_run():
             b.stage(
                 f"train {row} fold {f}", lambda r=row, f=f: b.trained(r, f), lambda r=row, f=f: b.train(r, f)
             )
         report()
         for refined in [r for r in b.settings.refined if REFINED[r].prior == row]:
-            for f in b.folds:
+            for f in b.settings.folds_to_run():
                 b.stage(
                     f"train refiner {refined} fold {f}",
                     lambda r=refined, f=f: b.stacking_refiner_trained(r, f),
