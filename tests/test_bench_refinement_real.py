@@ -111,6 +111,7 @@ def test_missing_real_cases_and_bad_settings_are_one_clear_error(tmp_path):
         "refinement_real_control_vs_medsegdiff",
         "refinement_real_band_under_gate",
         "refinement_real_run8",
+        "refinement_real_run8_bases",
         "refinement_realistic_phantoms",
     ],
 )

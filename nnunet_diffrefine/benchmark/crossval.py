@@ -556,6 +556,7 @@ def results_record(b: CrossValBenchmark, command: str, reference: Path | None = 
     protocol and folds, :mod:`~nnunet_diffrefine.benchmark.reference`), the rows and folds it scored and
     this run did not are added, and every complete row is paired with the others by case. Rows with only
     some folds scored are kept per fold in ``partial_per_case``. None before the folds exist."""
+    from nnunet_diffrefine.benchmark.crossval_markdown import REFERENCE_STAGE
     from nnunet_diffrefine.benchmark.reference import imported_folds, read_reference
     from nnunet_diffrefine.benchmark.rows import learning_curves, paired_comparison, row_record
 
@@ -590,7 +591,7 @@ def results_record(b: CrossValBenchmark, command: str, reference: Path | None = 
             for row, per_fold in extra[field].items():
                 into.setdefault(row, {}).update(per_fold)
         patches.update({r: p for r, p in extra["patch_size"].items() if r not in patches})
-        stage_seconds.update({f"{k} (reference)": v for k, v in extra["stage_seconds"].items()})
+        stage_seconds.update({f"{k}{REFERENCE_STAGE}": v for k, v in extra["stage_seconds"].items()})
         settings["reference"] = {
             "file": Path(reference).name,
             "commit": ref["commit"],

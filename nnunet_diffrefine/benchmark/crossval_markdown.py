@@ -11,6 +11,8 @@ CITATION = (
     'Bakas et al., "Advancing The Cancer Genome Atlas glioma MRI collections with expert segmentation labels '
     'and radiomic features", Scientific Data 2017; Bakas et al., arXiv:1811.02629, 2018'
 )
+REFERENCE_STAGE = " (reference)"
+"""Suffix of the stage times that a run read from its ``--reference`` (kept in the JSON, not on the page)."""
 NO_HARM_DICE = -0.005
 """A refined row does no harm when its mean Dice is at most this much below its prior's."""
 
@@ -151,7 +153,13 @@ def markdown(record: dict) -> str:
         "",
         f"Protocol check: {'kept' if not problems else '; '.join(problems)}.",
         "",
-        "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in record["stage_seconds"].items()),
+        "Stage wall times (s): "
+        + ", ".join(f"{k} {v}" for k, v in record["stage_seconds"].items() if not k.endswith(REFERENCE_STAGE))
+        + (
+            f" (the referenced rows': in this page's JSON and in `{record['settings']['reference']['file']}`)"
+            if record["settings"].get("reference")
+            else ""
+        ),
         "",
         f"Data: BraTS 2018 training cases ({CITATION})."
         if real
