@@ -163,6 +163,8 @@ def test_a_base_model_trained_over_two_runs_is_paired_with_the_referenced_rows(r
     assert names[:3] == [stock, "MedNeXt", swin] and len(names) == len(run8["rows"]) + 1
     assert "partial_per_case" not in second
     assert second["settings"]["reference"]["rows"][swin] == [0]
+    # stage times read through a chain of references keep one mark
+    assert second["stage_seconds"]["train nnU-Net (stock) fold 1 (reference)"] == 1579.1
     pair = next(c for c in second["comparisons"] if (c["a"], c["b"]) == (stock, swin))
     written = next(c for c in run8["comparisons"] if (c["a"], c["b"]) == (stock, "MedNeXt"))
     assert {**pair, "b": "MedNeXt"} == written

@@ -556,8 +556,7 @@ def results_record(b: CrossValBenchmark, command: str, reference: Path | None = 
     protocol and folds, :mod:`~nnunet_diffrefine.benchmark.reference`), the rows and folds it scored and
     this run did not are added, and every complete row is paired with the others by case. Rows with only
     some folds scored are kept per fold in ``partial_per_case``. None before the folds exist."""
-    from nnunet_diffrefine.benchmark.crossval_markdown import REFERENCE_STAGE
-    from nnunet_diffrefine.benchmark.reference import imported_folds, read_reference
+    from nnunet_diffrefine.benchmark.reference import REFERENCE_STAGE, imported_folds, read_reference
     from nnunet_diffrefine.benchmark.rows import learning_curves, paired_comparison, row_record
 
     s = b.settings

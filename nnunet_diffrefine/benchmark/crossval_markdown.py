@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from nnunet_diffrefine.benchmark.crossval import REGIONS
+from nnunet_diffrefine.benchmark.reference import REFERENCE_STAGE
 from nnunet_diffrefine.benchmark.rows import curve_table
 
 CITATION = (
@@ -11,8 +12,6 @@ CITATION = (
     'Bakas et al., "Advancing The Cancer Genome Atlas glioma MRI collections with expert segmentation labels '
     'and radiomic features", Scientific Data 2017; Bakas et al., arXiv:1811.02629, 2018'
 )
-REFERENCE_STAGE = " (reference)"
-"""Suffix of the stage times that a run read from its ``--reference`` (kept in the JSON, not on the page)."""
 NO_HARM_DICE = -0.005
 """A refined row does no harm when its mean Dice is at most this much below its prior's."""
 

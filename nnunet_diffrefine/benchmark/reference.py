@@ -36,6 +36,8 @@ PROTOCOL_SETTINGS = (
 """Settings that must be equal for two runs' rows to be paired (``folds``: the case lists per fold)."""
 SCHEDULE_LEFT_OUT = ("keep_checkpoints",)
 """Keys of ``cpu_schedule`` that do not change a model (extra snapshots kept on disk)."""
+REFERENCE_STAGE = " (reference)"
+"""Suffix of the stage times a run read from its reference (in ``stage_seconds``)."""
 
 
 def reference_problems(reference_settings: dict, settings: dict) -> list[str]:
@@ -121,5 +123,9 @@ def imported_folds(reference: dict, own: dict[str, set[int]], splits: list[dict]
         "refiners": _folds_of(reference.get("refiners", {})),
         "learning_curves": _folds_of(reference.get("learning_curves", {})),
         "patch_size": {r: p for r, p in reference["settings"].get("patch_size", {}).items() if r in scores},
-        "stage_seconds": {k: v for k, v in reference.get("stage_seconds", {}).items() if k in wanted},
+        "stage_seconds": {  # a reference that read them from its own reference marks them so
+            k.removesuffix(REFERENCE_STAGE): v
+            for k, v in reference.get("stage_seconds", {}).items()
+            if k.removesuffix(REFERENCE_STAGE) in wanted
+        },
     }
