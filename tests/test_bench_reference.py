@@ -170,5 +170,13 @@ def test_a_base_model_trained_over_two_runs_is_paired_with_the_referenced_rows(r
     assert {**pair, "b": "MedNeXt"} == written
     assert second["refiners"].keys() == run8["refiners"].keys() and second["protocol_problems"] == []
     assert "Rows read from `first.json`" in markdown(second) and "Swin-UNETR (fold 0)" in markdown(second)
+    # and where the first run had read its rows from in turn: each row's provenance survives the chain
+    via = second["settings"]["reference"]["via"]
+    assert via == first["settings"]["reference"] and via["file"] == RUN8.name and "via" not in via
+    assert (
+        f"That run had read in turn from `{RUN8.name}` (commit {run8['commit'][:7]}): {stock};"
+        in markdown(second)
+    )
+    assert "via" not in first["settings"]["reference"] and "in turn" not in markdown(first)
     with pytest.raises(InputError, match="epochs: 50 there, 80 here"):
         crossval.results_record(_run(tmp_path / "c", run8, (swin,), epochs=80), "", RUN8)

@@ -595,6 +595,8 @@ def results_record(b: CrossValBenchmark, command: str, reference: Path | None = 
             "file": Path(reference).name,
             "commit": ref["commit"],
             "rows": {row: sorted(per_fold) for row, per_fold in extra["scores"].items()},
+            # where the reference had read rows from in turn (a chain of sittings keeps its provenance)
+            **({"via": ref["settings"]["reference"]} if ref["settings"].get("reference") else {}),
         }
     order = [r for r in BASES if r in folds] + [r for r in REFINED if r in folds]
     complete = [r for r in order if set(folds[r]) == set(b.folds)]

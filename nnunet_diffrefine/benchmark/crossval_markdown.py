@@ -96,21 +96,29 @@ def _reference_line(record: dict) -> list[str]:
     ref = record["settings"].get("reference")
     if not ref:
         return []
-    return [
+    line = (
         f"Rows read from `{ref['file']}` (an earlier run of the same protocol on the same folds, commit "
         f"{ref['commit'][:7]}; their per-case scores, paired here by case): "
-        + "; ".join(
-            row
-            + (
-                ""
-                if len(folds) == len(record["settings"]["folds"])
-                else f" (fold {', '.join(map(str, folds))})"
-            )
-            for row, folds in ref["rows"].items()
+        + _rows_with_folds(ref["rows"], len(record["settings"]["folds"]))
+        + "."
+    )
+    via = ref.get("via")
+    while via:  # the reference's own reference, and so on: where each row was measured
+        line += (
+            f" That run had read in turn from `{via['file']}` (commit {via['commit'][:7]}): "
+            + _rows_with_folds(via["rows"], len(record["settings"]["folds"]))
+            + "."
         )
-        + ".",
-        "",
-    ]
+        via = via.get("via")
+    return [line, ""]
+
+
+def _rows_with_folds(rows: dict[str, list[int]], num_folds: int) -> str:
+    """``row; row (fold 0, 2); ...``: the folds named where a row was read in part."""
+    return "; ".join(
+        row + ("" if len(folds) == num_folds else f" (fold {', '.join(map(str, folds))})")
+        for row, folds in rows.items()
+    )
 
 
 def markdown(record: dict) -> str:
