@@ -173,10 +173,10 @@ def test_a_base_model_trained_over_two_runs_is_paired_with_the_referenced_rows(r
     # and where the first run had read its rows from in turn: each row's provenance survives the chain
     via = second["settings"]["reference"]["via"]
     assert via == first["settings"]["reference"] and via["file"] == RUN8.name and "via" not in via
-    assert (
-        f"That run had read in turn from `{RUN8.name}` (commit {run8['commit'][:7]}): {stock};"
-        in markdown(second)
-    )
-    assert "via" not in first["settings"]["reference"] and "in turn" not in markdown(first)
+    page = markdown(second)
+    assert f"Measured by the run that wrote `first.json` at {first['commit'][:7]}: {swin} (fold 0)." in page
+    assert f"Measured by the run that wrote `{RUN8.name}` at {run8['commit'][:7]}: {stock}; MedNeXt;" in page
+    assert page.count(f"{swin} (fold 0)") == 2  # read from first.json, measured there: each row once more
+    assert "via" not in first["settings"]["reference"] and "Measured by" not in markdown(first)
     with pytest.raises(InputError, match="epochs: 50 there, 80 here"):
         crossval.results_record(_run(tmp_path / "c", run8, (swin,), epochs=80), "", RUN8)

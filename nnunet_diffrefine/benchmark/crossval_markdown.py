@@ -102,14 +102,23 @@ def _reference_line(record: dict) -> list[str]:
         + _rows_with_folds(ref["rows"], len(record["settings"]["folds"]))
         + "."
     )
-    via = ref.get("via")
-    while via:  # the reference's own reference, and so on: where each row was measured
-        line += (
-            f" That run had read in turn from `{via['file']}` (commit {via['commit'][:7]}): "
-            + _rows_with_folds(via["rows"], len(record["settings"]["folds"]))
-            + "."
-        )
-        via = via.get("via")
+    links = [ref]  # the reference's own reference, and so on
+    while links[-1].get("via"):
+        links.append(links[-1]["via"])
+    if len(links) > 1:  # name, once each, the run that measured every row read through the chain
+        num_folds = len(record["settings"]["folds"])
+        for link, further in zip(links, links[1:] + [{"rows": {}}]):
+            own = {
+                row: [f for f in folds if f not in further["rows"].get(row, [])]
+                for row, folds in link["rows"].items()
+            }
+            own = {row: folds for row, folds in own.items() if folds}
+            if own:
+                line += (
+                    f" Measured by the run that wrote `{link['file']}` at {link['commit'][:7]}: "
+                    + _rows_with_folds(own, num_folds)
+                    + "."
+                )
     return [line, ""]
 
 
