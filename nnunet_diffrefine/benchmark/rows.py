@@ -72,7 +72,10 @@ def learning_curves(
     models: dict[str, Path], folds: Sequence[int]
 ) -> dict[str, dict[str, dict[str, list[float]]]]:
     """Per row (``{row: nnU-Net model folder}``) and fold, the EMA of the validation pseudo-Dice, the
-    training and validation losses and the learning rate per epoch (folds not finished are left out)."""
+    training and validation losses, the learning rate and the wall time (s, ``epoch_seconds``) per epoch
+    (folds not finished are left out). The epoch times are nnU-Net's own epoch start/end timestamps, kept
+    in its checkpoints, so they add up a training that resumed over several sittings (an epoch redone after
+    a resume counts once; the final validation is not an epoch and is not in them)."""
     import torch
 
     curves: dict = {}
@@ -91,19 +94,27 @@ def learning_curves(
                     ("lr", "lrs"),
                 )
             }
+            if "epoch_start_timestamps" in logged and "epoch_end_timestamps" in logged:
+                starts, ends = logged["epoch_start_timestamps"], logged["epoch_end_timestamps"]
+                curves[row][str(f)]["epoch_seconds"] = [round(float(e - s), 1) for s, e in zip(starts, ends)]
     return curves
 
 
 def curve_table(curves: dict) -> list[str]:
-    """Markdown lines: the mean over the folds of the EMA pseudo-Dice at 25/50/75/100 % of training."""
+    """Markdown lines: the mean over the folds of the EMA pseudo-Dice at 25/50/75/100 % of training, the
+    final training loss, and the training's wall time summed over its epochs and folds (h; "n/a" when a
+    fold's results predate ``epoch_seconds``)."""
     lines = [
-        "| model | EMA pseudo-Dice at 25 % / 50 % / 75 % / 100 % of training (mean over folds) | final train loss |",
-        "|---|---|---|",
+        "| model | EMA pseudo-Dice at 25 % / 50 % / 75 % / 100 % of training (mean over folds) | final train loss "
+        "| training time, all folds (h; nnU-Net's epoch times, validation excluded) |",
+        "|---|---|---|---|",
     ]
     for row, folds in curves.items():
         length = min(len(c["ema_pseudo_dice"]) for c in folds.values())
         ema = np.mean([c["ema_pseudo_dice"][:length] for c in folds.values()], axis=0)
         at = [ema[max(0, int(round(q * len(ema))) - 1)] for q in (0.25, 0.5, 0.75, 1.0)]
         loss = np.mean([c["train_loss"][length - 1] for c in folds.values()])
-        lines.append(f"| {row} | {' / '.join(f'{v:.3f}' for v in at)} | {loss:.3f} |")
+        timed = all("epoch_seconds" in c for c in folds.values())
+        hours = f"{sum(sum(c['epoch_seconds']) for c in folds.values()) / 3600:.2f}" if timed else "n/a"
+        lines.append(f"| {row} | {' / '.join(f'{v:.3f}' for v in at)} | {loss:.3f} | {hours} |")
     return lines
