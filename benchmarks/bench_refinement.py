@@ -39,7 +39,7 @@ from nnunet_diffrefine.benchmark.heldout import (
 )
 from nnunet_diffrefine.benchmark.heldout_markdown import markdown
 from nnunet_diffrefine.errors import InputError
-from nnunet_diffrefine.workspace import git_commit
+from nnunet_diffrefine.workspace import exit_on_sigterm, git_commit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.report_only:
         report()
     else:
+        exit_on_sigterm()  # a sitting ended by kill still counts in its stage's wall time
         run_stages(benchmark, report)
 
 

@@ -44,6 +44,7 @@ from nnunet_diffrefine.benchmark.crossval import (
 )
 from nnunet_diffrefine.benchmark.crossval_markdown import markdown
 from nnunet_diffrefine.errors import InputError
+from nnunet_diffrefine.workspace import exit_on_sigterm
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REAL_ROOT = REPO.parent / "shared" / "real" / "brats2018"
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         if a.report_only:
             write_report(benchmark, a)
         else:
+            exit_on_sigterm()  # a sitting ended by kill still counts in its stage's wall time
             run_stages(benchmark, lambda: write_report(benchmark, a))
     except InputError as e:
         raise SystemExit(f"bench_refinement_real: {e}") from None

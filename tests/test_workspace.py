@@ -6,7 +6,10 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -228,6 +231,49 @@ def test_stage_runner_skips_done_stages_keeps_wall_times_and_names_a_failure(tmp
     assert runner.seconds.keys() >= {"first", "second", "splits"}
     state.write_text(json.dumps({"old": 3.0}))  # an older state file: the times alone
     assert StageRunner(state).seconds == {"old": 3.0}
+
+
+def test_stage_runner_counts_the_time_of_sittings_that_stop_before_a_stage_finishes(tmp_path):
+    state, done = tmp_path / "state.json", set()
+
+    def interrupted() -> None:
+        time.sleep(0.2)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # not turned into a StageError: the sitting ends as asked
+        StageRunner(state, log=lambda _: None).run([Stage("train", "t", interrupted, lambda: False)])
+    first = json.loads(state.read_text())
+    assert first["seconds"]["train"] >= 0.2 and first["unfinished"] == {"train": 1}
+
+    def finishes() -> None:
+        time.sleep(0.1)
+        done.add("train")
+
+    runner = StageRunner(state, log=lambda _: None)
+    assert runner.run([Stage("train", "t", finishes, lambda: "train" in done)]) == {"train": "done"}
+    second = json.loads(state.read_text())
+    assert second["seconds"]["train"] >= first["seconds"]["train"] + 0.05  # both sittings summed (to 0.1 s)
+    assert second["unfinished"] == {"train": 1} and runner.unfinished == {"train": 1}
+
+
+def test_sigterm_ends_a_stage_with_its_time_recorded(tmp_path):
+    """A benchmark stopped with ``kill`` (what ``pkill -f bench_refinement_real.py`` sends) records the
+    sitting; run as a separate process so that the signal goes to it alone."""
+    state = tmp_path / "state.json"
+    script = (
+        "import time\n"
+        "from nnunet_diffrefine.workspace import Stage, StageRunner, exit_on_sigterm\n"
+        "exit_on_sigterm()\n"
+        f"runner = StageRunner({str(state)!r}, log=lambda line: print(line, flush=True))\n"
+        "runner.run([Stage('train', 'train', lambda: time.sleep(60), lambda: False)])\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert "[1/1] train" in process.stdout.readline()  # the stage has started
+    time.sleep(0.3)
+    process.terminate()
+    assert process.wait(timeout=30) == 128 + signal.SIGTERM
+    recorded = json.loads(state.read_text())
+    assert recorded["unfinished"] == {"train": 1} and 0.3 <= recorded["seconds"]["train"] < 30
 
 
 def _environment_reads(path: Path) -> list[int]:

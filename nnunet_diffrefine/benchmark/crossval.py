@@ -580,6 +580,7 @@ def results_record(b: CrossValBenchmark, command: str, reference: Path | None = 
         "folds": b.splits(),
     }
     stage_seconds = dict(b.stage.seconds)
+    unfinished = dict(b.stage.unfinished)
     if reference is not None:
         ref = read_reference(reference, settings)
         extra = imported_folds(ref, {r: set(fs) for r, fs in folds.items()}, b.splits(), Path(reference))
@@ -591,6 +592,7 @@ def results_record(b: CrossValBenchmark, command: str, reference: Path | None = 
                 into.setdefault(row, {}).update(per_fold)
         patches.update({r: p for r, p in extra["patch_size"].items() if r not in patches})
         stage_seconds.update({f"{k}{REFERENCE_STAGE}": v for k, v in extra["stage_seconds"].items()})
+        unfinished.update({f"{k}{REFERENCE_STAGE}": v for k, v in extra["stage_unfinished_sittings"].items()})
         settings["reference"] = {
             "file": Path(reference).name,
             "commit": ref["commit"],
@@ -632,4 +634,5 @@ def results_record(b: CrossValBenchmark, command: str, reference: Path | None = 
         "learning_curves": curves,
         "protocol_problems": protocol_problems(b, details),
         "stage_seconds": stage_seconds,
+        **({"stage_unfinished_sittings": unfinished} if unfinished else {}),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from nnunet_diffrefine.benchmark.crossval import REGIONS
 from nnunet_diffrefine.benchmark.reference import REFERENCE_STAGE
-from nnunet_diffrefine.benchmark.rows import curve_table
+from nnunet_diffrefine.benchmark.rows import curve_table, stage_times
 
 CITATION = (
     'Menze et al., "The Multimodal Brain Tumor Image Segmentation Benchmark (BRATS)", IEEE TMI 2015; '
@@ -170,7 +170,7 @@ def markdown(record: dict) -> str:
         f"Protocol check: {'kept' if not problems else '; '.join(problems)}.",
         "",
         "Stage wall times (s): "
-        + ", ".join(f"{k} {v}" for k, v in record["stage_seconds"].items() if not k.endswith(REFERENCE_STAGE))
+        + stage_times(record, skip_suffix=REFERENCE_STAGE)
         + (
             f" (the referenced rows': in this page's JSON and in `{record['settings']['reference']['file']}`)"
             if record["settings"].get("reference")

@@ -534,6 +534,7 @@ def results_record(b: HeldOutBenchmark, commit: str) -> dict:
         "learning_curves": learning_curves(b),
         "protocol_problems": problems,
         "stage_seconds": b.stage.seconds,
+        **({"stage_unfinished_sittings": b.stage.unfinished} if b.stage.unfinished else {}),
     }
     record["targets"] = targets(rows, record["refiners"])
     return record

@@ -103,7 +103,7 @@ def markdown(record: dict) -> str:
         "",
     ]
     lines += [
-        "Stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in record["stage_seconds"].items()),
+        "Stage wall times (s): " + rows_lib.stage_times(record),
         "",
     ]
     return "\n".join(lines)

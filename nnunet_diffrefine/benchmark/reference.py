@@ -84,7 +84,8 @@ def read_reference(path: Path, settings: dict) -> dict:
 def imported_folds(reference: dict, own: dict[str, set[int]], splits: list[dict], path: Path) -> dict:
     """What the reference scored that this run did not (``own``: the folds of each row this run scored):
     ``{"scores": {row: {fold: {case: scores}}}, "refiners": {row: {fold: details}}, "learning_curves":
-    {row: {fold: curves}}, "patch_size": {row: patch}, "stage_seconds": {stage: s}}``, from its complete
+    {row: {fold: curves}}, "patch_size": {row: patch}, "stage_seconds": {stage: s},
+    "stage_unfinished_sittings": {stage: n}}``, from its complete
     rows (``per_case``) and its rows with only some folds scored (``partial_per_case``). The cases of
     every imported fold must be exactly that fold's cases in ``splits``."""
     fold_of = {case: k for k, split in enumerate(splits) for case in split["val"]}
@@ -123,9 +124,12 @@ def imported_folds(reference: dict, own: dict[str, set[int]], splits: list[dict]
         "refiners": _folds_of(reference.get("refiners", {})),
         "learning_curves": _folds_of(reference.get("learning_curves", {})),
         "patch_size": {r: p for r, p in reference["settings"].get("patch_size", {}).items() if r in scores},
-        "stage_seconds": {  # a reference that read them from its own reference marks them so
-            k.removesuffix(REFERENCE_STAGE): v
-            for k, v in reference.get("stage_seconds", {}).items()
-            if k.removesuffix(REFERENCE_STAGE) in wanted
+        **{
+            field: {  # a reference that read them from its own reference marks them so
+                k.removesuffix(REFERENCE_STAGE): v
+                for k, v in reference.get(field, {}).items()
+                if k.removesuffix(REFERENCE_STAGE) in wanted
+            }
+            for field in ("stage_seconds", "stage_unfinished_sittings")
         },
     }

@@ -8,7 +8,8 @@ case), so both report the same JSON fields:
   regions, per-region means, and for a refined row the paired differences to its prior: mean, bootstrap
   95 % CI and Wilcoxon p, for Dice and HD95);
 - :func:`paired_comparison`: two rows compared on the same cases (e.g. conditioned vs scratch);
-- :func:`learning_curves`: what nnU-Net logged per epoch in each fold's ``checkpoint_final.pth``.
+- :func:`learning_curves`: what nnU-Net logged per epoch in each fold's ``checkpoint_final.pth``;
+- :func:`stage_times`: the stage wall times of a record, as the pages print them.
 """
 
 from __future__ import annotations
@@ -118,3 +119,17 @@ def curve_table(curves: dict) -> list[str]:
         hours = f"{sum(sum(c['epoch_seconds']) for c in folds.values()) / 3600:.2f}" if timed else "n/a"
         lines.append(f"| {row} | {' / '.join(f'{v:.3f}' for v in at)} | {loss:.3f} | {hours} |")
     return lines
+
+
+def stage_times(record: dict, skip_suffix: str | None = None) -> str:
+    """``"name 12.3, other 45.6 (2 sittings stopped before it finished included)"``: the record's
+    ``stage_seconds`` (s) with its ``stage_unfinished_sittings``; names ending in ``skip_suffix`` left out."""
+    unfinished = record.get("stage_unfinished_sittings", {})
+    parts = []
+    for name, seconds in record["stage_seconds"].items():
+        if skip_suffix and name.endswith(skip_suffix):
+            continue
+        n = unfinished.get(name, 0)
+        stopped = f" ({n} sitting{'s' if n > 1 else ''} stopped before it finished included)" if n else ""
+        parts.append(f"{name} {seconds}{stopped}")
+    return ", ".join(parts)

@@ -3,7 +3,7 @@ resumable stage runner. The demo, the benchmark scripts and the test fixtures dr
 
 from nnunet_diffrefine.workspace.commands import CommandError, NnUNetCommands
 from nnunet_diffrefine.workspace.folders import NnUNetFolders, trainer_folder
-from nnunet_diffrefine.workspace.stages import Stage, StageError, StageRunner, git_commit
+from nnunet_diffrefine.workspace.stages import Stage, StageError, StageRunner, exit_on_sigterm, git_commit
 
 __all__ = [
     "CommandError",
@@ -12,6 +12,7 @@ __all__ = [
     "Stage",
     "StageError",
     "StageRunner",
+    "exit_on_sigterm",
     "git_commit",
     "trainer_folder",
 ]

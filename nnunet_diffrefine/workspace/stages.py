@@ -1,10 +1,13 @@
 """One resumable stage runner: each stage is skipped when its outputs exist, fails with one line naming
-the stage, and its wall time (and the code's commit, when given) is kept in a ``state.json``."""
+the stage, and its wall time (and the code's commit, when given) is kept in a ``state.json``, including
+the time of sittings that stopped before the stage finished (failed, or ended by :func:`exit_on_sigterm`)."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +30,17 @@ class Stage:
     is_done: Callable[[], bool]
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (``kill``, ``pkill``) into ``SystemExit(143)`` in the main thread, so that a stage being
+    run is unwound like Ctrl-C: :class:`StageRunner` records the time it ran, and a running subprocess is
+    killed by :func:`subprocess.run` on the way out. (SIGKILL cannot be caught: its sitting is lost.)"""
+
+    def _exit(signum: int, frame: object) -> None:
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+
+
 def git_commit(repo: str | Path) -> str:
     """The checked-out commit of ``repo``, with ``-dirty`` when its work tree has changes."""
     head = subprocess.run(
@@ -38,8 +52,10 @@ def git_commit(repo: str | Path) -> str:
 
 class StageRunner:
     """Runs stages once each. With ``state_file`` the wall time of each stage (seconds, summed over the
-    runs that resumed it) and, with ``repo``, the commit it ran at are written there after every stage,
-    so that results can report them (an older file holding only the times is read too)."""
+    runs that resumed it, those that stopped before it finished included) and, with ``repo``, the commit
+    it ran at are written there after every stage, so that results can report them; ``unfinished``
+    counts, per stage, the sittings that stopped before it finished (an older file holding only the times
+    is read too)."""
 
     def __init__(
         self,
@@ -54,6 +70,7 @@ class StageRunner:
             state = {"seconds": state}
         self.seconds: dict[str, float] = dict(state.get("seconds", {}))
         self.commits: dict[str, str] = dict(state.get("commits", {}))
+        self.unfinished: dict[str, int] = dict(state.get("unfinished", {}))
 
     def run(self, stages: Sequence[Stage]) -> dict[str, str]:
         """Run ``stages`` in order; returns ``{stage name: 'done' | 'skipped'}``. Raises
@@ -81,22 +98,27 @@ class StageRunner:
         start = time.perf_counter()
         try:
             stage.run()
-        except StageError:
-            raise
-        except Exception as e:  # noqa: BLE001 - every failure becomes one line naming the stage
+        except BaseException as e:  # the time spent counts however the sitting ended (Ctrl-C, SIGTERM too)
+            self._record(stage.name, time.perf_counter() - start, finished=False)
+            if isinstance(e, StageError) or not isinstance(e, Exception):
+                raise
             raise StageError(f"stage '{stage.name}' failed: {type(e).__name__}: {e}") from e
         elapsed = time.perf_counter() - start
         if verify and not stage.is_done():
+            self._record(stage.name, elapsed, finished=False)
             raise StageError(f"stage '{stage.name}' finished but its outputs are incomplete")
         self.log(f"{prefix}: done in {elapsed:.1f} s")
         self._record(stage.name, elapsed)
         return "done"
 
-    def _record(self, name: str, elapsed: float) -> None:
+    def _record(self, name: str, elapsed: float, finished: bool = True) -> None:
         self.seconds[name] = round(self.seconds.get(name, 0.0) + elapsed, 1)
+        if not finished:
+            self.unfinished[name] = self.unfinished.get(name, 0) + 1
         if self.repo is not None:
             self.commits[name] = git_commit(self.repo)
         if self.file is not None:
             from nnunet_diffrefine.utils.io import write_json
 
-            write_json({"seconds": self.seconds, "commits": self.commits}, self.file)
+            state = {"seconds": self.seconds, "commits": self.commits}
+            write_json({**state, "unfinished": self.unfinished} if self.unfinished else state, self.file)

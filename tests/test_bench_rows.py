@@ -1,4 +1,4 @@
-"""Base models' learning curves read from nnU-Net's checkpoints, and their table (both benchmarks)."""
+"""Page helpers of `benchmark/rows.py`: learning curves read from nnU-Net's checkpoints, their table, stage times."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nnunet_diffrefine.benchmark.rows import curve_table, learning_curves
+from nnunet_diffrefine.benchmark.rows import curve_table, learning_curves, stage_times
 
 
 def _checkpoint(fold: Path, epochs: int, start: float, durations: list[float] | None) -> None:
@@ -46,3 +46,23 @@ def test_epoch_seconds_are_nnunets_epoch_times_and_the_table_sums_them(tmp_path:
     old = next(line for line in table if line.startswith("| Old |"))
     assert old.endswith("| n/a |")
     assert all(line.count("|") == 5 for line in table)
+
+
+def test_stage_times_name_the_sittings_that_stopped_before_a_stage_finished() -> None:
+    record = {
+        "stage_seconds": {
+            "convert": 4.2,
+            "train Swin-UNETR fold 1": 7000.5,
+            "train X fold 0 (reference)": 9.0,
+        },
+        "stage_unfinished_sittings": {"train Swin-UNETR fold 1": 2},
+    }
+    assert stage_times(record, skip_suffix=" (reference)") == (
+        "convert 4.2, train Swin-UNETR fold 1 7000.5 (2 sittings stopped before it finished included)"
+    )
+    record["stage_unfinished_sittings"] = {"convert": 1}
+    assert stage_times(record).startswith("convert 4.2 (1 sitting stopped before it finished included), ")
+    del record["stage_unfinished_sittings"]  # a record written before the field existed
+    assert (
+        stage_times(record) == "convert 4.2, train Swin-UNETR fold 1 7000.5, train X fold 0 (reference) 9.0"
+    )
