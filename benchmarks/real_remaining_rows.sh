@@ -23,7 +23,12 @@ while [ $# -gt 0 ]; do
     *) echo "real_remaining_rows.sh: unknown argument '$1' (--real-root DIR, --work DIR, --python EXE)" >&2; exit 2 ;;
   esac
 done
-OUT=$REPO/benchmarks/results/refinement_real_run8_bases
+# paths given relative to where the script was started, kept valid after the cd below
+REAL_ROOT=$(realpath -m -- "$REAL_ROOT")
+WORK=$(realpath -m -- "$WORK")
+case $PY in */*) PY=$(realpath -m -- "$PY") ;; esac
+cd "$REPO"  # the results path stays relative, so the command line the page prints holds no local path
+OUT=benchmarks/results/refinement_real_run8_bases
 [ -f "$OUT.json" ] || { echo "real_remaining_rows.sh: $OUT.json is missing (the rows to pair with)" >&2; exit 1; }
 SNAPSHOT=$(mktemp -d /tmp/real_remaining.XXXXXX)
 git clone -q "$REPO" "$SNAPSHOT/repo"
