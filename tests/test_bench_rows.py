@@ -46,6 +46,8 @@ def test_epoch_seconds_are_nnunets_epoch_times_and_the_table_sums_them(tmp_path:
     old = next(line for line in table if line.startswith("| Old |"))
     assert old.endswith("| n/a |")
     assert all(line.count("|") == 5 for line in table)
+    untimed = curve_table({"Old": curves["Old"]})  # a page of an older run keeps its three columns
+    assert all(line.count("|") == 4 for line in untimed) and untimed[2].startswith("| Old | ")
 
 
 def test_stage_times_name_the_sittings_that_stopped_before_a_stage_finished() -> None:

@@ -103,21 +103,29 @@ def learning_curves(
 
 def curve_table(curves: dict) -> list[str]:
     """Markdown lines: the mean over the folds of the EMA pseudo-Dice at 25/50/75/100 % of training, the
-    final training loss, and the training's wall time summed over its epochs and folds (h; "n/a" when a
-    fold's results predate ``epoch_seconds``)."""
+    final training loss and, when any fold has ``epoch_seconds``, the training's wall time summed over its
+    epochs and folds (h; "n/a" for a row with a fold that predates them; pages of older runs keep their
+    three columns)."""
+    timed = any("epoch_seconds" in c for folds in curves.values() for c in folds.values())
     lines = [
-        "| model | EMA pseudo-Dice at 25 % / 50 % / 75 % / 100 % of training (mean over folds) | final train loss "
-        "| training time, all folds (h; nnU-Net's epoch times, validation excluded) |",
-        "|---|---|---|---|",
+        "| model | EMA pseudo-Dice at 25 % / 50 % / 75 % / 100 % of training (mean over folds) | final train loss |"
+        + (" training time, all folds (h; nnU-Net's epoch times, validation excluded) |" if timed else ""),
+        "|---|---|---|" + ("---|" if timed else ""),
     ]
     for row, folds in curves.items():
         length = min(len(c["ema_pseudo_dice"]) for c in folds.values())
         ema = np.mean([c["ema_pseudo_dice"][:length] for c in folds.values()], axis=0)
         at = [ema[max(0, int(round(q * len(ema))) - 1)] for q in (0.25, 0.5, 0.75, 1.0)]
         loss = np.mean([c["train_loss"][length - 1] for c in folds.values()])
-        timed = all("epoch_seconds" in c for c in folds.values())
-        hours = f"{sum(sum(c['epoch_seconds']) for c in folds.values()) / 3600:.2f}" if timed else "n/a"
-        lines.append(f"| {row} | {' / '.join(f'{v:.3f}' for v in at)} | {loss:.3f} | {hours} |")
+        line = f"| {row} | {' / '.join(f'{v:.3f}' for v in at)} | {loss:.3f} |"
+        if timed:
+            hours = (
+                f"{sum(sum(c['epoch_seconds']) for c in folds.values()) / 3600:.2f}"
+                if all("epoch_seconds" in c for c in folds.values())
+                else "n/a"
+            )
+            line += f" {hours} |"
+        lines.append(line)
     return lines
 
 
