@@ -23,10 +23,11 @@ while [ $# -gt 0 ]; do
     *) echo "real_remaining_rows.sh: unknown argument '$1' (--real-root DIR, --work DIR, --python EXE)" >&2; exit 2 ;;
   esac
 done
-# paths given relative to where the script was started, kept valid after the cd below
-REAL_ROOT=$(realpath -m -- "$REAL_ROOT")
-WORK=$(realpath -m -- "$WORK")
-case $PY in */*) PY=$(realpath -m -- "$PY") ;; esac
+# paths given relative to where the script was started, kept valid after the cd below (-s: symlinks
+# kept, so that a virtual environment's python stays that environment's)
+REAL_ROOT=$(realpath -ms -- "$REAL_ROOT")
+WORK=$(realpath -ms -- "$WORK")
+case $PY in */*) PY=$(realpath -ms -- "$PY") ;; esac
 cd "$REPO"  # the results path stays relative, so the command line the page prints holds no local path
 OUT=benchmarks/results/refinement_real_run8_bases
 [ -f "$OUT.json" ] || { echo "real_remaining_rows.sh: $OUT.json is missing (the rows to pair with)" >&2; exit 1; }
