@@ -295,3 +295,59 @@ def test_only_the_settings_module_and_the_command_line_read_the_environment():
     allowed = {"environment.py"}
     outside = {k: v for k, v in readers.items() if k not in allowed and not k.startswith("cli/")}
     assert not outside, f"the environment is read outside environment.py and cli/: {outside}"
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its new parent to reap it counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_an_interrupted_command_ends_the_processes_it_started(tmp_path):
+    """As ``nnUNetv2_train`` and its data-augmentation workers: killing the benchmark ends both."""
+    pid_file = tmp_path / "worker.pid"
+    command = [
+        sys.executable,
+        "-c",
+        "import subprocess, sys, time\n"
+        "worker = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(worker.pid))\n"
+        "time.sleep(60)\n",
+    ]
+    script = (
+        "from nnunet_diffrefine.workspace import exit_on_sigterm\n"
+        "from nnunet_diffrefine.workspace.commands import run_process_group\n"
+        "exit_on_sigterm()\n"
+        f"run_process_group({command!r})\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script])
+    for _ in range(200):
+        if pid_file.is_file() and pid_file.read_text():
+            break
+        time.sleep(0.1)
+    worker = int(pid_file.read_text())
+    assert _alive(worker)
+    process.terminate()
+    assert process.wait(timeout=30) == 128 + signal.SIGTERM
+    for _ in range(50):
+        if not _alive(worker):
+            break
+        time.sleep(0.1)
+    assert not _alive(worker), "the command's own child outlived the interrupted benchmark"
+
+
+def test_run_process_group_returns_what_subprocess_run_would(tmp_path):
+    command = [sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr); sys.exit(3)"]
+    from nnunet_diffrefine.workspace.commands import run_process_group
+
+    result = run_process_group(command, capture_output=True)
+    expected = subprocess.run(command, capture_output=True, text=True)
+    assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        expected.returncode,
+        expected.stdout,
+        expected.stderr,
+    )

@@ -8,7 +8,9 @@ project's trainer folder and the process counts in its environment; a non-zero e
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -29,6 +31,27 @@ def command_path(name: str) -> str:
     """A console script of the running environment, else ``name`` (found on ``PATH``)."""
     candidate = os.path.join(os.path.dirname(sys.executable), name)
     return candidate if os.path.exists(candidate) else name
+
+
+def run_process_group(
+    command: Sequence[str], env: Mapping[str, str] | None = None, capture_output: bool = False
+) -> subprocess.CompletedProcess:
+    """:func:`subprocess.run` (text mode), with the command in a process group of its own that is killed
+    whole when the caller is interrupted (Ctrl-C, or SIGTERM turned into an exit by
+    :func:`~nnunet_diffrefine.workspace.stages.exit_on_sigterm`): a killed ``nnUNetv2_train`` would otherwise
+    leave its data-augmentation workers running."""
+    pipe = subprocess.PIPE if capture_output else None
+    with subprocess.Popen(
+        list(command), env=env, stdout=pipe, stderr=pipe, text=True, start_new_session=True
+    ) as process:
+        try:
+            stdout, stderr = process.communicate()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
+    return subprocess.CompletedProcess(list(command), process.returncode, stdout, stderr)
 
 
 @dataclass(frozen=True)
@@ -72,7 +95,7 @@ class NnUNetCommands:
             environment["nnUNet_n_proc_DA"] = "1"
         if self.echo:
             print("$", " ".join(command), flush=True)
-        result = subprocess.run(command, env=environment, capture_output=self.capture_output, text=True)
+        result = run_process_group(command, environment, self.capture_output)
         if result.returncode != 0:
             output = f":\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}" if self.capture_output else ""
             raise CommandError(f"'{' '.join(command)}' exited with code {result.returncode}{output}")
