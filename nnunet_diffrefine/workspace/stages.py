@@ -32,8 +32,9 @@ class Stage:
 
 def exit_on_sigterm() -> None:
     """Turn SIGTERM (``kill``, ``pkill``) into ``SystemExit(143)`` in the main thread, so that a stage being
-    run is unwound like Ctrl-C: :class:`StageRunner` records the time it ran, and a running subprocess is
-    killed by :func:`subprocess.run` on the way out. (SIGKILL cannot be caught: its sitting is lost.)"""
+    run is unwound like Ctrl-C: :class:`StageRunner` records the time it ran, and a running nnU-Net command
+    is killed with the processes it started (:func:`~nnunet_diffrefine.workspace.commands.run_process_group`).
+    (SIGKILL cannot be caught: its sitting is lost.)"""
 
     def _exit(signum: int, frame: object) -> None:
         sys.exit(128 + signum)
