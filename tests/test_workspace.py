@@ -70,12 +70,12 @@ def test_an_unset_folder_is_one_error_naming_its_variable(tmp_path):
 def test_commands_run_in_the_workspace_environment_and_fail_with_the_command(tmp_path, monkeypatch):
     seen = []
 
-    def fake_run(command, env, capture_output, text):
+    def fake_run(command, env, capture_output):
         seen.append((command, env))
         code = 3 if "nnUNetv2_ensemble" in command[0] else 0
         return subprocess.CompletedProcess(command, code, "out", "err")
 
-    monkeypatch.setattr("nnunet_diffrefine.workspace.commands.subprocess.run", fake_run)
+    monkeypatch.setattr("nnunet_diffrefine.workspace.commands.run_process_group", fake_run)
     folders = NnUNetFolders.under(tmp_path)
     nnunet = NnUNetCommands(
         folders, {"PATH": "/bin", "nnUNet_raw": "/elsewhere"}, num_processes=3, echo=False
