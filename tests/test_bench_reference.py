@@ -180,3 +180,53 @@ def test_a_base_model_trained_over_two_runs_is_paired_with_the_referenced_rows(r
     assert "via" not in first["settings"]["reference"] and "Measured by" not in markdown(first)
     with pytest.raises(InputError, match="epochs: 50 there, 80 here"):
         crossval.results_record(_run(tmp_path / "c", run8, (swin,), epochs=80), "", RUN8)
+
+
+def _chain(record: dict) -> list[str]:
+    """The files of a record's reference chain, top first."""
+    link, files = record["settings"].get("reference"), []
+    while link:
+        files.append(link["file"])
+        link = link.get("via")
+    return files
+
+
+def test_sittings_that_measure_nothing_do_not_lengthen_the_reference_chain(run8, tmp_path, monkeypatch):
+    """Each sitting names its own output as ``--reference``. One that scores a fold adds a link; the
+    sittings after it that only rewrite the file keep the chain at one link more and the page's
+    provenance (which run measured which row) word for word."""
+    from nnunet_diffrefine.benchmark import crossval
+    from nnunet_diffrefine.benchmark.crossval_markdown import markdown
+
+    swin = "Swin-UNETR"
+    mednext = _split(run8, "MedNeXt")
+    own: dict = {}
+    monkeypatch.setattr(crossval, "evaluate_folds", lambda b, row: own.get(row, {}))
+    monkeypatch.setattr("nnunet_diffrefine.benchmark.rows.learning_curves", lambda models, folds: {})
+
+    own[swin] = {0: mednext[0], 1: mednext[1], 2: mednext[2]}
+    records = [crossval.results_record(_run(tmp_path / "s0", run8, (swin,)), "", RUN8)]
+    own.clear()  # later sittings read every row from the previous one's file and score nothing
+    for k in range(1, 5):
+        (tmp_path / f"s{k - 1}.json").write_text(json.dumps(records[-1]))
+        records.append(
+            crossval.results_record(_run(tmp_path / f"s{k}", run8, (swin,)), "", tmp_path / f"s{k - 1}.json")
+        )
+    assert [_chain(r) for r in records] == [
+        [RUN8.name],
+        ["s0.json", RUN8.name],
+        ["s1.json", "s0.json", RUN8.name],  # s1 measured nothing, but it is the file read: kept on top
+        ["s2.json", "s0.json", RUN8.name],  # s1's link dropped: it measured nothing
+        ["s3.json", "s0.json", RUN8.name],
+    ]
+    measured = [
+        line[line.index("Measured by") :]
+        for r in records[1:]
+        for line in markdown(r).splitlines()
+        if "Measured by" in line
+    ]
+    assert len(measured) == 4 and len(set(measured)) == 1
+    assert measured[0].startswith(
+        f"Measured by the run that wrote `s0.json` at {records[0]['commit'][:7]}: {swin}."
+    )
+    assert [r["rows"] for r in records[1:]] == [records[0]["rows"]] * 4

@@ -550,6 +550,26 @@ def _summary(b: CrossValBenchmark, patches: dict, command: str) -> str:
     )
 
 
+def compact_reference_chain(link: dict) -> dict:
+    """``link``'s chain without the sittings that measured nothing (a link whose rows equal the next's).
+
+    A link ``{"file", "commit", "rows", "via"}`` says which rows (and folds) a run read from ``file`` at
+    ``commit``; the run that wrote that file measured its ``rows`` less ``via``'s. A sitting that only
+    rewrote the file adds a link with nothing of its own: dropping it keeps who measured every row and
+    stops the chain from growing by one copy of all rows per sitting. Used on the reference's own chain:
+    the link to the file actually read is added above it and always kept."""
+    if not link.get("via"):
+        return link
+    tail = compact_reference_chain(link["via"])
+    if _sorted_rows(link["rows"]) == _sorted_rows(tail["rows"]):
+        return tail  # the run that wrote ``link``'s file measured nothing: read through to the one before
+    return {**link, "via": tail}
+
+
+def _sorted_rows(rows: dict[str, list[int]]) -> dict[str, list[int]]:
+    return {row: sorted(folds) for row, folds in rows.items()}
+
+
 def results_record(b: CrossValBenchmark, command: str, reference: Path | None = None) -> dict | None:
     """Every finished row scored: the phantom benchmark's JSON fields plus ``data``; ``command`` is the
     command line that reproduces the run. With ``reference`` (an earlier run's results JSON of the same
@@ -598,7 +618,11 @@ def results_record(b: CrossValBenchmark, command: str, reference: Path | None = 
             "commit": ref["commit"],
             "rows": {row: sorted(per_fold) for row, per_fold in extra["scores"].items()},
             # where the reference had read rows from in turn (a chain of sittings keeps its provenance)
-            **({"via": ref["settings"]["reference"]} if ref["settings"].get("reference") else {}),
+            **(
+                {"via": compact_reference_chain(ref["settings"]["reference"])}
+                if ref["settings"].get("reference")
+                else {}
+            ),
         }
     order = [r for r in BASES if r in folds] + [r for r in REFINED if r in folds]
     complete = [r for r in order if set(folds[r]) == set(b.folds)]
